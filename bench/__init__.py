@@ -1,0 +1,1 @@
+"""snnbench harness: CLI, registry, config, runner, run records, tables."""

@@ -1,0 +1,154 @@
+"""The ``bench`` command: ``list``, ``run``, ``tables``.
+
+User mistakes (unknown method or key, missing data, diverged training, Ctrl+C) end with a one-paragraph
+message on stderr and exit status 1, never a traceback; ``SNNBENCH_DEBUG=1`` shows tracebacks for errors
+that are not the user's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from omegaconf import OmegaConf
+from rich.console import Console
+from rich.table import Table
+
+from bench import registry
+from bench.config import CONFIG_DIR
+from bench.errors import BenchError
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _yaml_descriptions(folder: Path) -> list[tuple[str, str]]:
+    rows = []
+    for path in sorted(folder.glob("*.yaml")):
+        description = OmegaConf.load(path).get("description", "")
+        rows.append((path.stem, str(description)))
+    return rows
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    methods = Table(title="Methods (--method)", title_justify="left")
+    methods.add_column("key", style="bold cyan")
+    methods.add_column("description")
+    for key, cls in registry.methods().items():
+        methods.add_row(key, registry.describe(cls))
+    console.print(methods)
+
+    datasets = Table(title="Datasets (--dataset)", title_justify="left")
+    for column in ("key", "kind", "input (C,H,W)", "classes", "size", "embedded", "description"):
+        datasets.add_column(column, style="bold cyan" if column == "key" else None)
+    for key, cls in registry.datasets().items():
+        shape = "x".join(str(s) for s in cls.input_shape)
+        kind = cls.kind + (f" ({cls.frames} frames)" if cls.frames else "")
+        embedded = "yes" if cls.embedded else "no (download)"
+        datasets.add_row(key, kind, shape, str(cls.num_classes), cls.sizes, embedded, registry.describe(cls))
+    console.print(datasets)
+
+    for title, folder in (("Sweeps", "sweeps"), ("Energy cost tables", "energy")):
+        table = Table(title=f"{title} (configs/{folder}/)", title_justify="left")
+        table.add_column("name", style="bold cyan")
+        table.add_column("description")
+        rows = _yaml_descriptions(CONFIG_DIR / folder)
+        for name, description in rows:
+            table.add_row(name, description)
+        if not rows:
+            table.add_row("-", "none yet")
+        console.print(table)
+    return 0
+
+
+def _summary_table(record: dict) -> Table:
+    table = Table(title=f"{record['method']} on {record['dataset']} (seed {record['seed']})")
+    table.add_column("metric", style="cyan")
+    table.add_column("value", justify="right")
+    for key, value in record["metrics"].items():
+        if isinstance(value, float):
+            text = f"{value * 100:.2f} %" if key.endswith("_acc") else f"{value:.4g}"
+        else:
+            text = f"{value:,}" if isinstance(value, int) else str(value)
+        table.add_row(key, text)
+    table.add_row("wall time", f"{record['wall_time_s']:.1f} s")
+    table.add_row("device", str(record["device"]))
+    return table
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from bench.runner import quiet_lightning, run
+
+    quiet_lightning()
+    result = run(args.method, args.dataset, args.overrides, seed=args.seed)
+    console.print(_summary_table(result.record))
+    console.print(f"Run record: [bold]{result.path}[/]")
+    return 0
+
+
+def cmd_tables(args: argparse.Namespace) -> int:
+    from bench.tables import regenerate
+
+    results = args.results or os.environ.get("SNNBENCH_RESULTS", "results")
+    for path in regenerate(results):
+        console.print(f"wrote {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bench", description="Benchmark low-latency spiking neural networks."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p_list = sub.add_parser("list", help="methods, datasets, sweeps and energy cost tables")
+    p_list.set_defaults(func=cmd_list)
+
+    p_run = sub.add_parser(
+        "run",
+        help="train, validate and test one method on one dataset",
+        description="Train, validate and test one method on one dataset, then write its run record. "
+        "Extra key=value arguments override the config (e.g. method.time_steps=4 "
+        "trainer.max_epochs=5 data.batch_size=64).",
+    )
+    p_run.add_argument("--method", required=True, help="method key (see `bench list`)")
+    p_run.add_argument("--dataset", required=True, help="dataset key (see `bench list`)")
+    p_run.add_argument("--seed", type=int, default=None, help="random seed (default: config `seed`)")
+    p_run.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
+    p_run.set_defaults(func=cmd_run)
+
+    p_tables = sub.add_parser("tables", help="rebuild results tables and plots from the run records")
+    p_tables.add_argument(
+        "--results", default=None, help="results directory (default: $SNNBENCH_RESULTS or results)"
+    )
+    p_tables.set_defaults(func=cmd_tables)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except BenchError as error:
+        notes = " ".join(getattr(error, "__notes__", []))
+        err_console.print(f"[bold red]error:[/] {error} {notes}".rstrip(), highlight=False)
+        return 1
+    except KeyboardInterrupt:
+        err_console.print("[bold red]interrupted.[/]")
+        return 130
+    except Exception as error:
+        if os.environ.get("SNNBENCH_DEBUG"):
+            raise
+        notes = " ".join(getattr(error, "__notes__", []))
+        err_console.print(
+            f"[bold red]error:[/] {type(error).__name__}: {error} {notes} "
+            "This looks like a bug in snnbench; set SNNBENCH_DEBUG=1 to see the traceback.",
+            highlight=False,
+        )
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

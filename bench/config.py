@@ -1,0 +1,179 @@
+"""Configuration: OmegaConf files merged in a fixed order, then checked against the classes that receive them.
+
+Merge order (later wins): ``configs/defaults.yaml`` -> ``configs/datasets/<dataset>.yaml`` ->
+``configs/methods/<method>.yaml`` -> that file's ``datasets.<dataset>`` block -> command-line
+``key=value`` overrides. Every key is checked before anything trains: ``method.*`` against the method's
+constructor, ``data.*`` against the DataModule's, ``trainer.*`` against Lightning's ``Trainer``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import os
+from pathlib import Path
+
+import pytorch_lightning as pl
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from bench.errors import ConfigError
+from bench.registry import get_dataset, get_method
+
+CONFIG_DIR = Path(os.environ.get("SNNBENCH_CONFIGS", Path(__file__).resolve().parents[1] / "configs"))
+
+#: Facts the runner takes from the DataModule and passes to the method; never set in configs.
+DATASET_FACTS = ("num_classes", "input_shape", "kind")
+#: Trainer arguments the runner owns.
+RUNNER_OWNED_TRAINER_KEYS = ("callbacks", "logger", "default_root_dir")
+LOGGERS = ("csv", "wandb", "none")
+TOP_LEVEL_KEYS = ("seed", "logger", "paths", "method", "data", "trainer")
+#: Keys that locate files rather than define the experiment: left out of the run id.
+PATH_KEYS = ("paths", "data.root")
+
+
+def _read_yaml(path: Path) -> DictConfig:
+    try:
+        cfg = OmegaConf.load(path)
+    except (OSError, OmegaConfBaseException, ValueError) as error:
+        raise ConfigError(f"Could not read config file {path}: {error}") from error
+    if not isinstance(cfg, DictConfig):
+        raise ConfigError(f"Config file {path} must hold a mapping of keys, not {type(cfg).__name__}.")
+    return cfg
+
+
+def parse_overrides(overrides: list[str]) -> DictConfig:
+    """``["method.lr=0.01", "trainer.max_epochs=3"]`` -> a nested config (values parsed as YAML)."""
+    bad = [item for item in overrides if "=" not in item or item.startswith("=")]
+    if bad:
+        raise ConfigError(
+            f"Could not parse override(s) {', '.join(bad)}: write them as key=value, e.g. "
+            "method.time_steps=4 trainer.max_epochs=10."
+        )
+    try:
+        return OmegaConf.from_dotlist(list(overrides))
+    except OmegaConfBaseException as error:
+        raise ConfigError(f"Could not parse overrides {overrides}: {error}") from error
+
+
+def constructor_keys(cls: type) -> dict[str, inspect.Parameter]:
+    """Named constructor parameters of ``cls``, following ``**kwargs`` up the class hierarchy."""
+    keys: dict[str, inspect.Parameter] = {}
+    for klass in cls.__mro__:
+        if "__init__" not in vars(klass):
+            continue
+        params = inspect.signature(klass.__init__).parameters
+        for name, param in params.items():
+            if name != "self" and param.kind not in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+                keys.setdefault(name, param)
+        if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            break
+    return keys
+
+
+def _check_type(where: str, value, default) -> None:
+    """Reject a value whose type cannot stand for the constructor default's (e.g. lr='fast')."""
+    if default is inspect.Parameter.empty or default is None or value is None:
+        return
+    expected = type(default)
+    if expected is bool:
+        ok = isinstance(value, bool)
+    elif expected is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif expected is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+    elif expected in (tuple, list):
+        ok = isinstance(value, list | tuple | ListConfig)
+    elif expected is str:
+        ok = isinstance(value, str)
+    else:
+        return
+    if not ok:
+        raise ConfigError(
+            f"{where}={value!r} has the wrong type: expected {expected.__name__} "
+            f"(the default is {default!r})."
+        )
+
+
+def _check_group(group: str, values: DictConfig, target: type, exclude=(), check_types: bool = True) -> None:
+    valid = {k: p for k, p in constructor_keys(target).items() if k not in exclude}
+    for key, value in values.items():
+        if key in exclude:
+            raise ConfigError(
+                f"{group}.{key} cannot be set in a config: "
+                + (
+                    "the runner takes it from the dataset."
+                    if group == "method"
+                    else "the runner sets it (use the top-level `logger` key for loggers)."
+                )
+            )
+        if key not in valid:
+            raise ConfigError(
+                f"Unknown key {group}.{key} for {target.__name__}. Valid {group} keys: "
+                f"{', '.join(sorted(valid))}."
+            )
+        if check_types:
+            _check_type(f"{group}.{key}", value, valid[key].default)
+    for name, param in valid.items():
+        if param.default is inspect.Parameter.empty and name not in values:
+            raise ConfigError(f"{group}.{name} is required by {target.__name__} but not set.")
+
+
+def validate(cfg: DictConfig, method_cls: type, dataset_cls: type) -> None:
+    """Check every key against the class that receives it; raise :class:`ConfigError` naming valid keys."""
+    unknown = set(cfg) - set(TOP_LEVEL_KEYS)
+    if unknown:
+        raise ConfigError(
+            f"Unknown top-level config key(s) {', '.join(sorted(unknown))}. Valid top-level keys: "
+            f"{', '.join(TOP_LEVEL_KEYS)}."
+        )
+    if cfg.logger not in LOGGERS:
+        raise ConfigError(f"logger={cfg.logger!r} is not supported; use one of {', '.join(LOGGERS)}.")
+    if not isinstance(cfg.seed, int) or isinstance(cfg.seed, bool):
+        raise ConfigError(f"seed must be an integer, got {cfg.seed!r}.")
+    _check_group("method", cfg.method, method_cls, exclude=DATASET_FACTS)
+    _check_group("data", cfg.data, dataset_cls)
+    # Trainer arguments take unions (devices: int | str | list): Lightning checks their values itself.
+    _check_group("trainer", cfg.trainer, pl.Trainer, exclude=RUNNER_OWNED_TRAINER_KEYS, check_types=False)
+    if set(cfg.paths) != {"results", "logs"}:
+        raise ConfigError(f"paths must hold exactly `results` and `logs`, got {sorted(cfg.paths)}.")
+
+
+def load_config(
+    method: str,
+    dataset: str,
+    overrides: list[str] | tuple[str, ...] = (),
+    config_dir: Path = CONFIG_DIR,
+) -> DictConfig:
+    """The resolved, validated config of one run (see the module docstring for the merge order)."""
+    method_cls, dataset_cls = get_method(method), get_dataset(dataset)
+    layers = [_read_yaml(config_dir / "defaults.yaml")]
+    for path in (config_dir / "datasets" / f"{dataset}.yaml", config_dir / "methods" / f"{method}.yaml"):
+        if path.exists():
+            layer = _read_yaml(path)
+            per_dataset = layer.pop("datasets", None) or {}
+            layers.append(layer)
+            if dataset in per_dataset:
+                layers.append(per_dataset[dataset])
+    layers.append(parse_overrides(list(overrides)))
+    try:
+        cfg = OmegaConf.merge(*layers)
+        OmegaConf.resolve(cfg)
+    except OmegaConfBaseException as error:
+        raise ConfigError(f"Could not merge the config for {method} on {dataset}: {error}") from error
+    validate(cfg, method_cls, dataset_cls)
+    return cfg
+
+
+def run_id(method: str, dataset: str, cfg: DictConfig) -> str:
+    """A short hash of what defines the run: method, dataset and the resolved config minus paths."""
+    identity = OmegaConf.to_container(cfg, resolve=True)
+    for dotted in PATH_KEYS:
+        *parents, leaf = dotted.split(".")
+        node = identity
+        for parent in parents:
+            node = node.get(parent, {})
+        node.pop(leaf, None)
+    blob = json.dumps({"method": method, "dataset": dataset, "config": identity}, sort_keys=True)
+    return f"{method}-{dataset}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"

@@ -1,0 +1,110 @@
+"""Run records: one JSON file per run in ``<results>/runs/<run_id>.json``, written atomically.
+
+Tables and plots are computed from these files only. A record is written to a temporary file in the same
+directory and renamed over the target, so a crash mid-write never leaves a partial record, and a failed
+re-run never replaces a record that says ``ok``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import tempfile
+from importlib import metadata
+from pathlib import Path
+
+import torch
+
+from bench.errors import BenchError
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+VERSIONED_PACKAGES = (
+    "snnbench",
+    "torch",
+    "torchvision",
+    "pytorch-lightning",
+    "torchmetrics",
+    "spikingjelly",
+    "omegaconf",
+    "numpy",
+)
+
+
+def runs_dir(results_dir: str | Path) -> Path:
+    return Path(results_dir) / "runs"
+
+
+def git_state(root: Path = PROJECT_ROOT) -> dict:
+    """Commit of the checkout the code runs from, and whether tracked files differ from it."""
+
+    def git(*args: str) -> str | None:
+        try:
+            out = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return out.stdout.strip() if out.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no") if commit else None
+    return {"commit": commit, "dirty": bool(status) if status is not None else None}
+
+
+def package_versions() -> dict[str, str | None]:
+    versions: dict[str, str | None] = {"python": platform.python_version()}
+    for name in VERSIONED_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"cuda: {torch.cuda.get_device_name(device)}"
+    return f"{device.type}: {platform.processor() or platform.machine()} ({os.cpu_count()} cores)"
+
+
+def read_record(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise BenchError(
+            f"Run record {path} is unreadable ({error}). Records are written atomically, so this file "
+            "was changed by something else: delete it and re-run that cell."
+        ) from error
+
+
+def write_record(record: dict, results_dir: str | Path) -> Path:
+    """Write ``record`` atomically to ``<results>/runs/<run_id>.json`` and return its path.
+
+    A ``failed`` record never replaces an existing ``ok`` one with the same run id.
+    """
+    directory = runs_dir(results_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    target = directory / f"{record['run_id']}.json"
+    if record["status"] != "ok" and target.exists():
+        try:
+            if json.loads(target.read_text()).get("status") == "ok":
+                return target
+        except (OSError, json.JSONDecodeError):
+            pass
+    fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=f".{record['run_id']}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(record, handle, indent=2, sort_keys=True, allow_nan=False)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, target)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    return target
+
+
+def load_records(results_dir: str | Path) -> list[dict]:
+    """All records under ``<results>/runs/``, sorted by file name."""
+    return [read_record(p) for p in sorted(runs_dir(results_dir).glob("*.json"))]

@@ -1,0 +1,1 @@
+"""Dataset plugins: one module per dataset family, each registering LightningDataModules."""

@@ -1,0 +1,94 @@
+"""Shared DataModule plumbing.
+
+Every DataModule publishes the facts the runner hands to methods -- ``num_classes``, ``input_shape``
+``(C, H, W)``, ``kind`` (``"static"`` or ``"event"``) and, for event data, ``frames`` -- as soon as it is
+constructed, without touching the disk, so tests and ``bench list`` can read them cheaply.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+
+def default_data_root() -> Path:
+    """``$SNNBENCH_DATA``, else ``~/.cache/snnbench``."""
+    return Path(os.environ.get("SNNBENCH_DATA", "~/.cache/snnbench")).expanduser()
+
+
+def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices ``(keep, held_out)`` with ``round(fraction * n_c)`` of every class ``c`` held out.
+
+    The permutation depends only on ``seed`` (not on the run's seed), so a split is fixed for good.
+    """
+    rng = np.random.default_rng(seed)
+    keep, held_out = [], []
+    for c in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        n_out = int(round(fraction * len(idx)))
+        held_out.append(idx[:n_out])
+        keep.append(idx[n_out:])
+    return np.sort(np.concatenate(keep)), np.sort(np.concatenate(held_out))
+
+
+class TensorImageDataset(Dataset):
+    """In-memory uint8 images ``[N, C, H, W]`` + labels, with an optional per-sample transform."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, transform=None):
+        self.images, self.labels, self.transform = images, labels, transform
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        image = self.images[i]
+        if self.transform is not None:
+            image = self.transform(image)
+        return image, self.labels[i]
+
+
+class BenchDataModule(pl.LightningDataModule):
+    """Base of all DataModules: loaders over ``train_set`` / ``val_set`` / ``test_set`` made in ``setup``."""
+
+    num_classes: int
+    input_shape: tuple[int, int, int]
+    kind: str = "static"
+    frames: int | None = None
+    embedded: bool = False
+    sizes: str = ""  # human-readable split sizes for `bench list`
+
+    def __init__(self, root: str | None = None, batch_size: int = 128, num_workers: int = 0):
+        super().__init__()
+        self.root = Path(root).expanduser() if root else default_data_root()
+        self.batch_size = int(batch_size)
+        self.num_workers = int(num_workers)
+        self.train_set = self.val_set = self.test_set = None
+
+    @property
+    def data_dir(self) -> Path:
+        """``<root>/<key>/``: where this dataset lives on disk."""
+        return self.root / self.registry_key
+
+    def _loader(self, dataset, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            pin_memory=torch.cuda.is_available(),
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_set, shuffle=False)

@@ -1,0 +1,143 @@
+"""The base LightningModule every method plugs into.
+
+A method is built from the dataset facts the runner passes in (``num_classes``, ``input_shape``, ``kind``)
+plus ``time_steps`` and its own hyper-parameters. Inside, SNN tensors are time-first ``[T, B, ...]``
+(spikingjelly's multi-step convention). The base class owns what every method needs done the same way:
+input encoding, readout, loss, optimiser + cosine schedule, accuracy, the per-batch neuron reset, the
+NaN-loss guard, and the declaration of spiking and synaptic layers that the metrics callback reads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from spikingjelly.activation_based import functional
+from spikingjelly.activation_based.neuron import BaseNode
+from torch import nn
+from torchmetrics.classification import MulticlassAccuracy
+
+from bench.errors import ConfigError, TrainingError
+
+OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
+SCHEDULERS = ("cosine", "none")
+KINDS = ("static", "event")
+SYNAPTIC_TYPES = (nn.Conv1d, nn.Conv2d, nn.Linear)
+
+
+@dataclass(frozen=True)
+class SynapticLayer:
+    """A layer whose weights multiply its input (conv/linear) and how many bits each weight takes."""
+
+    module: nn.Module
+    weight_bits: int = 32
+
+
+class BenchMethod(pl.LightningModule):
+    """Base class of all methods (not registered itself)."""
+
+    def __init__(
+        self,
+        num_classes: int,
+        input_shape: tuple[int, int, int],
+        kind: str = "static",
+        time_steps: int = 1,
+        lr: float = 1e-3,
+        optimizer: str = "adam",
+        weight_decay: float = 0.0,
+        momentum: float = 0.9,
+        scheduler: str = "cosine",
+    ):
+        super().__init__()
+        if kind not in KINDS:
+            raise ConfigError(f"kind must be one of {KINDS}, got {kind!r}.")
+        if optimizer not in OPTIMIZERS:
+            raise ConfigError(
+                f"method.optimizer={optimizer!r} is not supported; use one of {sorted(OPTIMIZERS)}."
+            )
+        if scheduler not in SCHEDULERS:
+            raise ConfigError(f"method.scheduler={scheduler!r} is not supported; use {SCHEDULERS}.")
+        if int(time_steps) < 1:
+            raise ConfigError(f"method.time_steps must be >= 1, got {time_steps}.")
+        self.save_hyperparameters()
+        self.num_classes = int(num_classes)
+        self.input_shape = tuple(int(s) for s in input_shape)
+        self.kind = kind
+        self.time_steps = int(time_steps)
+        self.train_acc = MulticlassAccuracy(num_classes=self.num_classes, average="micro")
+        self.val_acc = MulticlassAccuracy(num_classes=self.num_classes, average="micro")
+        self.test_acc = MulticlassAccuracy(num_classes=self.num_classes, average="micro")
+
+    # --- what a method overrides -------------------------------------------------------------------
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Batch -> time-first input ``[T, B, C, H, W]``.
+
+        Static images use direct encoding (the analog image at every one of the T steps); event batches
+        ``[B, T, C, H, W]`` are already frames and are only transposed.
+        """
+        if self.kind == "event":
+            return x.transpose(0, 1).contiguous()
+        return x.unsqueeze(0).expand(self.time_steps, *x.shape)
+
+    def readout(self, output_seq: torch.Tensor) -> torch.Tensor:
+        """Network output ``[T, B, classes]`` -> logits ``[B, classes]``: the mean over time."""
+        return output_seq.mean(0)
+
+    def compute_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits, target)
+
+    def spiking_layers(self) -> dict[str, nn.Module]:
+        """Modules whose outputs are spikes; default: every spikingjelly neuron."""
+        return {name: m for name, m in self.named_modules() if isinstance(m, BaseNode)}
+
+    def synaptic_layers(self) -> dict[str, SynapticLayer]:
+        """Conv/linear layers with their weight bit widths; override to declare binarised layers."""
+        return {name: SynapticLayer(m) for name, m in self.named_modules() if isinstance(m, SYNAPTIC_TYPES)}
+
+    # --- shared machinery --------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Every forward starts from resting neurons: no state leaks between batches, whatever calls us.
+        # Only `self.net` (which holds every stateful module): reset_net calls `reset()` on anything
+        # that has one, and torchmetrics' accuracy objects do.
+        functional.reset_net(self.net)
+        return self.readout(self.net(self.encode(x)))
+
+    def _step(self, batch, stage: str) -> torch.Tensor:
+        x, y = batch
+        logits = self(x)
+        loss = self.compute_loss(logits, y)
+        accuracy = getattr(self, f"{stage}_acc")
+        accuracy(logits, y)
+        self.log(f"{stage}/loss", loss, prog_bar=True, on_step=stage == "train", on_epoch=True)
+        self.log(f"{stage}/acc", accuracy, prog_bar=True, on_step=False, on_epoch=True)
+        return loss
+
+    def training_step(self, batch, batch_idx):
+        loss = self._step(batch, "train")
+        if not torch.isfinite(loss):
+            raise TrainingError(
+                f"The training loss became {loss.item()} at epoch {self.current_epoch}, batch "
+                f"{batch_idx} ({type(self).__name__}, lr={self.hparams.lr}). Training diverged: lower "
+                "method.lr, or use trainer.precision=32-true if you trained in reduced precision."
+            )
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        self._step(batch, "val")
+
+    def test_step(self, batch, batch_idx):
+        self._step(batch, "test")
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        kwargs = {"lr": hp.lr, "weight_decay": hp.weight_decay}
+        if hp.optimizer == "sgd":
+            kwargs["momentum"] = hp.momentum
+        optimizer = OPTIMIZERS[hp.optimizer](self.parameters(), **kwargs)
+        if hp.scheduler == "none":
+            return optimizer
+        steps = max(1, int(self.trainer.estimated_stepping_batches))
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}

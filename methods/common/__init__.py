@@ -1,0 +1,1 @@
+"""Spiking building blocks shared by several methods (networks, neurons, encoders, surrogates)."""

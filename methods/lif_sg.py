@@ -1,0 +1,59 @@
+"""``lif_sg``: the plain spiking baseline: LIF neurons trained by surrogate-gradient BPTT.
+
+The topology of the ``ann`` baseline with spikingjelly ``LIFNode`` (multi-step) in place of ReLU; direct
+input encoding (the analog image is fed to the first conv at every time step, so layer 1 costs MACs and
+all later layers ACs); readout = mean over T of the last linear layer's output; cross-entropy loss.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from spikingjelly.activation_based import neuron, surrogate
+
+from bench.errors import ConfigError
+from bench.registry import register_method
+from methods.base import BenchMethod
+from methods.common.networks import conv_net
+
+SURROGATES = {"atan": surrogate.ATan, "sigmoid": surrogate.Sigmoid, "erf": surrogate.Erf}
+
+
+@register_method("lif_sg")
+class LIFSurrogateGradient(BenchMethod):
+    """LIF SNN (spikingjelly), surrogate-gradient BPTT, direct encoding; ann's topology."""
+
+    def __init__(
+        self,
+        num_classes: int,
+        input_shape: Sequence[int],
+        kind: str = "static",
+        time_steps: int = 4,
+        channels: Sequence[int] = (32, 64),
+        hidden: int = 256,
+        dropout: float = 0.0,
+        tau: float = 2.0,
+        v_threshold: float = 1.0,
+        hard_reset: bool = True,
+        surrogate_function: str = "atan",
+        detach_reset: bool = True,
+        **optim,
+    ):
+        super().__init__(num_classes, input_shape, kind, time_steps, **optim)
+        if surrogate_function not in SURROGATES:
+            raise ConfigError(
+                f"method.surrogate_function={surrogate_function!r} is not supported; "
+                f"use one of {sorted(SURROGATES)}."
+            )
+
+        def make_neuron():
+            return neuron.LIFNode(
+                tau=float(tau),
+                v_threshold=float(v_threshold),
+                v_reset=0.0 if hard_reset else None,
+                surrogate_function=SURROGATES[surrogate_function](),
+                detach_reset=detach_reset,
+                step_mode="m",
+            )
+
+        self.net = conv_net(input_shape, num_classes, make_neuron, tuple(channels), hidden, dropout=dropout)

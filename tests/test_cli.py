@@ -1,0 +1,46 @@
+"""The `bench` command as a user meets it: a subprocess, its exit status and what it prints."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+
+def bench(*args, env_dir):
+    env = {
+        **os.environ,
+        "SNNBENCH_RESULTS": str(env_dir / "results"),
+        "SNNBENCH_LOGS": str(env_dir / "logs"),
+        "SNNBENCH_DATA": str(env_dir / "data"),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "bench.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+
+
+def test_misspelt_method_names_the_close_match_without_traceback(tmp_path):
+    out = bench("run", "--method", "lif_sgg", "--dataset", "mnist5k", env_dir=tmp_path)
+    assert out.returncode == 1
+    assert "Did you mean 'lif_sg'" in out.stderr
+    assert "Traceback" not in out.stderr + out.stdout
+    assert not (tmp_path / "results").exists()  # nothing ran, nothing recorded
+
+
+def test_misspelt_config_key_names_the_valid_keys_without_traceback(tmp_path):
+    out = bench("run", "--method", "lif_sg", "--dataset", "mnist5k", "method.time_step=4", env_dir=tmp_path)
+    assert out.returncode == 1
+    message = " ".join(out.stderr.split())  # rich wraps long lines
+    assert "Unknown key method.time_step" in message and "time_steps" in message
+    assert "Traceback" not in out.stderr + out.stdout
+
+
+def test_list_shows_methods_datasets_sweeps_and_cost_tables(tmp_path):
+    out = bench("list", env_dir=tmp_path)
+    assert out.returncode == 0, out.stderr
+    for text in ("ann", "lif_sg", "mnist5k", "1x28x28", "Sweeps", "Energy cost tables"):
+        assert text in out.stdout

@@ -1,0 +1,93 @@
+"""Registry-driven: every registered method on a tiny batch shaped like every registered dataset."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from spikingjelly.activation_based.base import MemoryModule
+
+from bench import registry
+from bench.config import load_config
+from bench.errors import TrainingError
+from bench.runner import build
+
+PAIRS = [(m, d) for m in registry.methods() for d in registry.datasets()]
+
+
+def tiny_batch(datamodule, batch_size: int = 3, seed: int = 0):
+    generator = torch.Generator().manual_seed(seed)
+    if datamodule.kind == "event":
+        shape = (batch_size, datamodule.frames, *datamodule.input_shape)
+        x = torch.randint(0, 3, shape, generator=generator).float()
+    else:
+        x = torch.randn(batch_size, *datamodule.input_shape, generator=generator)
+    y = torch.randint(0, datamodule.num_classes, (batch_size,), generator=generator)
+    return x, y
+
+
+@pytest.fixture(params=PAIRS, ids=[f"{m}-{d}" for m, d in PAIRS])
+def built(request, workdir):
+    method, dataset = request.param
+    cfg = load_config(method, dataset)
+    torch.manual_seed(0)
+    datamodule, model = build(cfg, method, dataset)
+    return datamodule, model
+
+
+def test_forward_backward_gives_finite_loss_and_gradients(built):
+    datamodule, model = built
+    x, y = tiny_batch(datamodule)
+    logits = model(x)
+    assert logits.shape == (len(y), datamodule.num_classes)
+    loss = model.compute_loss(logits, y)
+    assert torch.isfinite(loss)
+    loss.backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    assert any(g.abs().sum() > 0 for g in grads)
+
+
+def neuron_states(model) -> list[torch.Tensor]:
+    """Every tensor memory (membrane potentials, traces) of every stateful module, in order."""
+    return [
+        value.clone()
+        for module in model.modules()
+        if isinstance(module, MemoryModule)
+        for value in module._memories.values()
+        if isinstance(value, torch.Tensor)
+    ]
+
+
+def test_neuron_state_does_not_leak_between_batches(built):
+    datamodule, model = built
+    model.eval()
+    first, second = (tiny_batch(datamodule, seed=s)[0] for s in (1, 2))
+    with torch.no_grad():
+        fresh = model(second)
+        fresh_states = neuron_states(model)
+        model(first)
+        torch.testing.assert_close(model(second), fresh, rtol=0, atol=0)
+        for state, expected in zip(neuron_states(model), fresh_states, strict=True):
+            torch.testing.assert_close(state, expected, rtol=0, atol=0)
+        if model.spiking_layers():
+            # The state is real: skipping the base class's reset leaves a different membrane.
+            model(first)
+            model.net(model.encode(second))
+            leaked = neuron_states(model)
+            assert any(not torch.equal(a, b) for a, b in zip(leaked, fresh_states, strict=True))
+
+
+def test_declares_its_synaptic_layers_with_bit_widths(built):
+    _, model = built
+    layers = model.synaptic_layers()
+    assert layers and all(layer.weight_bits in (1, 2, 4, 8, 16, 32) for layer in layers.values())
+
+
+def test_non_finite_loss_stops_training_with_a_clear_error(workdir):
+    cfg = load_config("lif_sg", "mnist5k")
+    _, model = build(cfg, "lif_sg", "mnist5k")
+    with torch.no_grad():  # weights that diverged
+        model.net[-1].weight.fill_(float("inf"))
+    x = torch.rand(2, 1, 28, 28)
+    with pytest.raises(TrainingError, match="lower method.lr"):
+        model.training_step((x, torch.tensor([0, 1])), 0)

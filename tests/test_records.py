@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bench import records
+
+
+def record(status="ok", **extra):
+    return {"run_id": "m-d-abc", "status": status, "metrics": {"test_acc": 0.9}, **extra}
+
+
+def test_write_is_atomic_when_the_process_dies_mid_write(tmp_path, monkeypatch):
+    path = records.write_record(record(note="first"), tmp_path)
+
+    def dump_half_then_crash(obj, handle, **kwargs):
+        handle.write('{"run_id": "m-d-abc", "sta')
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(records.json, "dump", dump_half_then_crash)
+    with pytest.raises(KeyboardInterrupt):
+        records.write_record(record(note="second"), tmp_path)
+    assert json.loads(path.read_text())["note"] == "first"  # the old record is intact
+    assert sorted(p.name for p in path.parent.iterdir()) == ["m-d-abc.json"]  # no temp file left
+
+
+def test_first_write_crash_leaves_no_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(records.os, "replace", lambda *a: (_ for _ in ()).throw(OSError("disk")))
+    with pytest.raises(OSError):
+        records.write_record(record(), tmp_path)
+    assert list((tmp_path / "runs").iterdir()) == []
+
+
+def test_failed_rerun_never_replaces_an_ok_record(tmp_path):
+    path = records.write_record(record(), tmp_path)
+    assert records.write_record(record("failed", error="boom"), tmp_path) == path
+    assert json.loads(path.read_text())["status"] == "ok"
+    records.write_record(record(note="newer"), tmp_path)
+    assert json.loads(path.read_text())["note"] == "newer"
+
+
+def test_nan_metrics_are_refused_not_written(tmp_path):
+    with pytest.raises(ValueError):
+        records.write_record({**record(), "metrics": {"test_acc": float("nan")}}, tmp_path)
+    assert list((tmp_path / "runs").iterdir()) == []
