@@ -41,7 +41,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     console.print(methods)
 
     datasets = Table(title="Datasets (--dataset)", title_justify="left")
-    for column in ("key", "kind", "input (C,H,W)", "classes", "size", "embedded", "description"):
+    for column in ("key", "kind", "input C,H,W", "classes", "train / val / test", "embedded", "description"):
         datasets.add_column(column, style="bold cyan" if column == "key" else None)
     for key, cls in registry.datasets().items():
         shape = "x".join(str(s) for s in cls.input_shape)

