@@ -16,8 +16,7 @@ from omegaconf import OmegaConf
 from rich.console import Console
 from rich.table import Table
 
-from bench import registry
-from bench.config import CONFIG_DIR
+from bench import CONFIG_DIR, registry
 from bench.errors import BenchError
 
 console = Console()

@@ -11,24 +11,23 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
-import os
 from pathlib import Path
 
 import pytorch_lightning as pl
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from bench import CONFIG_DIR
 from bench.errors import ConfigError
+from bench.metrics import EnergyMetrics
 from bench.registry import get_dataset, get_method
-
-CONFIG_DIR = Path(os.environ.get("SNNBENCH_CONFIGS", Path(__file__).resolve().parents[1] / "configs"))
 
 #: Facts the runner takes from the DataModule and passes to the method; never set in configs.
 DATASET_FACTS = ("num_classes", "input_shape", "kind")
 #: Trainer arguments the runner owns.
 RUNNER_OWNED_TRAINER_KEYS = ("callbacks", "logger", "default_root_dir")
 LOGGERS = ("csv", "wandb", "none")
-TOP_LEVEL_KEYS = ("seed", "logger", "paths", "method", "data", "trainer")
+TOP_LEVEL_KEYS = ("seed", "logger", "paths", "method", "data", "trainer", "metrics")
 #: Keys that locate files rather than define the experiment: left out of the run id.
 PATH_KEYS = ("paths", "data.root")
 
@@ -134,6 +133,7 @@ def validate(cfg: DictConfig, method_cls: type, dataset_cls: type) -> None:
         raise ConfigError(f"seed must be an integer, got {cfg.seed!r}.")
     _check_group("method", cfg.method, method_cls, exclude=DATASET_FACTS)
     _check_group("data", cfg.data, dataset_cls)
+    _check_group("metrics", cfg.metrics, EnergyMetrics)
     # Trainer arguments take unions (devices: int | str | list): Lightning checks their values itself.
     _check_group("trainer", cfg.trainer, pl.Trainer, exclude=RUNNER_OWNED_TRAINER_KEYS, check_types=False)
     if set(cfg.paths) != {"results", "logs"}:

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import torch
 
+from bench import PROJECT_ROOT
 from bench.errors import BenchError
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
 VERSIONED_PACKAGES = (
     "snnbench",
     "torch",

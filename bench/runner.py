@@ -16,10 +16,12 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import RichProgressBar
 from pytorch_lightning.loggers import CSVLogger, WandbLogger
+from pytorch_lightning.utilities import rank_zero_only
 
 from bench import config as config_mod
 from bench.errors import BenchError, ConfigError, TrainingError
-from bench.records import device_name, git_state, package_versions, write_record
+from bench.metrics import EnergyMetrics
+from bench.records import device_name, git_state, package_versions, runs_dir, write_record
 from bench.registry import get_dataset, get_method
 
 
@@ -78,7 +80,6 @@ def _collect_metrics(trainer: pl.Trainer, model: pl.LightningModule, after_fit: 
         "test_acc": logged["test/acc"],
         "test_loss": logged["test/loss"],
         "val_acc": after_fit.get("val/acc"),
-        "time_steps": model.time_steps,
         "params": sum(p.numel() for p in model.parameters()),
         "epochs": trainer.current_epoch,
     }
@@ -117,27 +118,37 @@ def run(
     try:
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
         datamodule, model = build(cfg, method, dataset)
-        trainer = build_trainer(cfg, method, dataset, rid)
+        energy = EnergyMetrics(**_to_kwargs(cfg.metrics))
+        trainer = build_trainer(cfg, method, dataset, rid, callbacks=[energy])
         trainer.fit(model, datamodule=datamodule)
         if trainer.interrupted:
             raise TrainingError("Training was interrupted before it finished; nothing was tested.")
         after_fit = _logged(trainer)
         trainer.test(model, datamodule=datamodule, verbose=False)
         record["device"] = device_name(trainer.strategy.root_device)
-        record["metrics"] = _collect_metrics(trainer, model, after_fit)
+        record["metrics"] = {**_collect_metrics(trainer, model, after_fit), **energy.summary}
+        record["layers"] = energy.layers
         record["status"] = "ok"
     except BaseException as error:
         record["status"] = "failed"
         record["error"] = describe_error(error)
         record["wall_time_s"] = round(time.perf_counter() - start, 3)
-        path = write_record(record, cfg.paths.results)
+        path = _write(record, cfg)
         if isinstance(error, KeyboardInterrupt | SystemExit):
             # Lightning turns Ctrl+C into SystemExit after its own shutdown; say what happened.
             error = TrainingError(record["error"])
         error.add_note(f"The failed run is recorded in {path}.")
         raise error from None
     record["wall_time_s"] = round(time.perf_counter() - start, 3)
-    return RunResult(record, write_record(record, cfg.paths.results))
+    return RunResult(record, _write(record, cfg))
+
+
+def _write(record: dict, cfg: DictConfig) -> Path:
+    """Only the global-rank-0 process writes the record (DDP launches one process per device)."""
+    path = runs_dir(cfg.paths.results) / f"{record['run_id']}.json"
+    if rank_zero_only.rank == 0:
+        path = write_record(record, cfg.paths.results)
+    return path
 
 
 def describe_error(error: BaseException) -> str:

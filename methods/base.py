@@ -29,10 +29,11 @@ SYNAPTIC_TYPES = (nn.Conv1d, nn.Conv2d, nn.Linear)
 
 @dataclass(frozen=True)
 class SynapticLayer:
-    """A layer whose weights multiply its input (conv/linear) and how many bits each weight takes."""
+    """A layer whose weights multiply its input (conv/linear) and how its weights are stored."""
 
     module: nn.Module
     weight_bits: int = 32
+    scale_params: int = 0  # 32-bit scaling factors stored beside binarised/quantised weights
 
 
 class BenchMethod(pl.LightningModule):
