@@ -152,47 +152,60 @@ class SynapticCounter:
             self._fanout_cache[key] = grad[0, 0].detach()
         return self._fanout_cache[key]
 
-    def count(self, x: torch.Tensor, pooled_spikes: torch.Tensor | None) -> torch.Tensor:
+    def count(self, x: torch.Tensor, pooled_spikes: bool) -> torch.Tensor:
         x = x.detach()
-        nonzero = x != 0
-        is_binary = (~nonzero | (x == 1)).all()
-        is_graded = ((x >= 0) & (x == torch.round(x))).all()  # binary inputs are graded too
         if self.spatial_dims:
-            spatial = tuple(x.shape[-self.spatial_dims :])
-            x = x.reshape(-1, *x.shape[-self.spatial_dims - 1 :])
-            fanout = self.fanout_map(spatial, x.device) * self.fanout_per_channel
-            reduce = (0, 1)
-            nonzero = nonzero.reshape(x.shape)
-            dense = x.shape[0] * x.shape[1] * fanout.sum()
-            effective = (nonzero.sum(dim=reduce, dtype=torch.float64) * fanout).sum()
-            amplitude = (x.sum(dim=reduce, dtype=torch.float64) * fanout).sum()
+            rows = x.reshape(-1, *x.shape[-self.spatial_dims :])  # [N*C, *spatial]
+            fanout = self.fanout_map(tuple(rows.shape[1:]), x.device) * self.fanout_per_channel
         else:
-            fanout = float(self.fanout_per_channel)
-            dense = torch.tensor(x.numel() * fanout, dtype=torch.float64, device=x.device)
-            effective = nonzero.sum(dtype=torch.float64) * fanout
-            amplitude = x.sum(dtype=torch.float64) * fanout
-        graded_acs = amplitude if self.graded_spikes == "amplitude" else effective
-        acs = torch.where(is_graded, graded_acs, 0.0)
-        macs = torch.where(is_graded, 0.0, dense)
-        pooled = torch.zeros((), dtype=torch.bool, device=x.device)
-        if pooled_spikes is not None:
-            pooled = pooled_spikes & ~is_graded
-            if self.pooled_spikes == "ac":
-                acs = torch.where(pooled, amplitude, acs)
-                macs = torch.where(pooled, 0.0, macs)
-        one = torch.ones((), dtype=torch.float64, device=x.device)
-        return torch.stack(
-            [
-                one,
-                dense,
-                effective,
-                acs,
-                macs,
-                is_binary.double(),
-                (is_graded & ~is_binary).double(),
-                pooled.double(),
-            ]
+            rows = x.reshape(-1, x.shape[-1])  # [N, features]
+            fanout = torch.full(
+                rows.shape[1:], float(self.fanout_per_channel), dtype=torch.float64, device=x.device
+            )
+        amplitude_map = column_sums(rows)
+        kind = spike_kind(x, float(amplitude_map.sum()))
+        events_map = amplitude_map if kind == "binary" else column_sums(rows.ne(0))
+        dense = rows.shape[0] * fanout.sum()
+        effective = (events_map * fanout).sum()
+        amplitude = (amplitude_map * fanout).sum()
+        zero = torch.zeros((), dtype=torch.float64, device=x.device)
+        pooled = pooled_spikes and kind == "analog"
+        if kind != "analog":
+            acs, macs = (amplitude if self.graded_spikes == "amplitude" else effective), zero
+        elif pooled and self.pooled_spikes == "ac":
+            acs, macs = amplitude, zero
+        else:
+            acs, macs = zero, dense
+        flags = [1.0, float(kind == "binary"), float(kind == "graded"), float(pooled)]
+        calls, binary, graded, pooled_flag = (
+            torch.tensor(f, dtype=torch.float64, device=x.device) for f in flags
         )
+        return torch.stack([calls, dense, effective, acs, macs, binary, graded, pooled_flag])
+
+
+def column_sums(rows: torch.Tensor) -> torch.Tensor:
+    """Sums over dim 0 in float32 (exact for small integers: each column adds up few rows), as float64."""
+    return rows.sum(0, dtype=torch.float32).double()
+
+
+def spike_kind(x: torch.Tensor, total: float) -> str:
+    """``"binary"`` (all in {0, 1}), ``"graded"`` (non-negative integers) or ``"analog"`` (total = x.sum()).
+
+    Uses reductions only (min/max, dot), no mask tensors: on the CPU, allocating a temporary the size of
+    the activation costs more than the reductions themselves. One host read per call.
+    """
+    lo, hi = (float(v) for v in torch.aminmax(x))
+    if lo < 0:
+        return "analog"
+    flat = x.reshape(-1)
+    if flat.dtype not in (torch.float32, torch.float64):
+        flat = flat.float()
+    if hi <= 1:
+        # On [0, 1], sum(x) - sum(x^2) = sum(x (1 - x)) >= 0, and 0 only when every x is 0 or 1. The
+        # tolerance absorbs float32 rounding of the two (exact-integer) sums on huge tensors.
+        squares = float(torch.dot(flat, flat))
+        return "binary" if total - squares <= 1e-6 * max(total, 1.0) else "analog"
+    return "graded" if float(torch.frac(flat).sum()) == 0 else "analog"
 
 
 class EnergyMetrics(pl.Callback):
@@ -235,11 +248,10 @@ class EnergyMetrics(pl.Callback):
                 self.activation[name] = module
         device = next(pl_module.parameters()).device
         self.counts = OpCounts(len(self.synaptic), len(self.activation)).to(device)
-        self._syn_batch = torch.zeros(len(self.synaptic), len(SYN_FIELDS), dtype=torch.float64, device=device)
-        self._act_batch = torch.zeros(
-            len(self.activation), len(ACT_FIELDS), dtype=torch.float64, device=device
-        )
-        self._pooled: dict[int, torch.Tensor] = {}
+        f64 = {"dtype": torch.float64, "device": device}
+        self._syn_batch = torch.zeros(len(self.synaptic), len(SYN_FIELDS), **f64)
+        self._act_batch = torch.zeros(len(self.activation), len(ACT_FIELDS), **f64)
+        self._pooled: set[tuple[int, int]] = set()
         self._time_steps = 0
 
         for row, counter in enumerate(self.synaptic.values()):
@@ -262,17 +274,20 @@ class EnergyMetrics(pl.Callback):
         self._time_steps = max(self._time_steps, int(inputs[0].shape[0]))
 
     def _pool_hook(self, module, inputs, output):
-        # Mark the pooled tensor (by storage address and size) with whether its input was (graded)
-        # spikes: the next synaptic layer sees fractions but should know they came from spikes. Views
-        # (flatten, [T*B] <-> [T, B] reshapes) keep the address; the mark is consumed on first use, so a
-        # freed and reused address is never mistaken for it.
+        # Mark the pooled tensor (by storage address and size) when its input was (graded) spikes: the
+        # next synaptic layer sees fractions but should know they came from spikes. Views (flatten,
+        # [T*B] <-> [T, B] reshapes) keep the address; the mark is consumed on first use, so a freed and
+        # reused address is never mistaken for it.
         x = inputs[0].detach()
-        self._pooled[(output.data_ptr(), output.numel())] = ((x >= 0) & (x == torch.round(x))).all()
+        if spike_kind(x, float(x.sum(dtype=torch.float32))) != "analog":
+            self._pooled.add((output.data_ptr(), output.numel()))
 
     def _synaptic_hook(self, row: int, counter: SynapticCounter):
         def hook(module, inputs, output):
             x = inputs[0]
-            pooled = self._pooled.pop((x.data_ptr(), x.numel()), None)
+            key = (x.data_ptr(), x.numel())
+            pooled = key in self._pooled
+            self._pooled.discard(key)
             self._syn_batch[row] += counter.count(x, pooled)
 
         return hook
@@ -280,9 +295,15 @@ class EnergyMetrics(pl.Callback):
     def _activation_hook(self, row: int):
         def hook(module, inputs, output):
             out = output.detach()
+            # [rows, positions] with few rows per column, so the float32 column sums stay exact.
+            positions = out.shape[-2] * out.shape[-1] if out.dim() >= 3 else out.shape[-1]
+            rows = out.reshape(-1, positions)
+            amplitude = column_sums(rows).sum()
+            binary = spike_kind(out, float(amplitude)) == "binary"
+            events = amplitude if binary else column_sums(rows.ne(0)).sum()
             self._act_batch[row, 0] += out.numel()
-            self._act_batch[row, 1] += (out != 0).sum(dtype=torch.float64)
-            self._act_batch[row, 2] += out.sum(dtype=torch.float64)
+            self._act_batch[row, 1] += events
+            self._act_batch[row, 2] += amplitude
 
         return hook
 
