@@ -1,0 +1,447 @@
+"""MNIST, Fashion-MNIST, CIFAR-10 and CIFAR-100 through torchvision's own dataset classes, plus the shared
+base of the static image sets (also used by ``tiny_imagenet``).
+
+Each set lives in ``<root>/<key>/`` exactly as torchvision's download leaves it (``<root>/mnist/MNIST/raw/``,
+``<root>/cifar10/cifar-10-batches-py/``, ...). Files are checked before torchvision reads them (IDX headers
+against file sizes, CIFAR md5s, a pickle that will not load) so that a bad file is reported by name instead
+of as a traceback from inside torchvision. The splits are read whole into memory as uint8 ``[N, C, H, W]``
+(150 MB for CIFAR), so the per-sample transforms are tensor ops rather than PIL round trips.
+
+Downloads fail fast: a reachability probe bounded by ``download_timeout`` runs first (a machine without
+internet gets a :class:`DataError` in seconds, not a hang), and the download itself runs under that socket
+timeout. The probe is skipped when the archives torchvision would fetch already lie on disk.
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+import socket
+import struct
+import threading
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import urlparse
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+from torchvision import datasets
+from torchvision.datasets.utils import calculate_md5, check_integrity
+from torchvision.transforms import v2
+
+from bench.errors import ConfigError, DataError
+from bench.registry import register_dataset
+from datamodules.base import BenchDataModule, TensorImageDataset, stratified_split
+
+SPLIT_SEED = 0  # fixes the train/val split for good, independent of the run's seed
+
+
+def probe(url: str, timeout: float) -> str | None:
+    """``None`` if a TCP connection to the URL's host (or its proxy) opens within ``timeout``, else why not.
+
+    Runs in a daemon thread so that even a hanging DNS lookup cannot hold the caller past ``timeout``.
+    """
+    target = urlparse(urllib.request.getproxies().get(urlparse(url).scheme) or url)
+    port = target.port or (443 if target.scheme == "https" else 80)
+    outcome = [f"no answer within {timeout:g} s"]
+
+    def connect() -> None:
+        try:
+            socket.create_connection((target.hostname, port), timeout=timeout).close()
+            outcome[0] = None
+        except OSError as error:
+            outcome[0] = f"{type(error).__name__}: {error}"
+
+    thread = threading.Thread(target=connect, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return outcome[0]
+
+
+@contextmanager
+def socket_timeout(seconds: float):
+    """Bound every blocking socket call (connect, each read) made by urllib inside the block."""
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(seconds)
+    try:
+        yield
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
+class SplitView(Dataset):
+    """``base[indices[i]]`` with ``transform`` applied to the image: train and val share one base dataset."""
+
+    def __init__(self, base: Dataset, indices: np.ndarray, transform):
+        self.base, self.indices, self.transform = base, indices, transform
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i):
+        image, label = self.base[int(self.indices[i])]
+        return self.transform(image), label
+
+
+class StaticImageData(BenchDataModule):
+    """Base of the static image sets: presence checks, fail-fast download, fixed stratified val split.
+
+    Subclasses say where the files are (``_required``), how to fetch them (``_fetch``, ``_archives``), how to
+    check them (``_check_files``) and how to read a split as a dataset of uint8 ``[C, H, W]`` images.
+    """
+
+    kind = "static"
+    title: str  # the dataset's name in messages
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    default_crop_padding: int
+    default_hflip: bool
+    download_urls: tuple[str, ...]  # probed before a download; the first is the one to fetch by hand
+    layout: str  # the expected tree under data_dir, for messages
+    source: str = ""  # where to get the files by hand, if not download_urls[0]
+
+    def __init__(
+        self,
+        root: str | None = None,
+        batch_size: int = 128,
+        num_workers: int = 0,
+        val_fraction: float = 0.1,
+        augment: bool = True,
+        crop_padding: int | None = None,
+        hflip: bool | None = None,
+        download: bool = True,
+        download_timeout: float = 10.0,
+    ):
+        super().__init__(root, batch_size, num_workers)
+        if not 0 < float(val_fraction) < 1:
+            raise ConfigError(f"data.val_fraction must lie strictly between 0 and 1, got {val_fraction}.")
+        self.val_fraction = float(val_fraction)
+        self.augment = bool(augment)
+        self.crop_padding = self.default_crop_padding if crop_padding is None else int(crop_padding)
+        self.hflip = self.default_hflip if hflip is None else bool(hflip)
+        self.download = bool(download)
+        self.download_timeout = float(download_timeout)
+
+    # -- what subclasses provide ---------------------------------------------------------------------------
+    def _required(self) -> list[Path]:
+        """Paths that must exist before the dataset can be read."""
+        raise NotImplementedError
+
+    def _archives(self) -> list[tuple[Path, str]]:
+        """(path, md5) of the archives whose presence makes a download work offline."""
+        raise NotImplementedError
+
+    def _fetch(self) -> None:
+        """Download (or extract) the dataset into ``data_dir``."""
+        raise NotImplementedError
+
+    def _check_files(self) -> None:
+        """Raise :class:`DataError` naming the first file that is corrupt."""
+
+    def _read(self, train: bool) -> tuple[Dataset, np.ndarray]:
+        """The train or test split as a dataset of (uint8 image, label), plus its labels."""
+        raise NotImplementedError
+
+    # -- shared flow ---------------------------------------------------------------------------------------
+    def _missing(self) -> list[Path]:
+        return [path for path in self._required() if not path.exists()]
+
+    def _where_to_get(self) -> str:
+        """The sentence every data error ends with: the expected tree and where to get the files."""
+        return (
+            f"Expected {self.root}/{self.layout}. Get it from {self.source or self.download_urls[0]}, or set "
+            f"data.root to the folder that holds {self.registry_key}/."
+        )
+
+    def _missing_error(self, missing: list[Path]) -> DataError:
+        how = (
+            "data.download is true, so prepare_data() (which the Trainer calls first) downloads it there."
+            if self.download
+            else "data.download is false, so nothing was downloaded."
+        )
+        return DataError(
+            f"{self.title} is not in {self.data_dir}: {missing[0]} is missing. {how} {self._where_to_get()}"
+        )
+
+    def prepare_data(self) -> None:
+        """Download once if the files are missing and ``download`` is on; sets no state."""
+        missing = self._missing()
+        if not missing:
+            return
+        if not self.download:
+            raise self._missing_error(missing)
+        if not all(check_integrity(path, md5) for path, md5 in self._archives()):
+            reasons = [(url, probe(url, self.download_timeout)) for url in self.download_urls]
+            if all(why for _, why in reasons):
+                tried = "; ".join(f"{url} ({why})" for url, why in reasons)
+                raise DataError(
+                    f"Downloading {self.title} to {self.data_dir} failed: could not reach {tried}. Is this "
+                    f"machine offline? {self._where_to_get()} Then data.download=false "
+                    "skips the download."
+                )
+        try:
+            with socket_timeout(self.download_timeout):
+                self._fetch()
+        except DataError:
+            raise
+        except Exception as error:  # network, md5 or archive errors from torchvision/urllib: one message
+            raise DataError(
+                f"Downloading {self.title} to {self.data_dir} failed: {type(error).__name__}: {error}. "
+                f"{self._where_to_get()}"
+            ) from error
+        missing = self._missing()
+        if missing:
+            raise DataError(
+                f"The {self.title} download finished but {missing[0]} is still missing. "
+                f"{self._where_to_get()}"
+            )
+
+    def transforms(self) -> tuple[v2.Compose, v2.Compose]:
+        """(train, eval) transforms of a uint8 ``[C, H, W]`` image: augmentation, then scale + normalise."""
+        normalize = [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(self.mean), list(self.std))]
+        augment = []
+        if self.augment:
+            augment.append(v2.RandomCrop(self.input_shape[1:], padding=self.crop_padding))
+            if self.hflip:
+                augment.append(v2.RandomHorizontalFlip())
+        return v2.Compose(augment + normalize), v2.Compose(normalize)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.test_set is not None:
+            return
+        missing = self._missing()
+        if missing:
+            raise self._missing_error(missing)
+        self._check_files()
+        train_base, train_labels = self._read(train=True)
+        test_base, test_labels = self._read(train=False)
+        for labels, split in ((train_labels, "train"), (test_labels, "test")):
+            if len(labels) == 0 or labels.min() < 0 or labels.max() >= self.num_classes:
+                raise DataError(
+                    f"The {split} labels of {self.title} in {self.data_dir} are not {self.num_classes} "
+                    f"classes 0..{self.num_classes - 1} (found {len(labels)} labels"
+                    + (f" from {labels.min()} to {labels.max()})." if len(labels) else ").")
+                    + f" {self._where_to_get()}"
+                )
+        train_idx, val_idx = stratified_split(train_labels, self.val_fraction, SPLIT_SEED)
+        train_tf, eval_tf = self.transforms()
+        self.train_set = SplitView(train_base, train_idx, train_tf)
+        self.val_set = SplitView(train_base, val_idx, eval_tf)
+        self.test_set = SplitView(test_base, np.arange(len(test_labels)), eval_tf)
+
+
+class TorchvisionImages(StaticImageData):
+    """A torchvision dataset class read whole into memory; a read failure is reported by file name."""
+
+    tv_class: type  # the torchvision dataset class (tests swap in one carrying fixture md5s)
+
+    def _load(self, train: bool):
+        try:
+            return self.tv_class(str(self.data_dir), train=train, download=False)
+        except Exception as error:  # whatever torchvision raised: name the culprit file if we can
+            culprit = self._culprit() or self.data_dir
+            raise DataError(
+                f"Could not read {self.title} file {culprit}: {type(error).__name__}: {error}. The file is "
+                f"corrupt or truncated: delete it and download again. "
+                f"{self._where_to_get()}"
+            ) from error
+
+    def _culprit(self) -> Path | None:
+        return None
+
+    def _fetch(self) -> None:
+        self.tv_class(str(self.data_dir), train=False, download=True)
+
+
+class IDXImages(TorchvisionImages):
+    """MNIST-style sets: four IDX files in ``<key>/<ClassName>/raw/``, checked header against size."""
+
+    default_crop_padding = 2
+    default_hflip = False
+    files = {  # name -> number of dimensions
+        "train-images-idx3-ubyte": 3,
+        "train-labels-idx1-ubyte": 1,
+        "t10k-images-idx3-ubyte": 3,
+        "t10k-labels-idx1-ubyte": 1,
+    }
+
+    @property
+    def raw_folder(self) -> Path:
+        return self.data_dir / self.tv_class.__name__ / "raw"
+
+    def _required(self) -> list[Path]:
+        return [self.raw_folder / name for name in self.files]
+
+    def _archives(self) -> list[tuple[Path, str]]:
+        return [(self.raw_folder / name, md5) for name, md5 in self.tv_class.resources]
+
+    def _check_files(self) -> None:
+        for name, ndim in self.files.items():
+            path = self.raw_folder / name
+            with open(path, "rb") as f:
+                header = f.read(4 + 4 * ndim)
+            size, magic, problem = path.stat().st_size, 0x0800 + ndim, None
+            if len(header) < 4 + 4 * ndim or int.from_bytes(header[:4], "big") != magic:
+                problem = f"does not start with the IDX magic number {magic} (uint8, {ndim}-D)"
+            else:
+                dims = struct.unpack(f">{ndim}I", header[4:])
+                expected = 4 + 4 * ndim + math.prod(dims)
+                if size != expected:
+                    problem = f"holds {size:,} bytes but its header {dims} needs {expected:,}"
+                elif ndim == 3 and dims[1:] != tuple(self.input_shape[1:]):
+                    problem = (
+                        f"holds {dims[1]}x{dims[2]} images, not {self.input_shape[1]}x{self.input_shape[2]}"
+                    )
+            if problem is not None:
+                raise DataError(
+                    f"{self.title} file {path} is corrupt: it {problem} (a truncated or partial download?). "
+                    f"Delete it and download again. {self._where_to_get()}"
+                )
+
+    def _read(self, train: bool) -> tuple[Dataset, np.ndarray]:
+        ds = self._load(train)
+        images, labels = ds.data.unsqueeze(1), ds.targets
+        if len(images) != len(labels):
+            split = "train" if train else "t10k"
+            raise DataError(
+                f"{self.title} in {self.raw_folder} holds {len(images)} {split} images but {len(labels)} "
+                f"labels: the files come from different downloads. {self._where_to_get()}"
+            )
+        return TensorImageDataset(images, labels), labels.numpy()
+
+
+class CIFARImages(TorchvisionImages):
+    """CIFAR-style sets: Python-2 pickled batches + a meta file, md5-checked one by one."""
+
+    default_crop_padding = 4
+    default_hflip = True
+
+    @property
+    def folder(self) -> Path:
+        return self.data_dir / self.tv_class.base_folder
+
+    def _files(self) -> list[tuple[Path, str]]:
+        listed = self.tv_class.train_list + self.tv_class.test_list
+        meta = self.tv_class.meta
+        return [(self.folder / name, md5) for name, md5 in listed] + [
+            (self.folder / meta["filename"], meta["md5"])
+        ]
+
+    def _required(self) -> list[Path]:
+        return [path for path, _ in self._files()]
+
+    def _archives(self) -> list[tuple[Path, str]]:
+        return [(self.data_dir / self.tv_class.filename, self.tv_class.tgz_md5)]
+
+    def _check_files(self) -> None:
+        for path, md5 in self._files():
+            actual = calculate_md5(path)
+            if actual != md5:
+                raise DataError(
+                    f"{self.title} file {path} is corrupt: its md5 is {actual}, expected {md5} (a truncated "
+                    f"or modified file?). Delete {self.folder} and download again. {self._where_to_get()}"
+                )
+
+    def _culprit(self) -> Path | None:
+        for path, _ in self._files():
+            try:
+                with open(path, "rb") as f:
+                    entry = pickle.load(f, encoding="latin1")
+            except Exception:
+                return path
+            if not isinstance(entry, dict):
+                return path
+        return None
+
+    def _read(self, train: bool) -> tuple[Dataset, np.ndarray]:
+        ds = self._load(train)
+        images = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()
+        labels = torch.as_tensor(ds.targets, dtype=torch.int64)
+        return TensorImageDataset(images, labels), labels.numpy()
+
+
+_MNIST_LAYOUT = (
+    "{key}/{cls}/raw/ holding the four uncompressed IDX files train-images-idx3-ubyte, "
+    "train-labels-idx1-ubyte, t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte (or their four .gz "
+    "downloads there, which download=true checks and gunzips without the network)"
+)
+_CIFAR_LAYOUT = (
+    "{key}/{folder}/ holding {files} as extracted from {archive} "
+    "(or the .tar.gz itself in {key}/, which download=true extracts without the network)"
+)
+
+
+@register_dataset("mnist")
+class MNIST(IDXImages):
+    """MNIST handwritten digits (torchvision download or the four IDX files)."""
+
+    title = "MNIST"
+    num_classes = 10
+    input_shape = (1, 28, 28)
+    sizes = "54,001 / 5,999 / 10,000"
+    mean, std = (0.1307,), (0.3081,)
+    tv_class = datasets.MNIST
+    download_urls = ("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/")
+    layout = _MNIST_LAYOUT.format(key="mnist", cls="MNIST")
+    source = (
+        "https://ossci-datasets.s3.amazonaws.com/mnist/ (the four .gz files named above; "
+        "mirror of http://yann.lecun.com/exdb/mnist/)"
+    )
+
+
+@register_dataset("fashion_mnist")
+class FashionMNIST(IDXImages):
+    """Fashion-MNIST clothing images (torchvision download or the four IDX files)."""
+
+    title = "Fashion-MNIST"
+    num_classes = 10
+    input_shape = (1, 28, 28)
+    sizes = "54,000 / 6,000 / 10,000"
+    mean, std = (0.2860,), (0.3530,)
+    tv_class = datasets.FashionMNIST
+    download_urls = ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",)
+    layout = _MNIST_LAYOUT.format(key="fashion_mnist", cls="FashionMNIST")
+    source = (
+        "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/ (the four .gz files named above; "
+        "see https://github.com/zalandoresearch/fashion-mnist)"
+    )
+
+
+@register_dataset("cifar10")
+class CIFAR10(CIFARImages):
+    """CIFAR-10 natural images (torchvision download or the python pickles)."""
+
+    title = "CIFAR-10"
+    num_classes = 10
+    input_shape = (3, 32, 32)
+    sizes = "45,000 / 5,000 / 10,000"
+    mean, std = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
+    tv_class = datasets.CIFAR10
+    download_urls = ("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",)
+    layout = _CIFAR_LAYOUT.format(
+        key="cifar10",
+        folder="cifar-10-batches-py",
+        files="data_batch_1..data_batch_5, test_batch and batches.meta",
+        archive="cifar-10-python.tar.gz",
+    )
+
+
+@register_dataset("cifar100")
+class CIFAR100(CIFARImages):
+    """CIFAR-100 natural images, fine labels (torchvision download or the python pickles)."""
+
+    title = "CIFAR-100"
+    num_classes = 100
+    input_shape = (3, 32, 32)
+    sizes = "45,000 / 5,000 / 10,000"
+    mean, std = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
+    tv_class = datasets.CIFAR100
+    download_urls = ("https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",)
+    layout = _CIFAR_LAYOUT.format(
+        key="cifar100",
+        folder="cifar-100-python",
+        files="train, test and meta",
+        archive="cifar-100-python.tar.gz",
+    )

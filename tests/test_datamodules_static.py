@@ -1,0 +1,490 @@
+"""Static DataModules on tiny fixtures written in the real on-disk formats, read by the real loaders.
+
+MNIST/Fashion-MNIST: the four IDX files with big-endian headers. CIFAR: latin1-readable pickled batches
+plus the meta file, read by torchvision's own classes subclassed with the fixture files' md5s (the
+recommended way round their hard-coded md5 checks). Tiny ImageNet: the official zip's tree with small
+PIL-written JPEGs. Nothing is downloaded: the download tests either need the (absent) internet or talk to a
+local server that never answers, so they fail within seconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import pickle
+import shutil
+import socket
+import struct
+import time
+import urllib.request
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torchvision import datasets
+from torchvision.transforms import v2
+
+from bench import registry
+from bench.errors import DataError
+from bench.runner import run
+from datamodules.tiny_imagenet import TinyImageNet
+from datamodules.torchvision_sets import CIFAR10, CIFAR100, MNIST, FashionMNIST, probe
+
+STATIC = {
+    "mnist": MNIST,
+    "fashion_mnist": FashionMNIST,
+    "cifar10": CIFAR10,
+    "cifar100": CIFAR100,
+    "tiny_imagenet": TinyImageNet,
+}
+
+
+def md5(path) -> str:
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+# -- MNIST / Fashion-MNIST: IDX ------------------------------------------------------------------------------
+def write_idx(path, array: np.ndarray) -> None:
+    """magic 0x0800 + ndim (uint8 data), big-endian uint32 dims, then the raw bytes."""
+    header = struct.pack(f">I{array.ndim}I", 0x0800 + array.ndim, *array.shape)
+    path.write_bytes(header + array.astype(np.uint8).tobytes())
+
+
+def idx_split(n_per_class: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    labels = rng.permutation(np.repeat(np.arange(10), n_per_class)).astype(np.uint8)
+    return rng.integers(0, 256, (len(labels), 28, 28), dtype=np.uint8), labels
+
+
+def write_mnist(data_dir, class_name: str) -> dict[str, np.ndarray]:
+    raw = data_dir / class_name / "raw"
+    raw.mkdir(parents=True)
+    (train_x, train_y), (test_x, test_y) = idx_split(4, 1), idx_split(1, 2)
+    write_idx(raw / "train-images-idx3-ubyte", train_x)
+    write_idx(raw / "train-labels-idx1-ubyte", train_y)
+    write_idx(raw / "t10k-images-idx3-ubyte", test_x)
+    write_idx(raw / "t10k-labels-idx1-ubyte", test_y)
+    return {"train_x": train_x, "train_y": train_y, "test_x": test_x, "test_y": test_y}
+
+
+MNISTS = [(MNIST, "MNIST", 0.1307, 0.3081), (FashionMNIST, "FashionMNIST", 0.2860, 0.3530)]
+
+
+@pytest.mark.parametrize(("cls", "class_name", "mean", "std"), MNISTS, ids=["mnist", "fashion_mnist"])
+def test_idx_sets_load_split_and_normalise(tmp_path, cls, class_name, mean, std):
+    written = write_mnist(tmp_path / cls.registry_key, class_name)
+    dm = cls(root=str(tmp_path), batch_size=4, val_fraction=0.25)
+    dm.prepare_data()  # files present: nothing to download
+    dm.setup("fit")
+    assert (len(dm.train_set), len(dm.val_set), len(dm.test_set)) == (30, 10, 10)
+    # Stratified: one of the four training digits of every class is held out.
+    val_labels = np.array([int(dm.val_set[i][1]) for i in range(len(dm.val_set))])
+    assert np.bincount(val_labels, minlength=10).tolist() == [1] * 10
+    assert not set(dm.val_set.indices) & set(dm.train_set.indices)
+    # Evaluation images are the written pixels, scaled to [0, 1] and normalised; labels are the written ones.
+    for i in range(len(dm.val_set)):
+        image, label = dm.val_set[i]
+        j = dm.val_set.indices[i]
+        assert image.dtype == torch.float32 and image.shape == (1, 28, 28)
+        expected = (torch.from_numpy(written["train_x"][j]).float() / 255 - mean) / std
+        torch.testing.assert_close(image[0], expected)
+        assert int(label) == written["train_y"][j]
+    image, label = dm.test_set[3]
+    torch.testing.assert_close(image[0], (torch.from_numpy(written["test_x"][3]).float() / 255 - mean) / std)
+    assert int(label) == written["test_y"][3]
+    x, y = next(iter(dm.train_dataloader()))
+    assert x.shape == (4, *dm.input_shape) and x.dtype == torch.float32 and y.dtype == torch.int64
+    # MNIST-style augmentation: random crop of the 2-pixel padded digit, no flip.
+    train_tf, _ = dm.transforms()
+    crops = [t for t in train_tf.transforms if isinstance(t, v2.RandomCrop)]
+    assert len(crops) == 1 and crops[0].padding == [2, 2, 2, 2]
+    assert not any(isinstance(t, v2.RandomHorizontalFlip) for t in train_tf.transforms)
+
+
+def test_split_is_fixed_whatever_the_run_seed(tmp_path):
+    write_mnist(tmp_path / "mnist", "MNIST")
+    splits = []
+    for seed in (0, 123):
+        torch.manual_seed(seed)
+        np.random.seed(seed)
+        dm = MNIST(root=str(tmp_path), val_fraction=0.25)
+        dm.setup()
+        splits.append((dm.train_set.indices.tolist(), dm.val_set.indices.tolist()))
+    assert splits[0] == splits[1]
+
+
+def test_without_augmentation_train_images_are_only_normalised(tmp_path):
+    written = write_mnist(tmp_path / "mnist", "MNIST")
+    dm = MNIST(root=str(tmp_path), val_fraction=0.25, augment=False)
+    dm.setup()
+    image, _ = dm.train_set[0]
+    expected = (torch.from_numpy(written["train_x"][dm.train_set.indices[0]]).float() / 255 - 0.1307) / 0.3081
+    torch.testing.assert_close(image[0], expected)
+
+
+@pytest.mark.parametrize(
+    ("name", "damage", "says"),
+    [
+        (
+            "train-images-idx3-ubyte",
+            lambda b: b[:-100],
+            "holds 31,276 bytes but its header (40, 28, 28) needs 31,376",
+        ),
+        ("t10k-labels-idx1-ubyte", lambda b: b"\x00\x00\x08\x03" + b[4:], "IDX magic number 2049"),
+    ],
+    ids=["truncated", "wrong-magic"],
+)
+def test_corrupt_idx_file_is_named(tmp_path, name, damage, says):
+    write_mnist(tmp_path / "mnist", "MNIST")
+    path = tmp_path / "mnist" / "MNIST" / "raw" / name
+    path.write_bytes(damage(path.read_bytes()))
+    with pytest.raises(DataError) as info:
+        MNIST(root=str(tmp_path)).setup()
+    assert str(path) in str(info.value) and says in str(info.value)
+
+
+# -- CIFAR-10 / CIFAR-100: pickled batches -------------------------------------------------------------------
+def write_pickle(path, entry: dict) -> None:
+    with open(path, "wb") as f:
+        pickle.dump(entry, f, protocol=2)
+
+
+def cifar_batch(labels: np.ndarray, key: str, seed: int) -> dict:
+    """A batch dict as in the originals: rows of 1024 R, 1024 G, 1024 B values."""
+    data = np.random.default_rng(seed).integers(0, 256, (len(labels), 3072), dtype=np.uint8)
+    entry = {
+        "batch_label": f"batch {seed}",
+        "data": data,
+        "filenames": [f"img_{i}.png" for i in range(len(labels))],
+    }
+    entry[key] = labels.tolist()
+    if key == "fine_labels":
+        entry["coarse_labels"] = (labels // 5).tolist()  # ignored by the loader: the fine labels count
+    return entry
+
+
+def with_fixture_md5s(tv_class: type, folder) -> type:
+    """The torchvision class with the fixture files' md5s instead of the originals' (data-formats.md, 2)."""
+    listed = {
+        "train_list": [[name, md5(folder / name)] for name, _ in tv_class.train_list],
+        "test_list": [[name, md5(folder / name)] for name, _ in tv_class.test_list],
+        "meta": {**tv_class.meta, "md5": md5(folder / tv_class.meta["filename"])},
+    }
+    return type(f"Fixture{tv_class.__name__}", (tv_class,), listed)
+
+
+def write_cifar10(data_dir) -> tuple[Path, dict]:
+    folder = data_dir / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    written = {}
+    for b, name in enumerate([f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]):
+        labels = np.random.default_rng(b).permutation(np.repeat(np.arange(10), 2))
+        written[name] = cifar_batch(labels, "labels", seed=b)
+        write_pickle(folder / name, written[name])
+    names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    write_pickle(folder / "batches.meta", {"label_names": names, "num_cases_per_batch": 20, "num_vis": 3072})
+    return folder, written
+
+
+def write_cifar100(data_dir) -> tuple[Path, dict]:
+    folder = data_dir / "cifar-100-python"
+    folder.mkdir(parents=True)
+    written = {}
+    for seed, (name, per_class) in enumerate({"train": 2, "test": 1}.items()):
+        labels = np.random.default_rng(seed).permutation(np.repeat(np.arange(100), per_class))
+        written[name] = cifar_batch(labels, "fine_labels", seed=seed)
+        write_pickle(folder / name, written[name])
+    meta = {
+        "fine_label_names": [f"fine{i}" for i in range(100)],
+        "coarse_label_names": [f"c{i}" for i in range(20)],
+    }
+    write_pickle(folder / "meta", meta)
+    return folder, written
+
+
+CIFARS = [
+    (CIFAR10, write_cifar10, datasets.CIFAR10, "labels"),
+    (CIFAR100, write_cifar100, datasets.CIFAR100, "fine_labels"),
+]
+
+
+def fixture_datamodule(cls: type, tv_class: type, folder) -> type:
+    """The registered DataModule reading through the fixture-md5 torchvision class."""
+    return type(f"Fixture{cls.__name__}", (cls,), {"tv_class": with_fixture_md5s(tv_class, folder)})
+
+
+@pytest.mark.parametrize(("cls", "write", "tv_class", "key"), CIFARS, ids=["cifar10", "cifar100"])
+def test_cifar_sets_load_split_and_normalise(tmp_path, cls, write, tv_class, key):
+    folder, written = write(tmp_path / cls.registry_key)
+    dm = fixture_datamodule(cls, tv_class, folder)(root=str(tmp_path), batch_size=8, val_fraction=0.5)
+    dm.prepare_data()
+    dm.setup()
+    n_train, n_test = (100, 20) if cls is CIFAR10 else (200, 100)
+    assert (len(dm.train_set), len(dm.val_set), len(dm.test_set)) == (n_train // 2, n_train // 2, n_test)
+    train_labels = np.concatenate([written[name][key] for name, _ in tv_class.train_list])
+    train_rows = np.concatenate([written[name]["data"] for name, _ in tv_class.train_list])
+    val_labels = np.array([int(dm.val_set[i][1]) for i in range(len(dm.val_set))])
+    per_class = np.bincount(train_labels, minlength=dm.num_classes) // 2
+    assert np.bincount(val_labels, minlength=dm.num_classes).tolist() == per_class.tolist()
+    mean, std = torch.tensor(cls.mean).view(3, 1, 1), torch.tensor(cls.std).view(3, 1, 1)
+    for i in (0, len(dm.val_set) - 1):
+        image, label = dm.val_set[i]
+        j = dm.val_set.indices[i]
+        assert image.dtype == torch.float32 and image.shape == (3, 32, 32)
+        # Plane order R, G, B and row-major 32x32 within each plane, as in the original batches.
+        expected = (torch.from_numpy(train_rows[j].reshape(3, 32, 32)).float() / 255 - mean) / std
+        torch.testing.assert_close(image, expected)
+        assert int(label) == train_labels[j]  # the fine label for CIFAR-100, not the coarse one
+    test_name = tv_class.test_list[0][0]
+    assert int(dm.test_set[5][1]) == written[test_name][key][5]
+    x, y = next(iter(dm.train_dataloader()))
+    assert x.shape == (8, 3, 32, 32) and y.dtype == torch.int64
+    train_tf, _ = dm.transforms()
+    kinds = [type(t) for t in train_tf.transforms]
+    assert kinds[:2] == [v2.RandomCrop, v2.RandomHorizontalFlip] and train_tf.transforms[0].padding == [4] * 4
+
+
+def test_cifar_md5_mismatch_names_the_file(tmp_path):
+    folder, _ = write_cifar10(tmp_path / "cifar10")
+    cls = fixture_datamodule(CIFAR10, datasets.CIFAR10, folder)
+    damaged = folder / "data_batch_3"
+    data = bytearray(damaged.read_bytes())
+    data[-10] ^= 0xFF
+    damaged.write_bytes(bytes(data))
+    with pytest.raises(DataError) as info:
+        cls(root=str(tmp_path)).setup()
+    message = str(info.value)
+    assert str(damaged) in message and "md5" in message and "cifar-10-python.tar.gz" in message
+
+
+def test_cifar_broken_pickle_names_the_file(tmp_path):
+    folder, _ = write_cifar10(tmp_path / "cifar10")
+    broken = folder / "test_batch"
+    broken.write_bytes(broken.read_bytes()[:500])  # md5s are taken after the damage: only unpickling fails
+    cls = fixture_datamodule(CIFAR10, datasets.CIFAR10, folder)
+    with pytest.raises(DataError) as info:
+        cls(root=str(tmp_path)).setup()
+    assert f"file {broken}:" in str(info.value)
+
+
+# -- Tiny ImageNet: the official zip's tree ------------------------------------------------------------------
+WNIDS = ["n09999999", "n01443537", "n02085620"]  # unsorted, as in the real wnids.txt
+COLOURS = {"n01443537": (200, 30, 30), "n02085620": (30, 200, 30), "n09999999": (30, 30, 200)}
+
+
+def write_jpeg(path, colour, mode="RGB") -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = colour if mode == "RGB" else colour[0]
+    Image.new(mode, (64, 64), value).save(path, format="JPEG", quality=95)
+
+
+def write_tiny_imagenet(data_dir):
+    base = data_dir / "tiny-imagenet-200"
+    base.mkdir(parents=True)
+    (base / "wnids.txt").write_text("\n".join(WNIDS) + "\n")
+    (base / "words.txt").write_text("".join(f"{w}\tthing {w}\n" for w in [*WNIDS, "n00000001"]))
+    for wnid in WNIDS:
+        boxes = []
+        for k in range(4):
+            name = f"{wnid}_{k}.JPEG"
+            grey = wnid == "n09999999" and k == 0  # Tiny ImageNet holds some greyscale JPEGs
+            write_jpeg(base / "train" / wnid / "images" / name, COLOURS[wnid], "L" if grey else "RGB")
+            boxes.append(f"{name}\t0\t0\t63\t63\n")
+        (base / "train" / wnid / f"{wnid}_boxes.txt").write_text("".join(boxes))
+    annotations = []
+    for k, wnid in enumerate(WNIDS * 2):
+        write_jpeg(base / "val" / "images" / f"val_{k}.JPEG", COLOURS[wnid])
+        annotations.append(f"val_{k}.JPEG\t{wnid}\t1\t2\t60\t61\n")
+    (base / "val" / "val_annotations.txt").write_text("".join(annotations))
+    write_jpeg(base / "test" / "images" / "test_0.JPEG", (90, 90, 90))  # unlabelled: never read
+    return base
+
+
+def test_tiny_imagenet_labels_follow_sorted_wnids(tmp_path):
+    write_tiny_imagenet(tmp_path / "tiny_imagenet")
+    dm = TinyImageNet(root=str(tmp_path), batch_size=3, val_fraction=0.25)
+    dm.prepare_data()
+    dm.setup()
+    assert dm.wnids() == sorted(WNIDS)
+    assert (len(dm.train_set), len(dm.val_set), len(dm.test_set)) == (9, 3, 6)
+    mean, std = torch.tensor(dm.mean).view(3, 1, 1), torch.tensor(dm.std).view(3, 1, 1)
+    for split in (dm.val_set, dm.test_set):
+        for i in range(len(split)):
+            image, label = split[i]
+            path, _ = split.base.samples[split.indices[i]]
+            assert image.dtype == torch.float32 and image.shape == (3, 64, 64)
+            wnid = sorted(WNIDS)[label]
+            # The greyscale JPEG (grey level 30) comes back as three equal channels.
+            colour = (30, 30, 30) if path.endswith("n09999999_0.JPEG") else COLOURS[wnid]
+            pixels = (image * std + mean) * 255  # undo the normalisation: back to the written colour
+            assert (pixels.mean(dim=(1, 2)) - torch.tensor(colour, dtype=torch.float32)).abs().max() < 3
+            if split is dm.val_set:
+                assert f"/train/{wnid}/images/" in path
+    assert sorted(int(dm.val_set[i][1]) for i in range(3)) == [0, 1, 2]  # stratified
+    assert [dm.test_set[i][1] for i in range(6)] == [2, 0, 1, 2, 0, 1]  # val_annotations order
+    x, y = next(iter(dm.train_dataloader()))
+    assert x.shape == (3, 3, 64, 64) and y.dtype == torch.int64
+    train_tf, _ = dm.transforms()
+    assert [type(t) for t in train_tf.transforms][:2] == [v2.RandomCrop, v2.RandomHorizontalFlip]
+
+
+def test_tiny_imagenet_greyscale_jpeg_becomes_rgb(tmp_path):
+    write_tiny_imagenet(tmp_path / "tiny_imagenet")
+    dm = TinyImageNet(root=str(tmp_path))
+    dm.setup()
+    base = dm.train_set.base
+    i = next(k for k, (path, _) in enumerate(base.samples) if path.endswith("n09999999_0.JPEG"))
+    image, label = base[i]
+    assert image.dtype == torch.uint8 and image.shape == (3, 64, 64) and label == 2
+    assert torch.equal(image[0], image[1]) and torch.equal(image[1], image[2])
+
+
+def zip_tree(base, archive) -> None:
+    with zipfile.ZipFile(archive, "w") as zf:
+        for path in sorted(base.rglob("*")):
+            zf.write(path, path.relative_to(base.parent).as_posix())
+
+
+def test_tiny_imagenet_zip_with_the_right_md5_is_extracted_offline(tmp_path):
+    data_dir = tmp_path / "tiny_imagenet"
+    base = write_tiny_imagenet(tmp_path / "staging")
+    data_dir.mkdir()
+    archive = data_dir / "tiny-imagenet-200.zip"
+    zip_tree(base, archive)
+    shutil.rmtree(tmp_path / "staging")
+    cls = type("FixtureTinyImageNet", (TinyImageNet,), {"zip_md5": md5(archive)})
+    dm = cls(root=str(tmp_path), download_timeout=1)
+    dm.prepare_data()  # the zip is here: no network, only the md5 check and the extraction
+    dm.setup()
+    assert (data_dir / "tiny-imagenet-200" / "wnids.txt").is_file()
+    assert len(dm.test_set) == 6
+
+
+def test_tiny_imagenet_zip_md5_mismatch_names_the_zip(tmp_path):
+    data_dir = tmp_path / "tiny_imagenet"
+    data_dir.mkdir()
+    archive = data_dir / "tiny-imagenet-200.zip"
+    zip_tree(write_tiny_imagenet(tmp_path / "staging"), archive)
+    with pytest.raises(DataError) as info:
+        TinyImageNet(root=str(tmp_path)).prepare_data()
+    message = str(info.value)
+    assert (
+        str(archive) in message and "90528d7ca1a48142e341f4ef8d21d0de" in message and md5(archive) in message
+    )
+    assert not (data_dir / "tiny-imagenet-200").exists()  # nothing extracted from a bad zip
+
+
+def test_tiny_imagenet_corrupt_jpeg_is_named_when_read(tmp_path):
+    base = write_tiny_imagenet(tmp_path / "tiny_imagenet")
+    bad = base / "val" / "images" / "val_4.JPEG"
+    bad.write_bytes(bad.read_bytes()[:200])
+    dm = TinyImageNet(root=str(tmp_path))
+    dm.setup()
+    with pytest.raises(DataError, match=f"Could not decode Tiny ImageNet image {bad}"):
+        dm.test_set[4]
+
+
+@pytest.mark.parametrize(
+    ("edit", "says"),
+    [
+        (
+            lambda b: (b / "val" / "val_annotations.txt").write_text("val_0.JPEG\tn00000000\t0\t0\t1\t1\n"),
+            "line 1",
+        ),
+        (lambda b: (b / "val" / "images" / "val_2.JPEG").unlink(), "val_2.JPEG is missing"),
+        (lambda b: shutil.rmtree(b / "train" / "n02085620"), "n02085620"),
+    ],
+    ids=["unknown-wnid", "missing-val-image", "missing-class-folder"],
+)
+def test_tiny_imagenet_bad_tree_is_a_data_error(tmp_path, edit, says):
+    edit(write_tiny_imagenet(tmp_path / "tiny_imagenet"))
+    with pytest.raises(DataError, match=says):
+        TinyImageNet(root=str(tmp_path)).setup()
+
+
+# -- Missing data and downloads ------------------------------------------------------------------------------
+@pytest.mark.parametrize("key", sorted(STATIC))
+def test_missing_data_names_the_path_and_where_to_get_it(tmp_path, key):
+    cls = registry.get_dataset(key)
+    assert cls is STATIC[key]
+    dm = cls(root=str(tmp_path), download=False)
+    for step in (dm.prepare_data, dm.setup):
+        with pytest.raises(DataError) as info:
+            step()
+        message = str(info.value)
+        assert str(tmp_path / key) in message and cls.download_urls[0] in message
+        assert "data.download is false" in message
+    assert not (tmp_path / key).exists()
+
+
+@pytest.mark.parametrize("key", sorted(STATIC))
+def test_download_without_internet_fails_fast_and_says_so(tmp_path, key):
+    cls = STATIC[key]
+    if probe(cls.download_urls[0], 2.0) is None:
+        pytest.skip("this machine reaches the download host: a real download would start")
+    start = time.monotonic()
+    with pytest.raises(DataError) as info:
+        cls(root=str(tmp_path), download_timeout=2.0).prepare_data()
+    assert time.monotonic() - start < 10
+    message = str(info.value)
+    assert message.startswith(f"Downloading {cls.title} to {tmp_path / key} failed")
+    assert cls.download_urls[0] in message and "offline" in message
+
+
+@pytest.fixture
+def silent_proxy(monkeypatch):
+    """A local 'proxy' that accepts connections and never answers: a download through it can only time out."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    url = f"http://127.0.0.1:{server.getsockname()[1]}"
+    for name in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
+        monkeypatch.setenv(name, url)
+    for name in ("no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    urllib.request.install_opener(None)  # urlopen caches its proxies in a global opener: rebuild it
+    yield url
+    server.close()
+    urllib.request.install_opener(None)
+
+
+@pytest.mark.parametrize("key", ["cifar10", "tiny_imagenet"])
+def test_a_stalled_download_times_out(tmp_path, silent_proxy, key):
+    start = time.monotonic()
+    with pytest.raises(DataError, match=f"Downloading .* to {tmp_path / key} failed: .*timed out"):
+        STATIC[key](root=str(tmp_path), download_timeout=1.0).prepare_data()
+    assert time.monotonic() - start < 10
+
+
+# -- Through `bench run` ------------------------------------------------------------------------------------
+QUICK = ["trainer.enable_progress_bar=false", "logger=none", "trainer.enable_checkpointing=false"]
+QUICK += [
+    "trainer.max_epochs=1",
+    "metrics.latency_samples=2",
+    "metrics.throughput_batches=1",
+    "data.batch_size=8",
+    "data.val_fraction=0.25",
+]
+
+
+def test_bench_run_trains_and_tests_on_the_idx_fixture(workdir):
+    write_mnist(workdir / "data" / "mnist", "MNIST")
+    record = run("ann", "mnist", QUICK).record
+    assert record["status"] == "ok" and 0.0 <= record["metrics"]["test_acc"] <= 1.0
+    assert (
+        record["config"]["data"]["download"] is True
+    )  # present files: the Trainer's prepare_data is a no-op
+
+
+def test_bench_run_offline_fails_fast_with_a_failed_record(workdir):
+    if probe(CIFAR10.download_urls[0], 2.0) is None:
+        pytest.skip("this machine reaches the download host: a real download would start")
+    start = time.monotonic()
+    with pytest.raises(DataError, match="Downloading CIFAR-10 .* failed"):
+        run("ann", "cifar10", [*QUICK, "data.download_timeout=2"])
+    assert time.monotonic() - start < 15
+    (record_path,) = (workdir / "results" / "runs").glob("*.json")
+    assert json.loads(record_path.read_text())["status"] == "failed"
