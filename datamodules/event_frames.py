@@ -1,0 +1,366 @@
+"""Shared machinery of the event-camera DataModules: sample index, on-disk frame cache, splits, loaders.
+
+Every sample's events are read once, (optionally) downsampled and integrated into ``frames`` fine frames
+``[T, 2, H, W]`` (event counts; channel 0 OFF, 1 ON), and all samples are stored in one memory-mapped
+``.npy`` under ``<root>/<key>/snnbench_cache/frames-v<reader>-T<frames>-<split_by>-<H>x<W>/``. The path
+encodes every parameter that changes the frames, and ``meta.json`` holds a fingerprint of the source
+files (name, size, mtime, time window), so a changed T, reader or data never serves stale frames. The
+cache is built in a temporary folder and renamed into place, so an interrupted build leaves nothing.
+
+Methods receive the fine frames as ``[B, T, 2, H, W]``; a method that wants fewer time steps aggregates
+them itself (e.g. 16 fine frames -> 2 steps of synaptic current).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from bench.errors import ConfigError, DataError
+from datamodules.base import BenchDataModule, stratified_split
+from datamodules.events import READER_VERSION, SPLIT_BY, Events, downsample, events_to_frames
+
+log = logging.getLogger(__name__)
+
+SPLIT_SEED = 0  # fixes every train/val (and CIFAR10-DVS train/test) split for good, whatever the run seed
+CACHE_DIR = "snnbench_cache"
+
+
+@dataclass
+class SampleIndex:
+    """What the dataset holds, found without reading any events.
+
+    ``paths[i]`` is sample i's source file; ``windows[i]`` (optional) its ``[start, end)`` µs time window
+    inside that file (DVS128 Gesture: one sample per label-CSV row); ``labels[i]`` its class;
+    ``test[i]`` whether it belongs to the official test set (None: the dataset has no official split).
+    """
+
+    paths: list[Path]
+    labels: np.ndarray
+    windows: np.ndarray | None = None
+    test: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def fingerprint(self, base: Path) -> str:
+        """Hash of every source file's relative name, size and mtime, and of the time windows."""
+        digest = hashlib.sha256()
+        stats: dict[Path, str] = {}
+        for i, path in enumerate(self.paths):
+            if path not in stats:
+                st = path.stat()
+                stats[path] = f"{path.relative_to(base).as_posix()}\t{st.st_size}\t{st.st_mtime_ns}"
+            window = "" if self.windows is None else f"\t{self.windows[i][0]}\t{self.windows[i][1]}"
+            digest.update(f"{stats[path]}{window}\n".encode())
+        return digest.hexdigest()
+
+
+def _groups(index: SampleIndex) -> list[tuple[Path, list[int]]]:
+    """Samples grouped by source file (in first-seen order), so each file is read once."""
+    groups: dict[Path, list[int]] = {}
+    for i, path in enumerate(index.paths):
+        groups.setdefault(path, []).append(i)
+    return list(groups.items())
+
+
+class _Overflow(Exception):
+    """A frame cell needs a wider integer than the cache's dtype."""
+
+
+@dataclass(frozen=True)
+class FrameSpec:
+    """Everything that changes the frames; its ``name`` is the cache folder."""
+
+    frames: int
+    split_by: str
+    height: int
+    width: int
+    reader_version: int = READER_VERSION
+
+    @property
+    def name(self) -> str:
+        return f"frames-v{self.reader_version}-T{self.frames}-{self.split_by}-{self.height}x{self.width}"
+
+    def as_dict(self) -> dict:
+        return {
+            "frames": self.frames,
+            "split_by": self.split_by,
+            "height": self.height,
+            "width": self.width,
+            "reader_version": self.reader_version,
+        }
+
+
+def build_frame_cache(
+    cache: Path,
+    index: SampleIndex,
+    read: Callable[[Path], Events],
+    sensor: tuple[int, int],
+    spec: FrameSpec,
+    fingerprint: str,
+    workers: int = 2,
+) -> None:
+    """Read every sample, integrate it into frames and write ``frames.npy``, ``events.npy``, ``meta.json``."""
+    tmp = cache.with_name(f"{cache.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        for dtype in (np.uint16, np.uint32):
+            try:
+                _write_frames(tmp, index, read, sensor, spec, dtype, workers)
+                break
+            except _Overflow:
+                continue
+        else:
+            raise DataError(f"A frame of {cache} would hold over 2**32 events in one pixel: corrupt data?")
+        meta = {"spec": spec.as_dict(), "samples": len(index), "fingerprint": fingerprint}
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+        shutil.rmtree(cache, ignore_errors=True)
+        try:
+            tmp.rename(cache)
+        except OSError:  # another process finished the same cache first: keep theirs
+            if not cache.exists():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _integrate_group(group, index, read, sensor, spec) -> list[tuple[int, np.ndarray]]:
+    path, samples = group
+    events = read(path)
+    if spec.height != sensor[0] or spec.width != sensor[1]:
+        events = downsample(events, sensor, (spec.height, spec.width))
+    out = []
+    for i in samples:
+        sample = events
+        if index.windows is not None:
+            start, end = index.windows[i]
+            sample = events.select((events.t >= start) & (events.t < end))
+        out.append((i, events_to_frames(sample, spec.frames, spec.split_by, spec.height, spec.width)))
+    return out
+
+
+def _integrated(index, read, sensor, spec, workers) -> Iterator[tuple[int, np.ndarray]]:
+    """Frames of every sample in file order; a few files are read ahead on worker threads."""
+    groups = _groups(index)
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        pending: deque = deque()
+        for group in groups:
+            pending.append(pool.submit(_integrate_group, group, index, read, sensor, spec))
+            if len(pending) >= 4 * max(1, workers):
+                yield from pending.popleft().result()
+        while pending:
+            yield from pending.popleft().result()
+
+
+def _write_frames(tmp: Path, index, read, sensor, spec, dtype, workers) -> None:
+    shape = (len(index), spec.frames, 2, spec.height, spec.width)
+    frames = np.lib.format.open_memmap(tmp / "frames.npy", mode="w+", dtype=dtype, shape=shape)
+    counts = np.zeros(len(index), dtype=np.int64)
+    limit, peak = np.iinfo(dtype).max, 0
+    for done, (i, sample) in enumerate(_integrated(index, read, sensor, spec, workers), 1):
+        top = int(sample.max()) if sample.size else 0
+        if top > limit:
+            raise _Overflow
+        peak = max(peak, top)
+        frames[i] = sample
+        counts[i] = int(sample.sum())
+        if done % 10000 == 0:
+            log.info("frame cache %s: %d / %d samples", spec.name, done, len(index))
+    frames.flush()
+    del frames
+    if peak <= np.iinfo(np.uint8).max:  # most datasets: halve the cache
+        wide = np.load(tmp / "frames.npy", mmap_mode="r")
+        narrow = np.lib.format.open_memmap(tmp / "frames8.npy", mode="w+", dtype=np.uint8, shape=shape)
+        for start in range(0, len(index), 1024):
+            narrow[start : start + 1024] = wide[start : start + 1024]
+        narrow.flush()
+        del narrow, wide
+        os.replace(tmp / "frames8.npy", tmp / "frames.npy")
+    np.save(tmp / "events.npy", counts)
+
+
+class FrameDataset(Dataset):
+    """Samples ``indices`` of a frame cache: ``(float32 [T, 2, H, W], label)``.
+
+    The memory map is opened lazily, so DataLoader workers each open their own instead of pickling it.
+    """
+
+    def __init__(self, path: Path, indices: np.ndarray, labels: np.ndarray):
+        self.path = Path(path)
+        self.indices = np.asarray(indices, dtype=np.int64)
+        self.labels = torch.as_tensor(np.asarray(labels)[self.indices], dtype=torch.long)
+        self._frames = None
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    @property
+    def frames(self) -> np.ndarray:
+        if self._frames is None:
+            self._frames = np.load(self.path, mmap_mode="r")
+        return self._frames
+
+    def __getitem__(self, i):
+        return torch.from_numpy(self.frames[self.indices[i]].astype(np.float32)), self.labels[i]
+
+    def __getstate__(self):
+        return {**self.__dict__, "_frames": None}
+
+
+class EventFrameDataModule(BenchDataModule):
+    """Base of the event-camera DataModules (not registered): subclasses say where samples are and how
+    to read a file; this class caches frames, splits and serves ``[B, T, 2, H, W]`` batches."""
+
+    kind = "event"
+    sensor: tuple[int, int]  # (H, W) of the camera
+    frames = 16  # defaults of the constructor arguments (None), shown by `bench list`
+    split_by = "number"
+    frame_size: int | None = None  # default side of the frames; None: the sensor's
+    expected_layout = ""  # the tree under <root>/<key>/, for error messages
+    source = ""  # where to get the data, for error messages
+
+    def __init__(
+        self,
+        root: str | None = None,
+        batch_size: int = 128,
+        num_workers: int = 0,
+        frames: int | None = None,
+        split_by: str | None = None,
+        size: int | None = None,
+        val_fraction: float = 0.1,
+    ):
+        super().__init__(root, batch_size, num_workers)
+        frames = type(self).frames if frames is None else frames
+        split_by = type(self).split_by if split_by is None else split_by
+        size = (self.frame_size or min(self.sensor)) if size is None else size
+        if not isinstance(frames, int) or isinstance(frames, bool) or frames < 1:
+            raise ConfigError(
+                f"data.frames must be a positive integer (fine frames per sample), got {frames!r}."
+            )
+        if split_by not in SPLIT_BY:
+            raise ConfigError(f"data.split_by={split_by!r} is not supported; use one of {SPLIT_BY}.")
+        if not isinstance(size, int) or isinstance(size, bool) or not 1 <= size <= min(self.sensor):
+            raise ConfigError(
+                f"data.size must be an integer from 1 to the sensor's {min(self.sensor)} pixels (the side "
+                f"of the frames after spatial downsampling), got {size!r}."
+            )
+        if not 0.0 <= float(val_fraction) < 1.0:
+            raise ConfigError(f"data.val_fraction must be in [0, 1), got {val_fraction!r}.")
+        self.frames = int(frames)
+        self.split_by = split_by
+        self.size = int(size)
+        self.val_fraction = float(val_fraction)
+        height, width = self.sensor
+        self.spec = FrameSpec(
+            self.frames,
+            split_by,
+            height * self.size // max(self.sensor),
+            width * self.size // max(self.sensor),
+        )
+        self.input_shape = (2, self.spec.height, self.spec.width)
+        self.cache_dir: Path | None = None
+        self.samples: SampleIndex | None = None
+
+    # --- what a subclass provides ------------------------------------------------------------------------
+    def index(self) -> SampleIndex:
+        """Find the samples on disk (checking the layout) without reading events."""
+        raise NotImplementedError
+
+    def read(self, path: Path) -> Events:
+        """Decode one source file."""
+        raise NotImplementedError
+
+    def split_indices(self, index: SampleIndex) -> tuple[np.ndarray, np.ndarray]:
+        """``(train_pool, test)`` sample indices (default: the official split); validation is carved from
+        the pool by :meth:`setup`."""
+        return np.flatnonzero(~index.test), np.flatnonzero(index.test)
+
+    # --- shared ------------------------------------------------------------------------------------------
+    @property
+    def frame_spec(self) -> dict:
+        """The frame parameters to record with every result (T, split_by, frame size, reader version)."""
+        return self.spec.as_dict()
+
+    def missing(self, what: str) -> DataError:
+        """A DataError that names the problem, the expected tree and where to get the data."""
+        return DataError(
+            f"The {self.registry_key} dataset is missing or incomplete: {what}. Expected under "
+            f"{self.data_dir}/: {self.expected_layout}. Get it from {self.source} and extract it there "
+            f"(or point data.root / $SNNBENCH_DATA at the folder that holds {self.registry_key}/)."
+        )
+
+    def require_dir(self, path: Path, what: str) -> Path:
+        if not path.is_dir():
+            raise self.missing(f"{what} {path} does not exist")
+        return path
+
+    def prepare_cache(self) -> tuple[SampleIndex, Path]:
+        """The sample index and a valid frame cache for it (built if missing or stale)."""
+        index = self.index()
+        if len(index) == 0:
+            raise self.missing(f"no samples were found under {self.data_dir}")
+        cache = self.data_dir / CACHE_DIR / self.spec.name
+        fingerprint = index.fingerprint(self.data_dir)
+        if not self._cache_is_valid(cache, len(index), fingerprint):
+            log.info("Building the %s frame cache %s (%d samples)", self.registry_key, cache, len(index))
+            workers = min(4, os.cpu_count() or 1)
+            build_frame_cache(cache, index, self.read, self.sensor, self.spec, fingerprint, workers)
+        return index, cache
+
+    def _cache_is_valid(self, cache: Path, samples: int, fingerprint: str) -> bool:
+        try:
+            meta = json.loads((cache / "meta.json").read_text())
+            shape = np.load(cache / "frames.npy", mmap_mode="r").shape
+        except (OSError, ValueError):
+            return False
+        return (
+            meta.get("spec") == self.spec.as_dict()
+            and meta.get("fingerprint") == fingerprint
+            and shape == (samples, self.frames, *self.input_shape)
+        )
+
+    def prepare_data(self) -> None:
+        self.prepare_cache()
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.test_set is not None:
+            return
+        index, self.cache_dir = self.prepare_cache()
+        self.samples = index  # sample i of every split's ``indices`` is ``index.paths[i]``
+        pool, test = self.split_indices(index)
+        train, val = (pool[i] for i in stratified_split(index.labels[pool], self.val_fraction, SPLIT_SEED))
+        path = self.cache_dir / "frames.npy"
+        self.train_set = FrameDataset(path, train, index.labels)
+        self.val_set = FrameDataset(path, val, index.labels)
+        self.test_set = FrameDataset(path, test, index.labels)
+
+    def event_counts(self) -> np.ndarray:
+        """Events per sample (after downsampling, which drops none), in index order; after ``setup``."""
+        return np.load(self.cache_dir / "events.npy")
+
+
+def numeric_sort_key(path: Path) -> tuple:
+    """Sort ``2.bin`` before ``10.bin`` (numeric stems first, then the rest by name)."""
+    stem = path.stem.rsplit("_", 1)[-1]
+    return (0, int(stem), path.name) if stem.isdigit() else (1, 0, path.name)
+
+
+def list_files(folder: Path, suffix: str) -> list[Path]:
+    """Files of ``folder`` ending in ``suffix``, numerically sorted (``os.scandir``: fast on 60,000 files)."""
+    with os.scandir(folder) as entries:
+        files = [Path(e.path) for e in entries if e.name.endswith(suffix) and e.is_file()]
+    return sorted(files, key=numeric_sort_key)
