@@ -163,7 +163,7 @@ class SynapticCounter:
                 rows.shape[1:], float(self.fanout_per_channel), dtype=torch.float64, device=x.device
             )
         amplitude_map = column_sums(rows)
-        kind = spike_kind(x, float(amplitude_map.sum()))
+        kind, _ = spike_kind(x, float(amplitude_map.sum()))
         events_map = amplitude_map if kind == "binary" else column_sums(rows.ne(0))
         dense = rows.shape[0] * fanout.sum()
         effective = (events_map * fanout).sum()
@@ -188,15 +188,20 @@ def column_sums(rows: torch.Tensor) -> torch.Tensor:
     return rows.sum(0, dtype=torch.float32).double()
 
 
-def spike_kind(x: torch.Tensor, total: float) -> str:
-    """``"binary"`` (all in {0, 1}), ``"graded"`` (non-negative integers) or ``"analog"`` (total = x.sum()).
+def spike_kind(x: torch.Tensor, total: float | None = None) -> tuple[str, float]:
+    """(``"binary"`` | ``"graded"`` | ``"analog"``, ``x.sum()``): all in {0, 1}, non-negative integers, other.
 
-    Uses reductions only (min/max, dot), no mask tensors: on the CPU, allocating a temporary the size of
-    the activation costs more than the reductions themselves. One host read per call.
+    Uses reductions only (min/max, sum, dot), no mask tensors: on the CPU, allocating a temporary the size
+    of the activation costs more than the reductions themselves. Pass ``total`` when it is known.
     """
     lo, hi = (float(v) for v in torch.aminmax(x))
+    if total is None:
+        # A float32 sum of integers is exact while every partial sum stays below 2**24; past that, sum
+        # columns first so each partial sum stays small.
+        exact = x.numel() * max(abs(lo), abs(hi)) < 2**24
+        total = float(x.sum(dtype=torch.float32) if exact else column_sums(x.reshape(x.shape[0], -1)).sum())
     if lo < 0:
-        return "analog"
+        return "analog", total
     flat = x.reshape(-1)
     if flat.dtype not in (torch.float32, torch.float64):
         flat = flat.float()
@@ -204,8 +209,8 @@ def spike_kind(x: torch.Tensor, total: float) -> str:
         # On [0, 1], sum(x) - sum(x^2) = sum(x (1 - x)) >= 0, and 0 only when every x is 0 or 1. The
         # tolerance absorbs float32 rounding of the two (exact-integer) sums on huge tensors.
         squares = float(torch.dot(flat, flat))
-        return "binary" if total - squares <= 1e-6 * max(total, 1.0) else "analog"
-    return "graded" if float(torch.frac(flat).sum()) == 0 else "analog"
+        return ("binary" if total - squares <= 1e-6 * max(total, 1.0) else "analog"), total
+    return ("graded" if float(torch.frac(flat).sum()) == 0 else "analog"), total
 
 
 class EnergyMetrics(pl.Callback):
@@ -278,8 +283,7 @@ class EnergyMetrics(pl.Callback):
         # next synaptic layer sees fractions but should know they came from spikes. Views (flatten,
         # [T*B] <-> [T, B] reshapes) keep the address; the mark is consumed on first use, so a freed and
         # reused address is never mistaken for it.
-        x = inputs[0].detach()
-        if spike_kind(x, float(x.sum(dtype=torch.float32))) != "analog":
+        if spike_kind(inputs[0].detach())[0] != "analog":
             self._pooled.add((output.data_ptr(), output.numel()))
 
     def _synaptic_hook(self, row: int, counter: SynapticCounter):
@@ -295,12 +299,12 @@ class EnergyMetrics(pl.Callback):
     def _activation_hook(self, row: int):
         def hook(module, inputs, output):
             out = output.detach()
-            # [rows, positions] with few rows per column, so the float32 column sums stay exact.
-            positions = out.shape[-2] * out.shape[-1] if out.dim() >= 3 else out.shape[-1]
-            rows = out.reshape(-1, positions)
-            amplitude = column_sums(rows).sum()
-            binary = spike_kind(out, float(amplitude)) == "binary"
-            events = amplitude if binary else column_sums(rows.ne(0)).sum()
+            kind, amplitude = spike_kind(out)
+            events = (
+                amplitude
+                if kind == "binary"
+                else float(column_sums(out.reshape(-1, out.shape[-1]).ne(0)).sum())
+            )
             self._act_batch[row, 0] += out.numel()
             self._act_batch[row, 1] += events
             self._act_batch[row, 2] += amplitude
