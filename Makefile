@@ -1,4 +1,4 @@
-# Quick start: `make demo` (train the baselines on embedded data, build the tables) and `make test`.
+# Quick start: `make demo` (train the baselines on the two embedded datasets, build the tables) and `make test`.
 # Both create .venv and install the project into it when it is missing or pyproject.toml changed.
 PYTHON ?= python3
 VENV := .venv
@@ -16,6 +16,8 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/bench run --method ann --dataset mnist5k
 	$(BIN)/bench run --method lif_sg --dataset mnist5k
+	$(BIN)/bench run --method ann --dataset nmnist_sim
+	$(BIN)/bench run --method lif_sg --dataset nmnist_sim
 	$(BIN)/bench tables
 
 test: $(STAMP)

@@ -68,6 +68,17 @@ def build_trainer(cfg: DictConfig, method: str, dataset: str, rid: str, callback
     return pl.Trainer(**trainer_kwargs, callbacks=callbacks, logger=logger, default_root_dir=str(logs))
 
 
+def dataset_facts(datamodule) -> dict:
+    """What the run's data was: shape facts plus the choices tables must not mix (split protocol, frames)."""
+    facts = {"num_classes": datamodule.num_classes, "input_shape": list(datamodule.input_shape)}
+    facts.update(kind=datamodule.kind, frames=datamodule.frames)
+    if getattr(datamodule, "split", None) is not None:
+        facts["split"] = datamodule.split
+    if getattr(datamodule, "frame_spec", None) is not None:
+        facts["frame_spec"] = datamodule.frame_spec
+    return facts
+
+
 def _logged(trainer: pl.Trainer) -> dict[str, float]:
     return {k: float(v) for k, v in trainer.callback_metrics.items()}
 
@@ -118,6 +129,7 @@ def run(
     try:
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
         datamodule, model = build(cfg, method, dataset)
+        record["dataset_facts"] = dataset_facts(datamodule)
         energy = EnergyMetrics(**_to_kwargs(cfg.metrics))
         trainer = build_trainer(cfg, method, dataset, rid, callbacks=[energy])
         trainer.fit(model, datamodule=datamodule)
