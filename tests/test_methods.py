@@ -34,17 +34,21 @@ def built(request, workdir):
     return datamodule, model
 
 
-def test_forward_backward_gives_finite_loss_and_gradients(built):
-    datamodule, model = built
-    x, y = tiny_batch(datamodule)
+def assert_trains_one_step(model, x, y, num_classes: int) -> None:
+    """Logits of the right shape, a finite loss, finite gradients for every parameter, some nonzero."""
     logits = model(x)
-    assert logits.shape == (len(y), datamodule.num_classes)
+    assert logits.shape == (len(y), num_classes)
     loss = model.compute_loss(logits, y)
     assert torch.isfinite(loss)
     loss.backward()
     grads = [p.grad for p in model.parameters() if p.requires_grad]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
     assert any(g.abs().sum() > 0 for g in grads)
+
+
+def test_forward_backward_gives_finite_loss_and_gradients(built):
+    datamodule, model = built
+    assert_trains_one_step(model, *tiny_batch(datamodule), datamodule.num_classes)
 
 
 def neuron_states(model) -> list[torch.Tensor]:

@@ -7,7 +7,6 @@ the real DataModule and loader, so a method meets the true dtype, shape and valu
 from __future__ import annotations
 
 import pytest
-import torch
 from omegaconf import OmegaConf
 from test_datamodules_events import write_cifar10_dvs, write_gesture, write_nmnist
 from test_datamodules_static import (
@@ -17,6 +16,7 @@ from test_datamodules_static import (
     write_mnist,
     write_tiny_imagenet,
 )
+from test_methods import assert_trains_one_step
 from torchvision import datasets
 
 from bench import registry
@@ -87,10 +87,4 @@ def test_method_trains_one_step_on_the_fixture_batch(method, dataset_batch):
     facts = {"num_classes": datamodule.num_classes, "input_shape": datamodule.input_shape}
     model = registry.get_method(method)(**facts, kind=datamodule.kind, **OmegaConf.to_container(cfg.method))
     assert x.shape[-3:] == tuple(datamodule.input_shape) and y.max() < datamodule.num_classes
-    logits = model(x)
-    assert logits.shape == (len(y), datamodule.num_classes)
-    loss = model.compute_loss(logits, y)
-    assert torch.isfinite(loss)
-    loss.backward()
-    grads = [p.grad for p in model.parameters() if p.requires_grad]
-    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    assert_trains_one_step(model, x, y, datamodule.num_classes)
