@@ -239,12 +239,11 @@ class EnergyMetrics(pl.Callback):
     def attach(self, pl_module: nn.Module) -> None:
         """Register the counting hooks on a method (public so benchmarks and tests can use it alone)."""
         self.detach()
-        declared = pl_module.synaptic_layers()
+        self.declared = pl_module.synaptic_layers()  # module + weight bit width per synaptic layer
         self.synaptic = {
             name: SynapticCounter(name, layer.module, self.graded_spikes, self.pooled_spikes)
-            for name, layer in declared.items()
+            for name, layer in self.declared.items()
         }
-        self.weight_bits = {name: layer for name, layer in declared.items()}
         spiking = pl_module.spiking_layers()
         self.spiking_names = set(spiking)
         self.activation = dict(spiking)
@@ -351,7 +350,7 @@ class EnergyMetrics(pl.Callback):
                     f"Synaptic layer '{name}' was never called during the test loop, so its operations "
                     "cannot be counted. Declare only layers the forward pass uses in synaptic_layers()."
                 )
-            declared = self.weight_bits[name]
+            declared = self.declared[name]
             weights = counter.module.weight.numel()
             bias = counter.module.bias.numel() if counter.module.bias is not None else 0
             storage_bits = weights * declared.weight_bits + 32 * (bias + declared.scale_params)
