@@ -23,7 +23,7 @@ from bench.metrics import EnergyMetrics
 from bench.registry import get_dataset, get_method
 
 #: Facts the runner takes from the DataModule and passes to the method; never set in configs.
-DATASET_FACTS = ("num_classes", "input_shape", "kind")
+DATASET_FACTS = ("num_classes", "input_shape", "kind", "frames")
 #: Trainer arguments the runner owns.
 RUNNER_OWNED_TRAINER_KEYS = ("callbacks", "logger", "default_root_dir")
 LOGGERS = ("csv", "wandb", "none")

@@ -45,7 +45,7 @@ def build(cfg: DictConfig, method: str, dataset: str):
     """(datamodule, model) from a resolved config; the dataset's facts go into the method."""
     datamodule = get_dataset(dataset)(**_to_kwargs(cfg.data))
     facts = {"num_classes": datamodule.num_classes, "input_shape": datamodule.input_shape}
-    facts["kind"] = datamodule.kind
+    facts.update(kind=datamodule.kind, frames=datamodule.frames)
     try:
         model = get_method(method)(**facts, **_to_kwargs(cfg.method))
     except (TypeError, ValueError) as error:
@@ -140,6 +140,7 @@ def run(
         record["device"] = device_name(trainer.strategy.root_device)
         record["metrics"] = {**_collect_metrics(trainer, model, after_fit), **energy.summary}
         record["layers"] = energy.layers
+        record["method_details"] = model.run_details()
         record["status"] = "ok"
     except BaseException as error:
         record["status"] = "failed"

@@ -1,8 +1,8 @@
 """The base LightningModule every method plugs into.
 
-A method is built from the dataset facts the runner passes in (``num_classes``, ``input_shape``, ``kind``)
-plus ``time_steps`` and its own hyper-parameters. Inside, SNN tensors are time-first ``[T, B, ...]``
-(spikingjelly's multi-step convention). The base class owns what every method needs done the same way:
+A method is built from the dataset facts the runner passes in (``num_classes``, ``input_shape``, ``kind``,
+and for event data ``frames``, the fine frames per sample) plus ``time_steps`` and its own hyper-parameters.
+Inside, SNN tensors are time-first ``[T, B, ...]`` (spikingjelly's multi-step convention). The base class owns what every method needs done the same way:
 input encoding, readout, loss, optimiser + cosine schedule, accuracy, the per-batch neuron reset, the
 NaN-loss guard, and the declaration of spiking and synaptic layers that the metrics callback reads.
 """
@@ -45,6 +45,7 @@ class BenchMethod(pl.LightningModule):
         input_shape: tuple[int, int, int],
         kind: str = "static",
         time_steps: int = 1,
+        frames: int | None = None,
         lr: float = 1e-3,
         optimizer: str = "adam",
         weight_decay: float = 0.0,
@@ -62,11 +63,19 @@ class BenchMethod(pl.LightningModule):
             raise ConfigError(f"method.scheduler={scheduler!r} is not supported; use {SCHEDULERS}.")
         if int(time_steps) < 1:
             raise ConfigError(f"method.time_steps must be >= 1, got {time_steps}.")
+        if kind == "event" and frames is not None and int(frames) % int(time_steps):
+            divisors = [t for t in range(1, int(frames) + 1) if int(frames) % t == 0]
+            raise ConfigError(
+                f"method.time_steps={time_steps} does not divide data.frames={frames}: each time step "
+                f"integrates an equal group of fine event frames. Use a time_steps in {divisors}, or change "
+                "data.frames."
+            )
         self.save_hyperparameters()
         self.num_classes = int(num_classes)
         self.input_shape = tuple(int(s) for s in input_shape)
         self.kind = kind
         self.time_steps = int(time_steps)
+        self.frames = None if frames is None else int(frames)  # fine frames per event sample
         self.train_acc = MulticlassAccuracy(num_classes=self.num_classes, average="micro")
         self.val_acc = MulticlassAccuracy(num_classes=self.num_classes, average="micro")
         self.test_acc = MulticlassAccuracy(num_classes=self.num_classes, average="micro")
@@ -75,10 +84,19 @@ class BenchMethod(pl.LightningModule):
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Batch -> time-first input ``[T, B, C, H, W]``.
 
-        Static images use direct encoding (the analog image at every one of the T steps); event batches
-        ``[B, T, C, H, W]`` are already frames and are only transposed.
+        Static images use direct encoding (the analog image at every one of the T steps). Event batches
+        ``[B, frames, C, H, W]`` are re-binned into ``time_steps`` steps, each the sum of ``frames / T``
+        consecutive fine frames (the event counts of a T-frame integration); T = frames passes them through.
         """
         if self.kind == "event":
+            batch, frames = x.shape[:2]
+            if frames % self.time_steps:
+                raise ConfigError(
+                    f"The batch has {frames} frames per sample, which method.time_steps={self.time_steps} "
+                    "does not divide."
+                )
+            if frames != self.time_steps:
+                x = x.reshape(batch, self.time_steps, frames // self.time_steps, *x.shape[2:]).sum(2)
             return x.transpose(0, 1).contiguous()
         return x.unsqueeze(0).expand(self.time_steps, *x.shape)
 
@@ -96,6 +114,11 @@ class BenchMethod(pl.LightningModule):
     def synaptic_layers(self) -> dict[str, SynapticLayer]:
         """Conv/linear layers with their weight bit widths; override to declare binarised layers."""
         return {name: SynapticLayer(m) for name, m in self.named_modules() if isinstance(m, SYNAPTIC_TYPES)}
+
+    def run_details(self) -> dict:
+        """Method-specific facts of the finished run for its record (JSON-serialisable), e.g. which layers
+        a method chose to binarise per epoch; stored as ``method_details``."""
+        return {}
 
     # --- shared machinery --------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:

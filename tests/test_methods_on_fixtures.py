@@ -52,7 +52,7 @@ FIXTURES = {
     )[1],
     "nmnist": lambda root: (
         write_nmnist(root / "nmnist"),
-        NMNIST(root=str(root), frames=3, val_fraction=0.5, batch_size=4),
+        NMNIST(root=str(root), frames=4, val_fraction=0.5, batch_size=4),
     )[1],
     "cifar10_dvs": lambda root: (
         write_cifar10_dvs(root / "cifar10_dvs"),
@@ -83,8 +83,11 @@ def dataset_batch(request, tmp_path_factory):
 @pytest.mark.parametrize("method", sorted(registry.methods()))
 def test_method_trains_one_step_on_the_fixture_batch(method, dataset_batch):
     key, datamodule, (x, y) = dataset_batch
-    cfg = load_config(method, key)
+    # The method's config as a run on this fixture would resolve it (time steps follow data.frames).
+    frames = [f"data.frames={datamodule.frames}"] if datamodule.kind == "event" else []
+    cfg = load_config(method, key, frames)
     facts = {"num_classes": datamodule.num_classes, "input_shape": datamodule.input_shape}
-    model = registry.get_method(method)(**facts, kind=datamodule.kind, **OmegaConf.to_container(cfg.method))
+    facts.update(kind=datamodule.kind, frames=datamodule.frames)
+    model = registry.get_method(method)(**facts, **OmegaConf.to_container(cfg.method, resolve=True))
     assert x.shape[-3:] == tuple(datamodule.input_shape) and y.max() < datamodule.num_classes
     assert_trains_one_step(model, x, y, datamodule.num_classes)
