@@ -2,9 +2,10 @@
 
 A method is built from the dataset facts the runner passes in (``num_classes``, ``input_shape``, ``kind``,
 and for event data ``frames``, the fine frames per sample) plus ``time_steps`` and its own hyper-parameters.
-Inside, SNN tensors are time-first ``[T, B, ...]`` (spikingjelly's multi-step convention). The base class owns what every method needs done the same way:
-input encoding, readout, loss, optimiser + cosine schedule, accuracy, the per-batch neuron reset, the
-NaN-loss guard, and the declaration of spiking and synaptic layers that the metrics callback reads.
+Inside, SNN tensors are time-first ``[T, B, ...]`` (spikingjelly's multi-step convention). The base class
+owns what every method needs done the same way: input encoding, readout, loss, optimiser + cosine
+schedule, accuracy, the per-batch neuron reset, the NaN-loss guard, and the declaration of spiking and
+synaptic layers that the metrics callback reads.
 """
 
 from __future__ import annotations
