@@ -1,4 +1,4 @@
-# Quick start: `make demo` (train the baselines on the two embedded datasets, build the tables) and `make test`.
+# Quick start: `make demo` (train the baselines and methods on the two embedded datasets, build the tables) and `make test`.
 # Both create .venv and install the project into it when it is missing or pyproject.toml changed.
 PYTHON ?= python3
 VENV := .venv
@@ -18,6 +18,8 @@ demo: $(STAMP)
 	$(BIN)/bench run --method lif_sg --dataset mnist5k
 	$(BIN)/bench run --method ann --dataset nmnist_sim
 	$(BIN)/bench run --method lif_sg --dataset nmnist_sim
+	$(BIN)/bench run --method multi_threshold --dataset mnist5k
+	$(BIN)/bench run --method compressed_event --dataset nmnist_sim
 	$(BIN)/bench tables
 
 test: $(STAMP)

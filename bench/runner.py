@@ -125,10 +125,10 @@ def run(
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "wall_time_s": None,
     }
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    datamodule, model = build(cfg, method, dataset)  # constructors check their arguments: nothing ran yet
     start = time.perf_counter()
     try:
-        pl.seed_everything(cfg.seed, workers=True, verbose=False)
-        datamodule, model = build(cfg, method, dataset)
         record["dataset_facts"] = dataset_facts(datamodule)
         energy = EnergyMetrics(**_to_kwargs(cfg.metrics))
         trainer = build_trainer(cfg, method, dataset, rid, callbacks=[energy])

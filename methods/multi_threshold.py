@@ -30,13 +30,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
-
-from bench.errors import ConfigError
 from bench.registry import register_method
 from methods.base import BenchMethod
 from methods.common.networks import layer_stack
-from methods.common.neurons import RATE_LOSSES, MultiThresholdLIF, rate_loss
+from methods.common.neurons import MultiThresholdLIF, RateCodedOutput
 
 SMALL_NET = "32C3-AP2-32C3-AP2-128FC"
 CIFARNET = "128C3-256C3-AP2-512C3-AP2-1024C3-512C3-1024FC-512FC"
@@ -55,12 +52,8 @@ def default_layers(input_shape: Sequence[int]) -> list[str]:
     return layers
 
 
-def parse_layers(layers: str, input_shape: Sequence[int]) -> list[str]:
-    return default_layers(input_shape) if layers == "auto" else [t for t in layers.split("-") if t]
-
-
 @register_method("multi_threshold")
-class MultiThresholdSNN(BenchMethod):
+class MultiThresholdSNN(RateCodedOutput, BenchMethod):
     """Multi-threshold LIF SNN trained by BPTT at 1-2 time steps, rate-coded voting output."""
 
     def __init__(
@@ -81,11 +74,7 @@ class MultiThresholdSNN(BenchMethod):
         **optim,
     ):
         super().__init__(num_classes, input_shape, kind, time_steps, **optim)
-        if loss not in RATE_LOSSES:
-            raise ConfigError(f"method.loss={loss!r} is not supported; use one of {RATE_LOSSES}.")
-        if int(voting) < 1:
-            raise ConfigError(f"method.voting must be >= 1 output neurons per class, got {voting}.")
-        self.levels, self.loss = int(levels), loss
+        self.set_rate_output(levels, loss, voting)
 
         def make_neuron():
             return MultiThresholdLIF(
@@ -98,13 +87,5 @@ class MultiThresholdSNN(BenchMethod):
                 surrogate_a=surrogate_a,
             )
 
-        self.net = layer_stack(
-            input_shape, num_classes, parse_layers(layers, input_shape), make_neuron, voting=int(voting)
-        )
-
-    def readout(self, output_seq: torch.Tensor) -> torch.Tensor:
-        """Voting-population spike amplitudes ``[T, B, classes]`` -> firing rate ``count / (T K)``."""
-        return output_seq.mean(0) / self.levels
-
-    def compute_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return rate_loss(logits, target, self.loss)
+        spec = default_layers(input_shape) if layers == "auto" else layers
+        self.net = layer_stack(input_shape, num_classes, spec, make_neuron, voting=int(voting))

@@ -63,6 +63,7 @@ def test_misspelt_method_key_names_the_valid_keys():
         ("trainer.max_epoch=3", "Unknown key trainer.max_epoch"),
         ("trainer.logger=true", "the runner sets it"),
         ("method.num_classes=3", "takes it from the dataset"),
+        ("method.frames=8", "takes it from the dataset"),
         ("method.lr=fast", "method.lr='fast' has the wrong type: expected float"),
         ("method.hard_reset=1", "expected bool"),
         ("optimiser.lr=1", "Unknown top-level config key(s) optimiser"),

@@ -70,7 +70,7 @@ def _token(token: str) -> tuple[str, int, int]:
 def layer_stack(
     input_shape: Sequence[int],
     num_classes: int,
-    layers: Sequence[str],
+    layers: str | Sequence[str],
     make_neuron: Callable[[], nn.Module],
     voting: int = 0,
 ) -> nn.Sequential:
@@ -83,6 +83,8 @@ def layer_stack(
     output population of n neurons per class, averaged per class (spikingjelly's ``VotingLayer``), so the
     readout is a firing rate (the STBP / PLIF output layer).
     """
+    if isinstance(layers, str):
+        layers = [token for token in layers.split("-") if token]
     in_channels, height, width = (int(s) for s in input_shape)
     blocks: list[nn.Module] = []
     flat = None

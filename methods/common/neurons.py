@@ -164,12 +164,14 @@ class MultiThresholdLIF(BaseNode):
 
     def tau(self) -> float:
         """The current membrane time constant (learnt or fixed)."""
-        return float(1 / self._inverse_tau())
+        inverse_tau = self._inverse_tau()
+        return 1 / float(inverse_tau.detach() if isinstance(inverse_tau, torch.Tensor) else inverse_tau)
 
     def _inverse_tau(self):
         return self.w.sigmoid() if hasattr(self, "w") else self.inverse_tau
 
-    def _alpha(self):
+    def synaptic_alpha(self):
+        """The synaptic filter's coefficient (learnt or fixed); None without a filter."""
         if not self.synaptic_filter:
             return None
         return self.w_syn.sigmoid() if hasattr(self, "w_syn") else self.alpha
@@ -195,11 +197,11 @@ class MultiThresholdLIF(BaseNode):
         return spike, ((v, current) if self.synaptic_filter else (v,))
 
     def single_step_functional_forward(self, inputs, states, **kwargs):
-        spike, states = self._step(inputs[0], states, self._inverse_tau(), self._alpha())
+        spike, states = self._step(inputs[0], states, self._inverse_tau(), self.synaptic_alpha())
         return (spike,), states
 
     def multi_step_functional_forward(self, inputs, states, **kwargs):
-        inverse_tau, alpha = self._inverse_tau(), self._alpha()  # once per sequence, not per step
+        inverse_tau, alpha = self._inverse_tau(), self.synaptic_alpha()  # once per sequence, not per step
         spikes = []
         for x in inputs[0]:
             spike, states = self._step(x, states, inverse_tau, alpha)
@@ -214,12 +216,28 @@ class MultiThresholdLIF(BaseNode):
         )
 
 
-RATE_LOSSES = ("mse", "ce")
+class RateCodedOutput:
+    """Mixin for methods whose classifier is a voting population of K-level neurons.
 
+    The logits are the population's firing rate ``count / (T K)`` in [0, 1]; the loss is the MSE to the
+    one-hot label (STBP / PLIF) or cross-entropy on the rate.
+    """
 
-def rate_loss(rate: torch.Tensor, target: torch.Tensor, loss: str) -> torch.Tensor:
-    """Loss on the output layer's firing rate in [0, 1]: MSE to the one-hot label (STBP / PLIF) or CE."""
-    if loss == "mse":
-        one_hot = torch.nn.functional.one_hot(target, rate.shape[-1]).to(rate.dtype)
-        return torch.nn.functional.mse_loss(rate, one_hot)
-    return torch.nn.functional.cross_entropy(rate, target)
+    LOSSES = ("mse", "ce")
+
+    def set_rate_output(self, levels: int, loss: str, voting: int) -> None:
+        if loss not in self.LOSSES:
+            raise ConfigError(f"method.loss={loss!r} is not supported; use one of {self.LOSSES}.")
+        if int(voting) < 1:
+            raise ConfigError(f"method.voting must be >= 1 output neurons per class, got {voting}.")
+        self.levels, self.loss = int(levels), loss
+
+    def readout(self, output_seq: torch.Tensor) -> torch.Tensor:
+        """Voting-population spike amplitudes ``[T, B, classes]`` -> firing rate ``count / (T K)``."""
+        return output_seq.mean(0) / self.levels
+
+    def compute_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if self.loss == "mse":
+            one_hot = torch.nn.functional.one_hot(target, logits.shape[-1]).to(logits.dtype)
+            return torch.nn.functional.mse_loss(logits, one_hot)
+        return torch.nn.functional.cross_entropy(logits, target)

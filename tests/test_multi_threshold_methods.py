@@ -1,0 +1,125 @@
+"""``multi_threshold`` and ``compressed_event``: compression, event re-binning, networks, graded spikes."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+from test_metrics import measure
+
+from bench import CONFIG_DIR
+from bench.config import load_config
+from bench.errors import ConfigError
+from bench.runner import build
+from methods.compressed_event import CompressedEventSNN, compress
+from methods.multi_threshold import MultiThresholdSNN, default_layers
+
+FOUR_FRAMES = torch.tensor([1.0, 2.0, 3.0, 4.0]).reshape(1, 4, 1, 1, 1)  # [B, T0, C, H, W]
+
+
+def test_compression_of_a_hand_made_frame_sequence():
+    # CR = 2, lambda = exp(-1/tau_s) = 0.5:
+    # I1 = 0.5 * F1 + F2 = 2.5; I2 = 0.5^2 * I1 + 0.5 * F3 + F4 = 0.625 + 1.5 + 4 = 6.125.
+    current = compress(FOUR_FRAMES, time_steps=2, synaptic_tau=1 / math.log(2))
+    assert current.shape == (2, 1, 1, 1, 1)
+    assert current.flatten().tolist() == pytest.approx([2.5, 6.125])
+    # T = T0 (CR = 1): I[t] = lambda I[t-1] + F[t] = 1, 2.5, 4.25, 6.125
+    current = compress(FOUR_FRAMES, time_steps=4, synaptic_tau=1 / math.log(2))
+    assert current.flatten().tolist() == pytest.approx([1, 2.5, 4.25, 6.125])
+
+
+def event_model(cls, **options):
+    return cls(num_classes=2, input_shape=(1, 1, 1), kind="event", frames=4, layers="4FC", **options)
+
+
+def test_compression_off_and_other_methods_get_plain_event_counts_per_window():
+    for model in (event_model(CompressedEventSNN, compression=False), event_model(MultiThresholdSNN)):
+        assert model.encode(FOUR_FRAMES).flatten().tolist() == [3.0, 7.0]  # F1 + F2, F3 + F4
+    compressed = event_model(CompressedEventSNN, synaptic_tau=1 / math.log(2))
+    assert compressed.encode(FOUR_FRAMES).flatten().tolist() == pytest.approx([2.5, 6.125])
+
+
+def test_static_images_are_a_constant_current():
+    model = CompressedEventSNN(num_classes=2, input_shape=(1, 2, 2), time_steps=3, layers="4FC")
+    image = torch.rand(5, 1, 2, 2)
+    encoded = model.encode(image)
+    assert encoded.shape == (3, 5, 1, 2, 2) and all(torch.equal(step, image) for step in encoded)
+
+
+def test_time_steps_must_divide_the_frames():
+    with pytest.raises(ConfigError, match=r"time_steps=3 does not divide data.frames=16.*\[1, 2, 4, 8, 16\]"):
+        CompressedEventSNN(num_classes=10, input_shape=(2, 34, 34), kind="event", frames=16, time_steps=3)
+    cfg = load_config("compressed_event", "nmnist_sim", ["method.time_steps=5"])
+    with pytest.raises(ConfigError, match="time_steps=5 does not divide data.frames=16"):
+        build(cfg, "compressed_event", "nmnist_sim")
+
+
+@pytest.mark.parametrize(
+    "shape, expected",
+    [
+        ((1, 28, 28), "32C3-AP2-32C3-AP2-128FC"),
+        ((2, 34, 34), "32C3-AP2-32C3-AP2-128FC"),
+        ((3, 32, 32), "128C3-256C3-AP2-512C3-AP2-1024C3-512C3-1024FC-512FC"),
+        ((3, 64, 64), "128C3-AP2-256C3-AP2-512C3-AP2-1024C3-512C3-1024FC-512FC"),
+        ((2, 128, 128), "128C3-AP2-AP2-256C3-AP2-512C3-AP2-1024C3-512C3-1024FC-512FC"),
+    ],
+)
+def test_multi_threshold_networks_per_input_size(shape, expected):
+    assert "-".join(default_layers(shape)) == expected
+
+
+def test_bad_layer_strings_and_options_are_config_errors():
+    with pytest.raises(ConfigError, match="'32X3' is not understood"):
+        MultiThresholdSNN(num_classes=10, input_shape=(1, 28, 28), layers="32X3-AP2")
+    with pytest.raises(ConfigError, match="method.loss='nll'"):
+        MultiThresholdSNN(num_classes=10, input_shape=(1, 28, 28), loss="nll")
+    with pytest.raises(ConfigError, match="synaptic_tau"):
+        CompressedEventSNN(num_classes=10, input_shape=(1, 28, 28), synaptic_tau=0.0)
+
+
+def test_metrics_callback_counts_multi_threshold_graded_spikes_by_amplitude():
+    torch.manual_seed(0)
+    cfg = load_config("multi_threshold", "mnist5k")
+    _, model = build(cfg, "multi_threshold", "mnist5k")
+    model.train()  # batch statistics: every layer's BN output is ~N(0, 1), so amplitudes 2 and 3 occur
+    x = torch.rand(4, 1, 28, 28) * 3
+    hidden = model.net[11]  # the 128FC layer's neurons, which feed the voting Linear net.12
+    captured = []
+    handle = hidden.register_forward_hook(lambda module, inputs, output: captured.append(output.clone()))
+    totals, layers = measure(model, lambda: model(x), samples=4)
+    handle.remove()
+    spikes = captured[0]
+    assert spikes.max() > 1 and torch.equal(spikes, spikes.round())  # graded: integer amplitudes > 1 occur
+    voting = layers["net.12"]
+    assert voting["input"] == "graded spikes" and voting["macs"] == 0
+    fan_out = model.net[12].out_features
+    assert voting["acs"] == spikes.sum().item() * fan_out / 4  # amplitude x fan-out, per sample
+    assert layers["net.0"]["input"] == "analog" and totals["time_steps"] == 2
+
+
+def test_compressed_event_records_learnt_time_constants():
+    model = CompressedEventSNN(num_classes=10, input_shape=(2, 34, 34), kind="event", frames=16, channels=4)
+    details = model.run_details()["neurons"]
+    assert len(details) == 5  # four blocks + the voting layer
+    assert all(
+        d["tau"] == pytest.approx(2.0) and d["synaptic_alpha"] == pytest.approx(0.5) for d in details.values()
+    )
+
+
+def test_every_ablation_cell_is_a_valid_config():
+    sweep = OmegaConf.load(CONFIG_DIR / "sweeps" / "ablation_compressed_event.yaml")
+    assert set(sweep.variants) == {
+        "full",
+        "plain_frames",
+        "no_synaptic_filter",
+        "single_threshold",
+        "fixed_tau",
+    }
+    for name, overrides in sweep.variants.items():
+        for method in sweep.methods:
+            for dataset in sweep.datasets:
+                cfg = load_config(method, dataset, [f"{k}={v}" for k, v in overrides.items()])
+                _, model = build(cfg, method, dataset)
+                assert isinstance(model, CompressedEventSNN), name
