@@ -20,6 +20,8 @@ demo: $(STAMP)
 	$(BIN)/bench run --method lif_sg --dataset nmnist_sim
 	$(BIN)/bench run --method multi_threshold --dataset mnist5k
 	$(BIN)/bench run --method compressed_event --dataset nmnist_sim
+	$(BIN)/bench run --method slssnn --dataset mnist5k
+	$(BIN)/bench run --method albsnn --dataset mnist5k
 	$(BIN)/bench tables
 
 test: $(STAMP)

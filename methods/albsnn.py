@@ -1,0 +1,430 @@
+"""``albsnn``: adaptive local binary SNN with accuracy loss estimators, T = 1.
+
+Paper: Y. Pei, C. Xu, Z. Wu, Y. Liu, Y. Yang, "ALBSNN: ultra-low latency adaptive local binary spiking
+neural network with accuracy loss estimator", Frontiers in Neuroscience 17:1225871 (2023); preprint
+arXiv 2208.00398 (C. Xu, Y. Pei, Z. Wu, Y. Liu, Y. Yang). See ``papers.md`` §3.
+
+Follows the paper (its abstract, verified): accuracy loss estimators evaluate, during training, the error
+the binarised weights cause and so select which layers are binarised (the others stay full precision:
+"local" binarisation); global average pooling replaces the fully connected layers; ultra-low latency
+(T = 1); storage saving of more than 20 %; the journal version's binary weight optimisation (BWO), which
+updates the weights by adjusting the binary weights directly once training reaches a plateau (here an
+optional last phase, ``bwo_epochs``).
+
+Lineage [L] (BSO, Liang et al. 2025, citing ALBSNN): ``sign(0) = +1``, latent full-precision weights,
+straight-through estimator ``dsign/dW = 1[|W| <= 1]``, first layer and classifier in full precision.
+
+Reconstructions [R] (``papers.md`` §3, §1.1):
+
+* binarisation (XNOR-Net style): ``W_b = alpha sign(W)``, ``alpha = ||W_c||_1 / n`` per output channel;
+  backward ``dL/dW = dL/dW_b 1[|W| <= 1]``.
+* accuracy loss estimator of layer l, ``papers.md``'s two forms: ``estimator=output`` (default), the
+  relative error binarisation causes in the layer's output on a calibration batch (the first training
+  batch of the epoch, through the current network in eval mode),
+  ``ALE_l = ||conv(x; W_l) - conv(x; alpha_l sign W_l)||^2 / ||conv(x; W_l)||^2``; ``estimator=weight``,
+  ``ALE_l = ||W_l - alpha_l sign(W_l)||_F^2 / ||W_l||_F^2`` on the latent weights. On mnist5k the weight
+  form ranks the second conv first although binarising it costs the most accuracy; the output form does
+  not (it sees the layer's inputs).
+* selection, re-evaluated at the start of every ``select_every``-th epoch in the first ``select_until``
+  of the epochs, then kept so the network settles with a fixed set of binary layers (our choice; at
+  ``select_until=1`` a layer can switch at the last epoch, right before test). The first epoch trains in
+  full precision: at initialisation every layer's ALE is that of the init distribution (0.25 for
+  uniform weights), which says nothing about the layer. ``policy=storage`` binarises the lowest-ALE
+  layers, greedily, until ``storage_saving`` of the full-precision storage is saved, then un-binarises,
+  highest ALE first, every chosen layer the target does not need (layers differ in size by orders of
+  magnitude, so the plain greedy may binarise far more than the target);
+  ``threshold`` binarises every layer with ``ALE < ale_threshold``; ``all`` every candidate; ``none``
+  nothing (the full-precision twin). Candidates: every conv but the first and the classifier.
+  ``papers.md``'s extra condition (validation accuracy within delta of full precision) is not applied.
+* neuron: STBP LIF (``k_tau`` 0.2, i.e. tau 1.25; ``V_th`` 0.25; hard reset; rectangular surrogate of
+  width 1) after BN, the shared ``MultiThresholdLIF`` with one level. Direct encoding.
+* GAP head: the last conv has one channel per class (full precision) and BN, like every conv here; its
+  output averaged over H x W and T gives the logits; cross-entropy.
+* BWO: ``alpha_c <- alpha_c - bwo_lr sum_i(dL/dW_b,ci sign(W_ci))`` (the exact gradient of ``alpha``) and
+  ``sign(W_ci)`` flips where ``dL/dW_b,ci sign(W_ci) > bwo_flip_threshold``. ``papers.md`` writes the flip
+  condition as ``-dL/dW_b sign(W) > gamma``; a flip changes the loss by about ``-2 alpha dL/dW_b sign(W)``,
+  so that condition would raise the loss and the sign is taken here as the descent direction. The latent
+  weights get no optimiser step in BWO. With BN after every conv the loss hardly depends on a channel's
+  scale, so ``alpha``'s gradient is ~0 and BWO acts through the sign flips.
+* networks: ``32C3-MP2-64C3-MP2-128C3-MP2-128C3`` (3x3 maps before the classifier at 28 pixels) for 1-2
+  channel inputs up to 34 pixels; VGG-11's convolution stack (max pooling) for colour and larger inputs,
+  with a ``32C3-MP2`` stem above 34 pixels and input average pooling above 64; max pooling keeps spikes
+  binary, so binarised layers only add ``+-alpha``.
+
+Energy and storage (``papers.md`` §1.5): binarised layers still cost ACs on spikes; they are declared with
+1-bit weights and one 32-bit ``alpha`` per output channel, so the metrics callback reports the storage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from spikingjelly.activation_based import layer
+from torch import nn
+
+from bench.errors import ConfigError
+from bench.registry import register_method
+from methods.base import BenchMethod, SynapticLayer
+from methods.common.networks import _token
+from methods.common.neurons import MultiThresholdLIF
+
+SMALL_NET = "32C3-MP2-64C3-MP2-128C3-MP2-128C3"
+VGG11 = "64C3-MP2-128C3-MP2-256C3-256C3-MP2-512C3-512C3-MP2-512C3-512C3"
+POLICIES = ("storage", "threshold", "all", "none")
+ESTIMATORS = ("output", "weight")
+
+
+def default_layers(input_shape: Sequence[int]) -> str:
+    """Small net for 1-2 channel inputs up to 34 pixels, else VGG-11 (+ stem / input pooling)."""
+    channels, height, width = input_shape
+    side = max(height, width)
+    if side <= 34 and channels <= 2:
+        return SMALL_NET
+    front = []
+    while side > 64:
+        front.append("AP2")
+        side //= 2
+    if side > 34:
+        front.append("32C3-MP2")
+    return "-".join([*front, VGG11])
+
+
+def sign(weight: torch.Tensor) -> torch.Tensor:
+    """``sign`` with ``sign(0) = +1``, so every binary weight is +-1."""
+    return torch.where(weight >= 0, 1.0, -1.0).to(weight.dtype)
+
+
+def scaling_factors(weight: torch.Tensor) -> torch.Tensor:
+    """``alpha_c = ||W_c||_1 / n`` per output channel (dim 0), shaped to broadcast against ``weight``."""
+    return weight.abs().mean(dim=tuple(range(1, weight.dim())), keepdim=True)
+
+
+class _Binarize(torch.autograd.Function):
+    """Forward ``alpha sign(W)``; backward the clipped straight-through estimator ``1[|W| <= 1]``."""
+
+    @staticmethod
+    def forward(ctx, weight):
+        ctx.save_for_backward(weight)
+        return scaling_factors(weight) * sign(weight)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        (weight,) = ctx.saved_tensors
+        return grad_output * (weight.abs() <= 1).to(grad_output.dtype)
+
+
+def binarize(weight: torch.Tensor) -> torch.Tensor:
+    return _Binarize.apply(weight)
+
+
+def weight_error(weight: torch.Tensor) -> float:
+    """``||W - alpha sign(W)||^2 / ||W||^2``: the relative error binarising the layer causes."""
+    weight = weight.detach()
+    error = weight - scaling_factors(weight) * sign(weight)
+    return float(error.square().sum() / weight.square().sum().clamp(min=torch.finfo(weight.dtype).tiny))
+
+
+def output_error(conv: nn.Conv2d, x: torch.Tensor) -> float:
+    """``||conv(x; W) - conv(x; alpha sign W)||^2 / ||conv(x; W)||^2`` on the layer's input ``x``."""
+    weight = conv.weight.detach()
+    full = nn.Conv2d._conv_forward(conv, x, weight, None)
+    binary = nn.Conv2d._conv_forward(conv, x, scaling_factors(weight) * sign(weight), None)
+    return float((full - binary).square().sum() / full.square().sum().clamp(min=torch.finfo(x.dtype).tiny))
+
+
+class BinaryConv2d(layer.Conv2d):
+    """A conv whose weights switch between full precision and ``alpha sign(W)`` (latent FP weights kept).
+
+    Buffers, so they are checkpointed: ``binarised``; ``bwo`` (binary weight optimisation: ``alpha`` is
+    then the buffer ``bwo_alpha`` updated by the BWO rule, and the latent weights only carry signs).
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.register_buffer("binarised", torch.tensor(False))
+        self.register_buffer("bwo", torch.tensor(False))
+        self.register_buffer("bwo_alpha", torch.zeros(self.out_channels, 1, 1, 1))
+        self.binary_weight: torch.Tensor | None = None  # BWO: the last training W_b, which gets dL/dW_b
+
+    def storage_bits(self, binarised: bool) -> int:
+        """Weight storage: 32-bit weights, or 1-bit weights + one 32-bit alpha per output channel."""
+        n = self.weight.numel()
+        return n + 32 * self.out_channels if binarised else 32 * n
+
+    def effective_weight(self) -> torch.Tensor:
+        if not self.binarised:
+            return self.weight
+        if not self.bwo:
+            return binarize(self.weight)
+        weight = self.bwo_alpha * sign(self.weight.detach())
+        if self.training and torch.is_grad_enabled():
+            self.binary_weight = weight.requires_grad_()
+        return weight
+
+    def start_bwo(self) -> None:
+        with torch.no_grad():
+            self.bwo_alpha.copy_(scaling_factors(self.weight))
+        self.bwo.fill_(True)
+
+    @torch.no_grad()
+    def bwo_step(self, grad: torch.Tensor, lr: float, flip_threshold: float) -> int:
+        """One BWO update from ``grad = dL/dW_b``; returns the number of flipped signs."""
+        signs = sign(self.weight)
+        self.bwo_alpha -= lr * (grad * signs).sum(dim=(1, 2, 3), keepdim=True)
+        flip = grad * signs > flip_threshold
+        self.weight.copy_(torch.where(flip, -self.weight, self.weight))
+        return int(flip.sum())
+
+    def _conv_forward(self, x, weight, bias):
+        return super()._conv_forward(x, self.effective_weight(), bias)
+
+
+def full_precision_bits(module: nn.Module) -> int:
+    """32-bit storage of a synaptic layer's weights and bias."""
+    bias = 0 if module.bias is None else module.bias.numel()
+    return 32 * (module.weight.numel() + bias)
+
+
+def choose_layers(
+    estimates: dict[str, float],
+    saved_bits: dict[str, int],
+    total_bits: int,
+    policy: str,
+    storage_saving: float,
+    ale_threshold: float,
+) -> list[str]:
+    """The candidate layers to binarise under ``policy`` (see the module docstring), lowest ALE first."""
+    ranked = sorted(estimates, key=estimates.get)
+    if policy == "none":
+        return []
+    if policy == "all":
+        return ranked
+    if policy == "threshold":
+        return [name for name in ranked if estimates[name] < ale_threshold]
+    target, chosen = storage_saving * total_bits, []
+    for name in ranked:
+        if sum(saved_bits[n] for n in chosen) >= target:
+            break
+        chosen.append(name)
+    for name in reversed(list(chosen)):  # drop what the target no longer needs, highest ALE first
+        if sum(saved_bits[n] for n in chosen if n != name) >= target:
+            chosen.remove(name)
+    return chosen
+
+
+def gap_network(
+    input_shape: Sequence[int], num_classes: int, layers: str, make_neuron: Callable[[], nn.Module]
+) -> nn.Sequential:
+    """``Conv-BN-neuron`` blocks and pooling from a layer string, then a full-precision classifier conv
+    (one channel per class) with BN and global average pooling; every conv after the first is a
+    BinaryConv2d. BN on the class maps gives the averaged logits a trainable scale from the start."""
+    in_channels, height, width = (int(s) for s in input_shape)
+    blocks: list[nn.Module] = []
+    first = True
+    for token in (t for t in layers.split("-") if t):
+        kind, size, kernel = _token(token)
+        if kind == "C":
+            conv_class = layer.Conv2d if first else BinaryConv2d
+            blocks += [
+                conv_class(in_channels, size, kernel, padding=kernel // 2, bias=False, step_mode="m"),
+                layer.BatchNorm2d(size, step_mode="m"),
+                make_neuron(),
+            ]
+            in_channels, first = size, False
+        elif kind in ("AP", "MP") and min(height, width) >= kernel:
+            blocks.append((layer.AvgPool2d if kind == "AP" else layer.MaxPool2d)(kernel, step_mode="m"))
+            height, width = height // kernel, width // kernel
+        else:
+            raise ConfigError(
+                f"albsnn layer {token!r} does not fit {layers!r}: use <n>C<k> convs and AP<k> / MP<k> "
+                "pooling no larger than the maps; there are no FC layers (global average pooling replaces "
+                "them)."
+            )
+    blocks += [
+        layer.Conv2d(in_channels, num_classes, 3, padding=1, bias=False, step_mode="m"),
+        layer.BatchNorm2d(num_classes, step_mode="m"),
+        layer.SeqToANNContainer(nn.AdaptiveAvgPool2d(1), nn.Flatten()),
+    ]
+    return nn.Sequential(*blocks)
+
+
+@register_method("albsnn")
+class ALBSNN(BenchMethod):
+    """Binary SNN whose binarised layers are chosen during training by accuracy loss estimators."""
+
+    def __init__(
+        self,
+        num_classes: int,
+        input_shape: Sequence[int],
+        kind: str = "static",
+        time_steps: int = 1,
+        layers: str = "auto",
+        v_threshold: float = 0.25,
+        tau: float = 1.25,
+        surrogate_a: float = 1.0,
+        estimator: str = "output",
+        policy: str = "storage",
+        storage_saving: float = 0.2,
+        ale_threshold: float = 0.3,
+        select_every: int = 1,
+        select_until: float = 0.5,
+        bwo_epochs: int = 0,
+        bwo_lr: float = 1.0e-3,
+        bwo_flip_threshold: float = 2.0e-2,
+        **optim,
+    ):
+        super().__init__(num_classes, input_shape, kind, time_steps, **optim)
+        if estimator not in ESTIMATORS:
+            raise ConfigError(f"method.estimator={estimator!r} is not supported; use one of {ESTIMATORS}.")
+        if policy not in POLICIES:
+            raise ConfigError(f"method.policy={policy!r} is not supported; use one of {POLICIES}.")
+        if not 0 < storage_saving < 1:
+            raise ConfigError(
+                f"method.storage_saving={storage_saving} must lie in (0, 1): the fraction of the "
+                "full-precision weight storage the storage policy saves by binarising layers."
+            )
+        if int(select_every) < 1 or int(bwo_epochs) < 0:
+            raise ConfigError(
+                f"method.select_every must be >= 1 epoch (got {select_every}) and method.bwo_epochs >= 0 "
+                f"(got {bwo_epochs})."
+            )
+        self.policy, self.storage_saving, self.ale_threshold = policy, float(storage_saving), ale_threshold
+        if not 0 <= select_until <= 1:
+            raise ConfigError(
+                f"method.select_until={select_until} must lie in [0, 1]: the fraction of the epochs during "
+                "which the selection is re-evaluated (it is then kept for the rest of training)."
+            )
+        self.select_every, self.select_until = int(select_every), float(select_until)
+        self.bwo_epochs = int(bwo_epochs)
+        self.bwo_lr, self.bwo_flip_threshold = float(bwo_lr), float(bwo_flip_threshold)
+        self.estimator = estimator
+        self.history: list[dict] = []  # one entry per selection / BWO epoch, for the run record
+        self.pending: dict | None = None  # a selection waiting for this epoch's first batch
+
+        def make_neuron():
+            return MultiThresholdLIF(
+                levels=1,
+                v_threshold=v_threshold,
+                tau=tau,
+                decay_input=False,
+                hard_reset=True,
+                surrogate="rect",
+                surrogate_a=surrogate_a,
+            )
+
+        spec = default_layers(input_shape) if layers == "auto" else layers
+        self.net = gap_network(input_shape, num_classes, spec, make_neuron)
+
+    # --- layer selection ---------------------------------------------------------------------------
+    def candidates(self) -> dict[str, BinaryConv2d]:
+        return {name: m for name, m in self.named_modules() if isinstance(m, BinaryConv2d)}
+
+    def storage_ratio(self) -> float:
+        """Weight storage (+ biases, alphas) over the all-full-precision network's, as the callback does."""
+        layers = self.synaptic_layers().values()
+        full = [full_precision_bits(s.module) for s in layers]
+        stored = [
+            bits - (32 - s.weight_bits) * s.module.weight.numel() + 32 * s.scale_params
+            for s, bits in zip(layers, full, strict=True)
+        ]
+        return sum(stored) / sum(full)
+
+    @torch.no_grad()
+    def estimate(self, x: torch.Tensor | None = None) -> dict[str, float]:
+        """Every candidate's ALE now; the output-space estimator runs the network (eval mode) on the
+        calibration batch ``x`` to get each layer's input."""
+        layers = self.candidates()
+        if self.estimator == "weight":
+            return {name: weight_error(m.weight) for name, m in layers.items()}
+        if x is None:
+            raise ValueError("the output-space estimator needs a calibration batch x.")
+        inputs: dict[str, torch.Tensor] = {}
+        hooks = [
+            m.register_forward_hook(lambda _, args, out, name=name: inputs.__setitem__(name, args[0]))
+            for name, m in layers.items()
+        ]
+        was_training = self.training
+        try:
+            self.eval()
+            self(x)
+        finally:
+            self.train(was_training)
+            for hook in hooks:
+                hook.remove()
+        return {name: output_error(m, inputs[name].flatten(0, 1)) for name, m in layers.items()}
+
+    def select(self, x: torch.Tensor | None = None) -> tuple[list[str], dict[str, float]]:
+        """Evaluate the estimators and binarise the layers the policy picks: (chosen, estimates)."""
+        layers = self.candidates()
+        estimates = self.estimate(x)
+        saved = {name: m.storage_bits(False) - m.storage_bits(True) for name, m in layers.items()}
+        total = sum(full_precision_bits(s.module) for s in super().synaptic_layers().values())
+        chosen = choose_layers(estimates, saved, total, self.policy, self.storage_saving, self.ale_threshold)
+        for name, m in layers.items():
+            m.binarised.fill_(name in chosen)
+        return [name for name in layers if name in chosen], estimates
+
+    def on_train_epoch_start(self) -> None:
+        """Schedule a selection for this epoch's first batch (the calibration batch); the first BWO epoch
+        selects once more and freezes the selection."""
+        epoch, layers = self.current_epoch, self.candidates()
+        self.pending = None
+        in_bwo = self.bwo_epochs > 0 and epoch >= self.trainer.max_epochs - self.bwo_epochs
+        if in_bwo and any(bool(m.bwo) for m in layers.values()):
+            self.history.append({"epoch": epoch, "bwo": True, "flips": 0})
+            return
+        frozen = self.history and epoch >= self.select_until * self.trainer.max_epochs
+        if in_bwo or not (epoch == 0 or epoch % self.select_every or frozen):
+            self.pending = {"epoch": epoch, "bwo": in_bwo}
+
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        if self.pending is None:
+            return
+        pending, self.pending = self.pending, None
+        chosen, estimates = self.select(batch[0])
+        entry = {
+            "epoch": pending["epoch"],
+            "binarised": chosen,
+            "ale": {name: round(value, 6) for name, value in estimates.items()},
+            "storage_ratio": round(self.storage_ratio(), 6),
+        }
+        if pending["bwo"]:
+            for name in chosen:
+                self.candidates()[name].start_bwo()
+            entry.update(bwo=True, flips=0)
+        self.history.append(entry)
+        self.log("albsnn/binarised_layers", float(len(chosen)))
+        self.log("albsnn/storage_ratio", entry["storage_ratio"])
+        self.print(f"albsnn epoch {entry['epoch']}: binarised {chosen or 'no layer'}, ALE {entry['ale']}")
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        """BWO: update alpha and the signs from dL/dW_b; the latent weights get no optimiser step."""
+        for m in self.candidates().values():
+            if m.binarised and m.bwo and m.binary_weight is not None and m.binary_weight.grad is not None:
+                grad = self.trainer.strategy.reduce(m.binary_weight.grad, reduce_op="mean")  # DDP: all ranks
+                flips = m.bwo_step(grad, self.bwo_lr, self.bwo_flip_threshold)
+                self.history[-1]["flips"] += flips
+                m.binary_weight = None
+
+    # --- declarations and records --------------------------------------------------------------------
+    def synaptic_layers(self) -> dict[str, SynapticLayer]:
+        layers = super().synaptic_layers()
+        for name, m in self.candidates().items():
+            if m.binarised:
+                layers[name] = SynapticLayer(m, weight_bits=1, scale_params=m.out_channels)
+        return layers
+
+    def run_details(self) -> dict:
+        return {
+            "policy": self.policy,
+            "binarised": [name for name, m in self.candidates().items() if m.binarised],
+            "storage_ratio": self.storage_ratio(),
+            "selection_per_epoch": self.history,
+        }
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["albsnn_history"] = self.history
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.history = checkpoint.get("albsnn_history", [])

@@ -1,0 +1,240 @@
+"""``albsnn``: binarisation, accuracy loss estimator, layer selection, BWO, storage, run record."""
+
+from __future__ import annotations
+
+import pytest
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from test_metrics import measure
+from test_training import QUICK
+from torch.utils.data import DataLoader, TensorDataset
+
+from bench.errors import ConfigError
+from bench.runner import run
+from methods.albsnn import (
+    ALBSNN,
+    BinaryConv2d,
+    binarize,
+    choose_layers,
+    default_layers,
+    output_error,
+    scaling_factors,
+    weight_error,
+)
+
+
+def conv_weight(rows) -> torch.Tensor:
+    """Output channels x weights -> a ``[C_out, 1, 1, n]`` conv weight."""
+    return torch.tensor(rows, dtype=torch.float32).unsqueeze(1).unsqueeze(1)
+
+
+def test_binarised_weights_are_alpha_times_sign_with_alpha_the_mean_magnitude_per_output_channel():
+    weight = conv_weight([[1.0, -3.0, 0.0], [0.5, -0.5, 2.0]])
+    assert scaling_factors(weight).flatten().tolist() == pytest.approx([4 / 3, 1.0])
+    expected = conv_weight([[4 / 3, -4 / 3, 4 / 3], [1.0, -1.0, 1.0]])  # sign(0) = +1
+    torch.testing.assert_close(binarize(weight), expected)
+
+
+def test_straight_through_gradient_passes_where_the_latent_weight_is_within_one():
+    weight = conv_weight([[0.5, -1.0, 1.5, -2.0]]).requires_grad_()
+    upstream = conv_weight([[1.0, 2.0, 3.0, 4.0]])
+    (binarize(weight) * upstream).sum().backward()
+    assert weight.grad.flatten().tolist() == [1.0, 2.0, 0.0, 0.0]
+
+
+def test_weight_error_of_known_weights():
+    # Channel [1, -3]: alpha 2, error [-1, -1] -> 2 / 10.
+    assert weight_error(conv_weight([[1.0, -3.0]])) == pytest.approx(0.2)
+    # Adding channel [2, 2] (alpha 2, no error) adds 8 to ||W||^2 only: 2 / 18.
+    assert weight_error(conv_weight([[1.0, -3.0], [2.0, 2.0]])) == pytest.approx(1 / 9)
+    assert weight_error(conv_weight([[0.1, -0.1, 0.1]])) == 0.0
+
+
+def test_output_error_of_a_layer_with_known_weights_and_inputs():
+    conv = BinaryConv2d(2, 1, 1, bias=False, step_mode="m")
+    with torch.no_grad():
+        conv.weight.copy_(torch.tensor([1.0, -3.0]).view(1, 2, 1, 1))  # alpha 2: W_b = [2, -2]
+    # Three positions with inputs (1, 1), (1, 0), (0, 1): outputs -2, 1, -3 with W and 0, 2, -2 with W_b;
+    # squared errors 4 + 1 + 1 = 6 over 4 + 1 + 9 = 14.
+    x = torch.tensor([[1.0, 1.0, 0.0], [1.0, 0.0, 1.0]]).view(1, 2, 1, 3)
+    assert output_error(conv, x) == pytest.approx(3 / 7)
+
+
+def test_output_estimator_sees_the_network_inputs_and_picks_the_exactly_binary_layer():
+    model = constructed_model(policy="storage", storage_saving=0.2)
+    chosen, estimates = model.select(torch.rand(4, 1, 8, 8))
+    assert chosen == ["net.3"] and estimates["net.3"] == pytest.approx(0.0, abs=1e-12)
+    assert estimates["net.6"] > 0.01
+    assert model.training  # the calibration forward ran in eval mode and restored the mode
+    with pytest.raises(ValueError, match="calibration batch"):
+        model.select()  # the output form needs a calibration batch
+
+
+ESTIMATES = {"a": 0.1, "b": 0.3, "c": 0.2}
+SAVED = {"a": 100, "b": 500, "c": 300}
+
+
+@pytest.mark.parametrize(
+    "policy, saving, threshold, expected",
+    [
+        ("storage", 0.05, 0.0, ["a"]),  # a saves 100 >= 5 % of 2000
+        ("storage", 0.2, 0.0, ["a", "c"]),  # a alone saves 100 < 400; a + c save 400
+        # 400 < 600: b too, though its ALE is the highest; then c is not needed (a + b save 600).
+        ("storage", 0.3, 0.0, ["a", "b"]),
+        ("storage", 0.4, 0.0, ["c", "b"]),  # a + c + b save 900; c + b alone 800
+        ("storage", 0.45, 0.0, ["a", "c", "b"]),  # 900 needed: all three
+        ("threshold", 0.2, 0.25, ["a", "c"]),
+        ("threshold", 0.2, 0.1, []),  # strictly below the threshold
+        ("all", 0.2, 0.0, ["a", "c", "b"]),
+        ("none", 0.2, 1.0, []),
+    ],
+)
+def test_policies_choose_the_expected_layers(policy, saving, threshold, expected):
+    assert choose_layers(ESTIMATES, SAVED, 2000, policy, saving, threshold) == expected
+
+
+def constructed_model(**options) -> ALBSNN:
+    """conv1 (FP, 36 weights) -> net.3 (288) -> net.6 (576) -> classifier (144).
+
+    net.3's weights are +-0.1 (ALE 0); net.6's alternate 0.1, -0.3 in every channel (alpha 0.2, errors
+    +-0.1: ALE 0.01 / 0.05 = 0.2): the estimator ranks net.3 first. Full-precision storage:
+    32 x 1044 = 33,408 bits; binarising net.3 saves 32 x 288 - (288 + 32 x 8) = 8,672 bits (25.9 %),
+    net.6 saves 32 x 576 - (576 + 32 x 8) = 17,600 bits.
+    """
+    model = ALBSNN(num_classes=2, input_shape=(1, 8, 8), layers="4C3-8C3-8C3", **options)
+    with torch.no_grad():
+        model.net[3].weight.copy_(0.1 * torch.randn(8, 4, 3, 3).sign())
+        model.net[6].weight.copy_(torch.tensor([0.1, -0.3]).repeat(288).reshape(8, 8, 3, 3))
+    return model
+
+
+@pytest.mark.parametrize(
+    "options, chosen, ratio",
+    [
+        ({"policy": "storage", "storage_saving": 0.2}, ["net.3"], (33408 - 8672) / 33408),
+        # 30 %: net.3 saves too little, net.6 enough on its own, so net.3 is dropped again.
+        ({"policy": "storage", "storage_saving": 0.3}, ["net.6"], (33408 - 17600) / 33408),
+        ({"policy": "storage", "storage_saving": 0.6}, ["net.3", "net.6"], (33408 - 26272) / 33408),
+        ({"policy": "threshold", "ale_threshold": 0.15}, ["net.3"], (33408 - 8672) / 33408),
+        ({"policy": "threshold", "ale_threshold": 0.25}, ["net.3", "net.6"], (33408 - 26272) / 33408),
+        ({"policy": "none"}, [], 1.0),
+    ],
+)
+def test_the_policy_binarises_the_expected_layers_and_the_callback_reports_their_storage(
+    options, chosen, ratio
+):
+    model = constructed_model(estimator="weight", **options)
+    assert model.select()[0] == chosen
+    assert weight_error(model.net[6].weight) == pytest.approx(0.2)
+    declared = model.synaptic_layers()
+    for name in ("net.0", "net.3", "net.6", "net.9"):
+        binary = name in chosen
+        assert declared[name].weight_bits == (1 if binary else 32)
+        assert declared[name].scale_params == (8 if binary else 0)
+    assert model.storage_ratio() == pytest.approx(ratio)
+    x = torch.rand(2, 1, 8, 8)
+    totals, _ = measure(model.eval(), lambda: model(x), samples=2)
+    assert totals["storage_fp32_ratio"] == pytest.approx(ratio)
+
+
+def test_binarised_layers_compute_with_alpha_sign_w_and_the_others_with_their_weights():
+    model = constructed_model(estimator="weight", policy="storage")
+    model.select()  # net.3 only
+    x = torch.rand(1, 2, 4, 8, 8)  # [T, B, C, H, W]
+    binary, full = model.net[3], model.net[6]
+    expected = F.conv2d(x[0], 0.1 * binary.weight.sign(), padding=1)  # alpha = 0.1 in every channel
+    torch.testing.assert_close(binary(x)[0], expected)
+    x = torch.rand(1, 2, 8, 8, 8)
+    torch.testing.assert_close(full(x)[0], F.conv2d(x[0], full.weight, padding=1))
+
+
+def test_bwo_step_updates_alpha_by_its_gradient_and_flips_signs_against_the_descent_direction():
+    conv = BinaryConv2d(1, 1, (1, 2), bias=False, step_mode="m")
+    with torch.no_grad():
+        conv.weight.copy_(conv_weight([[0.5, -0.25]]))
+    conv.binarised.fill_(True)
+    conv.start_bwo()
+    assert conv.bwo_alpha.flatten().tolist() == [0.375]
+    grad = conv_weight([[0.2, 0.1]])  # dL/dW_b; times sign(W) = [0.2, -0.1]
+    flips = conv.bwo_step(grad, lr=0.5, flip_threshold=0.05)
+    assert conv.bwo_alpha.flatten().tolist() == pytest.approx([0.375 - 0.5 * (0.2 - 0.1)])
+    # Flipping the first weight changes W_b by -2 alpha: dL ~ 0.2 * (-0.75) < 0; the second stays.
+    assert flips == 1 and conv.weight.flatten().tolist() == [-0.5, -0.25]
+
+
+@pytest.mark.parametrize(
+    "shape, expected",
+    [
+        ((1, 28, 28), "32C3-MP2-64C3-MP2-128C3-MP2-128C3"),
+        ((2, 34, 34), "32C3-MP2-64C3-MP2-128C3-MP2-128C3"),
+        ((3, 32, 32), "64C3-MP2-128C3-MP2-256C3-256C3-MP2-512C3-512C3-MP2-512C3-512C3"),
+        ((2, 48, 48), "32C3-MP2-64C3-MP2-128C3-MP2-256C3-256C3-MP2-512C3-512C3-MP2-512C3-512C3"),
+        ((2, 128, 128), "AP2-32C3-MP2-64C3-MP2-128C3-MP2-256C3-256C3-MP2-512C3-512C3-MP2-512C3-512C3"),
+    ],
+)
+def test_networks_per_input_size(shape, expected):
+    assert default_layers(shape) == expected
+
+
+def test_gap_head_first_layer_and_classifier_stay_full_precision():
+    model = ALBSNN(num_classes=10, input_shape=(1, 28, 28), policy="all")
+    model.select(torch.rand(2, 1, 28, 28))
+    convs = [m for m in model.net if isinstance(m, torch.nn.Conv2d)]
+    assert not isinstance(convs[0], BinaryConv2d) and not isinstance(convs[-1], BinaryConv2d)
+    assert convs[-1].out_channels == 10 and all(bool(m.binarised) for m in convs[1:-1])
+    assert not any(isinstance(m, torch.nn.Linear) for m in model.modules())
+    assert model(torch.rand(3, 1, 28, 28)).shape == (3, 10)
+
+
+def test_bad_options_are_config_errors():
+    with pytest.raises(ConfigError, match="method.policy='greedy'"):
+        ALBSNN(num_classes=10, input_shape=(1, 28, 28), policy="greedy")
+    with pytest.raises(ConfigError, match="storage_saving=1.5"):
+        ALBSNN(num_classes=10, input_shape=(1, 28, 28), storage_saving=1.5)
+    with pytest.raises(ConfigError, match="no FC layers"):
+        ALBSNN(num_classes=10, input_shape=(1, 28, 28), layers="32C3-128FC")
+
+
+SHORT = [
+    *QUICK,
+    "trainer.limit_train_batches=3",
+    "trainer.limit_val_batches=1",
+    "trainer.limit_test_batches=1",
+    "metrics.latency_samples=0",
+    "metrics.throughput_batches=0",
+    "method.layers=8C3-MP2-16C3-16C3-MP2-32C3",
+]
+
+
+def test_run_records_the_layers_chosen_per_epoch_and_the_storage_saving(workdir):
+    record = run("albsnn", "mnist5k", [*SHORT, "trainer.max_epochs=4", "method.select_until=0.5"]).record
+    details = record["method_details"]
+    epochs = details["selection_per_epoch"]
+    assert [entry["epoch"] for entry in epochs] == [1]  # epoch 0 in full precision; kept from epoch 2
+    assert all(set(entry["ale"]) == {"net.4", "net.7", "net.11"} for entry in epochs)
+    assert details["binarised"] == epochs[-1]["binarised"] != []
+    assert record["metrics"]["storage_fp32_ratio"] == pytest.approx(details["storage_ratio"])
+    assert details["storage_ratio"] <= 0.8
+
+
+def test_bwo_phase_moves_alpha_and_signs_only_while_full_precision_layers_train_on():
+    model = constructed_model(policy="all", bwo_epochs=1, bwo_lr=0.1, bwo_flip_threshold=0.0)
+    latent = {name: m.weight.detach().clone() for name, m in model.candidates().items()}
+    first = model.net[0].weight.detach().clone()
+    data = TensorDataset(torch.rand(8, 1, 8, 8), torch.tensor([0, 1] * 4))
+    trainer = pl.Trainer(
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(model, DataLoader(data, batch_size=4))
+    (entry,) = model.run_details()["selection_per_epoch"]  # BWO from the first epoch, after a selection
+    assert entry["binarised"] == ["net.3", "net.6"] and entry["bwo"] and entry["flips"] > 0
+    for name, m in model.candidates().items():
+        assert m.binarised and m.bwo
+        assert torch.equal(m.weight.abs(), latent[name].abs())  # the latent weights only change sign
+        assert not torch.equal(m.bwo_alpha, scaling_factors(latent[name]))
+    assert not torch.equal(model.net[0].weight, first)
