@@ -22,6 +22,7 @@ demo: $(STAMP)
 	$(BIN)/bench run --method compressed_event --dataset nmnist_sim
 	$(BIN)/bench run --method slssnn --dataset mnist5k
 	$(BIN)/bench run --method albsnn --dataset mnist5k
+	$(BIN)/bench run --method hybrid_stdb --dataset mnist5k
 	$(BIN)/bench tables
 
 test: $(STAMP)
