@@ -1,4 +1,4 @@
-"""The ``bench`` command: ``list``, ``run``, ``tables``.
+"""The ``bench`` command: ``list``, ``run``, ``sweep``, ``status``, ``tables``.
 
 User mistakes (unknown method or key, missing data, diverged training, Ctrl+C) end with a one-paragraph
 message on stderr and exit status 1, never a traceback; ``SNNBENCH_DEBUG=1`` shows tracebacks for errors
@@ -96,6 +96,89 @@ def cmd_tables(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from bench import sweep as sweeps
+
+    sweep = sweeps.load_sweep(args.file)
+    if args.dry_run:
+        table = Table(title=f"sweep {sweep.name}: {len(sweep.cells)} cells, in order", title_justify="left")
+        for column in ("#", "method", "dataset", "variant", "seed", "state", "overrides"):
+            table.add_column(column)
+        for i, cell in enumerate(sweep.cells):
+            state, _ = sweeps.cell_state(cell)
+            table.add_row(
+                str(i),
+                cell.method,
+                cell.dataset,
+                cell.variant,
+                str(cell.seed),
+                state,
+                " ".join(cell.overrides),
+            )
+        console.print(table)
+        return 0
+    if args.executor == "local":
+        log_dir = Path(os.environ.get("SNNBENCH_LOGS", "logs")) / "sweeps" / sweep.name
+        not_ok = sweeps.run_local(
+            sweep, args.max_parallel or 1, args.retry_failed, log_dir, echo=console.print
+        )
+    else:
+        options = {
+            "partition": args.partition,
+            "cpus_per_task": args.cpus_per_task,
+            "gpus_per_node": args.gpus_per_node,
+            "mem_gb": args.mem_gb,
+            "timeout_min": args.timeout_min,
+            "array_parallelism": args.max_parallel,
+        }
+        log_root = Path(os.environ.get("SNNBENCH_LOGS", "logs"))
+        jobs = sweeps.submit_slurm(sweep, args.retry_failed, options, log_root, echo=console.print)
+        if not args.wait:
+            console.print(f"`bench status {args.file}` shows the cells' progress.")
+            return 0
+        for job in jobs:
+            job.wait()
+        not_ok = sum(sweeps.cell_state(cell)[0] != "done" for cell in sweep.cells)
+    if args.tables:
+        cmd_tables(argparse.Namespace(results=None))
+    if not_ok:
+        err_console.print(
+            f"[bold red]{not_ok} cell(s) did not finish ok;[/] `bench status {args.file}` lists them."
+        )
+        return 1
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from bench import sweep as sweeps
+
+    sweep = sweeps.load_sweep(args.file)
+    table = Table(title=f"sweep {sweep.name}", title_justify="left")
+    for column in ("method", "dataset", "variant", "seed", "state", "accuracy", "run id / error"):
+        table.add_column(column)
+    counts = dict.fromkeys(sweeps.STATES, 0)
+    styles = {"done": "green", "failed": "red", "running": "yellow", "pending": "dim"}
+    for cell in sweep.cells:
+        state, record = sweeps.cell_state(cell)
+        counts[state] += 1
+        accuracy = f"{record['metrics']['test_acc'] * 100:.2f} %" if state == "done" else ""
+        detail = cell.run_id()
+        if record is not None and record.get("status") != "ok":
+            detail = f"{record['status']}: {(record.get('error') or 'no error recorded').splitlines()[0]}"
+        row = (
+            cell.method,
+            cell.dataset,
+            cell.variant,
+            str(cell.seed),
+            f"[{styles[state]}]{state}[/]",
+            accuracy,
+        )
+        table.add_row(*row, detail)
+    console.print(table)
+    console.print(", ".join(f"{n} {state}" for state, n in counts.items()))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bench", description="Benchmark low-latency spiking neural networks."
@@ -117,6 +200,33 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument("--seed", type=int, default=None, help="random seed (default: config `seed`)")
     p_run.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
     p_run.set_defaults(func=cmd_run)
+
+    p_sweep = sub.add_parser(
+        "sweep",
+        help="run a sweep file's method x dataset x seed cells, locally or as a SLURM job array",
+        description="Run every cell of a sweep file (configs/sweeps/<name>.yaml, or a path) that has no ok "
+        "record yet; failed cells only with --retry-failed; interrupted ones resume from their checkpoint.",
+    )
+    p_sweep.add_argument("file", help="sweep file, or the name of one in configs/sweeps/")
+    p_sweep.add_argument("--executor", choices=("local", "slurm"), default="local")
+    p_sweep.add_argument("--dry-run", action="store_true", help="list the cells in order and their state")
+    p_sweep.add_argument(
+        "--max-parallel", type=int, default=None, help="local: cells at a time (1); slurm: array parallelism"
+    )
+    p_sweep.add_argument("--retry-failed", action="store_true", help="run cells whose record says failed")
+    p_sweep.add_argument("--tables", action="store_true", help="run `bench tables` when the sweep ends")
+    slurm = p_sweep.add_argument_group("slurm (override the sweep file's `slurm` block)")
+    slurm.add_argument("--partition")
+    slurm.add_argument("--cpus-per-task", type=int)
+    slurm.add_argument("--gpus-per-node", type=int)
+    slurm.add_argument("--mem-gb", type=float)
+    slurm.add_argument("--timeout-min", type=int, help="time limit per task, minutes")
+    slurm.add_argument("--wait", action="store_true", help="wait for the job array to finish")
+    p_sweep.set_defaults(func=cmd_sweep)
+
+    p_status = sub.add_parser("status", help="done / failed / running / pending per cell of a sweep")
+    p_status.add_argument("file", help="sweep file, or the name of one in configs/sweeps/")
+    p_status.set_defaults(func=cmd_status)
 
     p_tables = sub.add_parser("tables", help="rebuild results tables and plots from the run records")
     p_tables.add_argument(

@@ -25,11 +25,11 @@ from bench.registry import get_dataset, get_method
 #: Facts the runner takes from the DataModule and passes to the method; never set in configs.
 DATASET_FACTS = ("num_classes", "input_shape", "kind", "frames")
 #: Trainer arguments the runner owns.
-RUNNER_OWNED_TRAINER_KEYS = ("callbacks", "logger", "default_root_dir")
+RUNNER_OWNED_TRAINER_KEYS = ("callbacks", "logger", "default_root_dir", "plugins")
 LOGGERS = ("csv", "wandb", "none")
-TOP_LEVEL_KEYS = ("seed", "logger", "paths", "method", "data", "trainer", "metrics")
-#: Keys that locate files rather than define the experiment: left out of the run id.
-PATH_KEYS = ("paths", "data.root")
+TOP_LEVEL_KEYS = ("seed", "logger", "sweep", "paths", "method", "data", "trainer", "metrics")
+#: Keys that locate files or change only what is printed, not the experiment: left out of the run id.
+NON_IDENTITY_KEYS = ("paths", "data.root", "trainer.enable_progress_bar")
 
 
 def _read_yaml(path: Path) -> DictConfig:
@@ -131,6 +131,8 @@ def validate(cfg: DictConfig, method_cls: type, dataset_cls: type) -> None:
         raise ConfigError(f"logger={cfg.logger!r} is not supported; use one of {', '.join(LOGGERS)}.")
     if not isinstance(cfg.seed, int) or isinstance(cfg.seed, bool):
         raise ConfigError(f"seed must be an integer, got {cfg.seed!r}.")
+    if cfg.get("sweep") is not None and not isinstance(cfg.sweep, str):
+        raise ConfigError(f"sweep must be a sweep's name (a string) or null, got {cfg.sweep!r}.")
     _check_group("method", cfg.method, method_cls, exclude=DATASET_FACTS)
     _check_group("data", cfg.data, dataset_cls)
     _check_group("metrics", cfg.metrics, EnergyMetrics)
@@ -169,7 +171,7 @@ def load_config(
 def run_id(method: str, dataset: str, cfg: DictConfig) -> str:
     """A short hash of what defines the run: method, dataset and the resolved config minus paths."""
     identity = OmegaConf.to_container(cfg, resolve=True)
-    for dotted in PATH_KEYS:
+    for dotted in NON_IDENTITY_KEYS:
         *parents, leaf = dotted.split(".")
         node = identity
         for parent in parents:

@@ -6,7 +6,11 @@ one record: ``ok`` with its metrics, or ``failed`` with the error.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import shutil
+import socket
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -14,8 +18,9 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import RichProgressBar
+from pytorch_lightning.callbacks import ModelCheckpoint, RichProgressBar
 from pytorch_lightning.loggers import CSVLogger, WandbLogger
+from pytorch_lightning.plugins.environments import SLURMEnvironment
 from pytorch_lightning.utilities import rank_zero_only
 
 from bench import config as config_mod
@@ -29,6 +34,9 @@ from bench.registry import get_dataset, get_method
 class RunResult:
     record: dict
     path: Path
+
+
+_log = logging.getLogger("bench")
 
 
 def quiet_lightning() -> None:
@@ -53,19 +61,54 @@ def build(cfg: DictConfig, method: str, dataset: str):
     return datamodule, model
 
 
+def checkpoint_dir(cfg: DictConfig, rid: str) -> Path:
+    """Where a run keeps ``last.ckpt``: keyed by run id, so a re-run or a requeued task finds it."""
+    return Path(cfg.paths.logs) / "checkpoints" / rid
+
+
+def make_logger(cfg: DictConfig, method: str, dataset: str, rid: str):
+    """The training logger, its version pinned to the run id so a resumed run continues the same log."""
+    logs = Path(cfg.paths.logs)
+    if cfg.logger == "csv":
+        return CSVLogger(save_dir=logs, name=f"{method}/{dataset}", version=rid)
+    if cfg.logger == "wandb":
+        try:
+            import wandb  # noqa: F401
+        except ImportError as error:
+            raise ConfigError("logger=wandb needs the wandb package: pip install wandb.") from error
+        logs.mkdir(parents=True, exist_ok=True)
+        # Offline with WANDB_MODE=offline (synced later by `wandb sync`), online with WANDB_API_KEY set.
+        return WandbLogger(
+            project=os.environ.get("WANDB_PROJECT", "snnbench"),
+            name=rid,
+            id=rid,
+            resume="allow",
+            group=cfg.get("sweep"),
+            save_dir=str(logs),
+            config=OmegaConf.to_container(cfg, resolve=True),
+        )
+    return False
+
+
 def build_trainer(cfg: DictConfig, method: str, dataset: str, rid: str, callbacks=()) -> pl.Trainer:
     trainer_kwargs = _to_kwargs(cfg.trainer)
     callbacks = list(callbacks)
     if trainer_kwargs.get("enable_progress_bar", True):
         callbacks.append(RichProgressBar())
-    logs = Path(cfg.paths.logs)
-    if cfg.logger == "csv":
-        logger = CSVLogger(save_dir=logs, name=f"{method}/{dataset}", version=rid)
-    elif cfg.logger == "wandb":
-        logger = WandbLogger(project="snnbench", name=rid, save_dir=str(logs))
-    else:
-        logger = False
-    return pl.Trainer(**trainer_kwargs, callbacks=callbacks, logger=logger, default_root_dir=str(logs))
+    if trainer_kwargs.get("enable_checkpointing", True):
+        callbacks.append(ModelCheckpoint(dirpath=checkpoint_dir(cfg, rid), save_last=True, save_top_k=0))
+    plugins = []
+    if SLURMEnvironment.detect():
+        # Requeue has one owner, the sweep's submitit task; Lightning's SIGUSR1 auto-requeue stays off.
+        plugins.append(SLURMEnvironment(auto_requeue=False))
+    logger = make_logger(cfg, method, dataset, rid)
+    return pl.Trainer(
+        **trainer_kwargs,
+        callbacks=callbacks,
+        logger=logger,
+        plugins=plugins or None,
+        default_root_dir=str(cfg.paths.logs),
+    )
 
 
 def dataset_facts(datamodule) -> dict:
@@ -105,7 +148,9 @@ def run(
     """Train, validate and test ``method`` on ``dataset``; write and return the run record.
 
     Config errors are raised before anything is recorded (nothing ran). Any error after that leaves a
-    ``failed`` record and is re-raised.
+    ``failed`` record (``interrupted`` for Ctrl+C, SIGTERM or a SLURM preemption) and is re-raised. A run
+    whose ``last.ckpt`` exists (an interrupted earlier attempt with the same run id) resumes from it; the
+    checkpoint is deleted once the ``ok`` record is written.
     """
     overrides = [*overrides, *([f"seed={seed}"] if seed is not None else [])]
     cfg = config_mod.load_config(method, dataset, overrides)
@@ -115,6 +160,7 @@ def run(
         "method": method,
         "dataset": dataset,
         "seed": cfg.seed,
+        "sweep": cfg.get("sweep"),
         "status": "running",
         "error": None,
         "metrics": {},
@@ -127,14 +173,20 @@ def run(
     }
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule, model = build(cfg, method, dataset)  # constructors check their arguments: nothing ran yet
+    last = checkpoint_dir(cfg, rid) / "last.ckpt"
+    resume = str(last) if last.exists() else None
     start = time.perf_counter()
+    marker = _mark_running(cfg, rid)
     try:
         record["dataset_facts"] = dataset_facts(datamodule)
+        if resume:
+            record["resumed_from_epoch"] = _checkpoint_epoch(last)
+            _log.warning("%s: resuming from %s (epoch %d)", rid, last, record["resumed_from_epoch"])
         energy = EnergyMetrics(**_to_kwargs(cfg.metrics))
         trainer = build_trainer(cfg, method, dataset, rid, callbacks=[energy])
-        trainer.fit(model, datamodule=datamodule)
+        trainer.fit(model, datamodule=datamodule, ckpt_path=resume)
         if trainer.interrupted:
-            raise TrainingError("Training was interrupted before it finished; nothing was tested.")
+            raise KeyboardInterrupt
         after_fit = _logged(trainer)
         trainer.test(model, datamodule=datamodule, verbose=False)
         record["device"] = device_name(trainer.strategy.root_device)
@@ -143,17 +195,23 @@ def run(
         record["method_details"] = model.run_details()
         record["status"] = "ok"
     except BaseException as error:
-        record["status"] = "failed"
+        interrupted = isinstance(error, KeyboardInterrupt | SystemExit)
+        record["status"] = "interrupted" if interrupted else "failed"
         record["error"] = describe_error(error)
         record["wall_time_s"] = round(time.perf_counter() - start, 3)
         path = _write(record, cfg)
-        if isinstance(error, KeyboardInterrupt | SystemExit):
+        marker.unlink(missing_ok=True)
+        if interrupted:
             # Lightning turns Ctrl+C into SystemExit after its own shutdown; say what happened.
             error = TrainingError(record["error"])
-        error.add_note(f"The failed run is recorded in {path}.")
+        error.add_note(f"The {record['status']} run is recorded in {path}.")
         raise error from None
     record["wall_time_s"] = round(time.perf_counter() - start, 3)
-    return RunResult(record, _write(record, cfg))
+    path = _write(record, cfg)
+    marker.unlink(missing_ok=True)
+    if rank_zero_only.rank == 0:
+        shutil.rmtree(checkpoint_dir(cfg, rid), ignore_errors=True)
+    return RunResult(record, path)
 
 
 def _write(record: dict, cfg: DictConfig) -> Path:
@@ -164,9 +222,33 @@ def _write(record: dict, cfg: DictConfig) -> Path:
     return path
 
 
+def _checkpoint_epoch(path: Path) -> int:
+    """The number of finished epochs a Lightning checkpoint holds."""
+    import torch
+
+    return int(torch.load(path, map_location="cpu", weights_only=False, mmap=True)["epoch"])
+
+
+def _mark_running(cfg: DictConfig, rid: str) -> Path:
+    """``<results>/running/<run_id>.json`` while the run is in progress: ``bench status`` reads it."""
+    path = Path(cfg.paths.results) / "running" / f"{rid}.json"
+    if rank_zero_only.rank == 0:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        job = os.environ.get("SLURM_ARRAY_JOB_ID")
+        task = os.environ.get("SLURM_ARRAY_TASK_ID")
+        slurm_job = f"{job}_{task}" if job and task else os.environ.get("SLURM_JOB_ID")
+        marker = {"host": socket.gethostname(), "pid": os.getpid(), "slurm_job_id": slurm_job}
+        marker["started_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+        path.write_text(json.dumps(marker))
+    return path
+
+
 def describe_error(error: BaseException) -> str:
     if isinstance(error, KeyboardInterrupt | SystemExit):
-        return "Interrupted (Ctrl+C or a termination signal) before the run finished."
+        return (
+            "Interrupted (Ctrl+C, a termination signal or a SLURM preemption) before the run finished; "
+            "running it again resumes from its last checkpoint."
+        )
     if isinstance(error, BenchError):
         return str(error)
     return f"{type(error).__name__}: {error}"
