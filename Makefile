@@ -1,4 +1,4 @@
-# Quick start: `make demo` (train the baselines and methods on the two embedded datasets, build the tables) and `make test`.
+# Quick start: `make demo` (the demo sweep: every method on the two embedded datasets, short schedules, then the tables) and `make test`.
 # Both create .venv and install the project into it when it is missing or pyproject.toml changed.
 PYTHON ?= python3
 VENV := .venv
@@ -14,16 +14,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/bench run --method ann --dataset mnist5k
-	$(BIN)/bench run --method lif_sg --dataset mnist5k
-	$(BIN)/bench run --method ann --dataset nmnist_sim
-	$(BIN)/bench run --method lif_sg --dataset nmnist_sim
-	$(BIN)/bench run --method multi_threshold --dataset mnist5k
-	$(BIN)/bench run --method compressed_event --dataset nmnist_sim
-	$(BIN)/bench run --method slssnn --dataset mnist5k
-	$(BIN)/bench run --method albsnn --dataset mnist5k
-	$(BIN)/bench run --method hybrid_stdb --dataset mnist5k
-	$(BIN)/bench tables
+	$(BIN)/bench sweep demo --max-parallel 2 --tables
 
 test: $(STAMP)
 	$(BIN)/pytest

@@ -136,8 +136,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         if not args.wait:
             console.print(f"`bench status {args.file}` shows the cells' progress.")
             return 0
-        for job in jobs:
-            job.wait()
+        if jobs:
+            sweeps.wait_for_array(sweeps.array_id(jobs))
         not_ok = sum(sweeps.cell_state(cell)[0] != "done" for cell in sweep.cells)
     if args.tables:
         cmd_tables(argparse.Namespace(results=None))

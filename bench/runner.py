@@ -96,7 +96,11 @@ def build_trainer(cfg: DictConfig, method: str, dataset: str, rid: str, callback
     if trainer_kwargs.get("enable_progress_bar", True):
         callbacks.append(RichProgressBar())
     if trainer_kwargs.get("enable_checkpointing", True):
-        callbacks.append(ModelCheckpoint(dirpath=checkpoint_dir(cfg, rid), save_last=True, save_top_k=0))
+        # The newest epoch only, as last.ckpt, overwritten at every epoch end.
+        latest = ModelCheckpoint(
+            dirpath=checkpoint_dir(cfg, rid), filename="last", save_top_k=1, enable_version_counter=False
+        )
+        callbacks.append(latest)
     plugins = []
     if SLURMEnvironment.detect():
         # Requeue has one owner, the sweep's submitit task; Lightning's SIGUSR1 auto-requeue stays off.
@@ -223,10 +227,11 @@ def _write(record: dict, cfg: DictConfig) -> Path:
 
 
 def _checkpoint_epoch(path: Path) -> int:
-    """The number of finished epochs a Lightning checkpoint holds."""
+    """The number of finished epochs in ``last.ckpt`` (saved at an epoch's end, it stores that epoch's
+    index)."""
     import torch
 
-    return int(torch.load(path, map_location="cpu", weights_only=False, mmap=True)["epoch"])
+    return int(torch.load(path, map_location="cpu", weights_only=False, mmap=True)["epoch"]) + 1
 
 
 def _mark_running(cfg: DictConfig, rid: str) -> Path:

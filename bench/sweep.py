@@ -184,15 +184,19 @@ def _variants(cfg: DictConfig, path: Path) -> list[tuple[str, list[str]]]:
 
 
 def _excluded(cell: Cell, rules: list[dict]) -> bool:
-    fields = {"method": cell.method, "dataset": cell.dataset, "variant": cell.variant, "seed": cell.seed}
+    """Whether every field of some rule matches the cell: method, dataset, seed, a named variant, or a
+    config key's value as the cell sets it."""
+    fields = {"method": cell.method, "dataset": cell.dataset, "seed": cell.seed}
     given = dict(item.split("=", 1) for item in cell.overrides)
-    for rule in rules:
-        if all(
-            str(fields[k]) == str(v) if k in fields else given.get(k) == _yaml_value(v)
-            for k, v in rule.items()
-        ):
-            return True
-    return False
+
+    def matches(key, value) -> bool:
+        if key == "variant":
+            return str(value) in cell.variant.split(",")
+        if key in fields:
+            return str(fields[key]) == str(value)
+        return given.get(key) == _yaml_value(value)
+
+    return any(all(matches(k, v) for k, v in rule.items()) for rule in rules)
 
 
 def load_sweep(name_or_path: str, check: bool = True) -> Sweep:
@@ -392,10 +396,14 @@ def _checkpointable():
         ``interrupted``, and the requeued task resumes from the run's last Lightning checkpoint."""
 
         def __call__(self, method: str, dataset: str, args: list[str]) -> str:
+            import torch
+
             from bench.runner import quiet_lightning, run
 
+            if os.environ.get("SLURM_CPUS_PER_TASK"):  # the task's CPUs, not the node's
+                torch.set_num_threads(int(os.environ["SLURM_CPUS_PER_TASK"]))
             quiet_lightning()
-            return run(method, dataset, args).record["status"]
+            return run(method, dataset, [*args, "trainer.enable_progress_bar=false"]).record["status"]
 
     return CellTask
 
@@ -408,6 +416,16 @@ def slurm_parameters(sweep: Sweep, options: dict) -> dict:
     params.setdefault("cpus_per_task", 1)
     params["name"] = f"bench-{sweep.name}"
     return params
+
+
+def wait_for_array(array_id: str, poll_s: float = 2.0) -> None:
+    """Block until SLURM lists no task of the job array (finished, failed or cancelled; a requeued task
+    stays listed). Polls ``squeue``, which needs no accounting database, unlike ``sacct``."""
+    while True:
+        out = subprocess.run(["squeue", "-h", "-j", array_id, "-o", "%i"], capture_output=True, text=True)
+        if out.returncode == 0 and not out.stdout.strip():
+            return
+        time.sleep(poll_s)
 
 
 def submit_slurm(sweep: Sweep, retry_failed: bool, options: dict, log_root: Path, echo=print):
@@ -434,5 +452,10 @@ def submit_slurm(sweep: Sweep, retry_failed: bool, options: dict, log_root: Path
     jobs = executor.map_array(
         task, [c.method for c in todo], [c.dataset for c in todo], [c.args for c in todo]
     )
-    echo(f"submitted job array {jobs[0].job_id.split('_')[0]} ({len(jobs)} tasks), logs in {executor.folder}")
+    echo(f"submitted job array {array_id(jobs)} ({len(jobs)} tasks), logs in {executor.folder}")
     return jobs
+
+
+def array_id(jobs) -> str:
+    """The SLURM job array id of submitit's array jobs (``<array>_<task>``)."""
+    return jobs[0].job_id.split("_")[0]

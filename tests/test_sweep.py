@@ -1,0 +1,317 @@
+"""Sweeps: expansion of sweep files, resume and retry rules, a killed local sweep, an interrupted run, and
+the real local SLURM (job array, requeue) when one is up (`scripts/slurm-local.sh up`; CI starts it)."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from bench import CONFIG_DIR
+from bench.config import load_config, run_id
+from bench.errors import ConfigError, RegistryError
+from bench.runner import build
+from bench.sweep import cells_to_run, load_sweep, wait_for_array
+
+TINY = {
+    "trainer.limit_train_batches": 2,
+    "trainer.limit_val_batches": 1,
+    "trainer.limit_test_batches": 1,
+    "metrics.latency_samples": 0,
+    "metrics.throughput_batches": 0,
+    "data.batch_size": 32,
+}
+
+
+def write_sweep(folder: Path, name: str, text: str) -> Path:
+    path = folder / f"{name}.yaml"
+    path.write_text(text)
+    return path
+
+
+def tiny_sweep(folder: Path, name: str, methods: str, seeds: str, epochs: int, **extra) -> Path:
+    settings = {**TINY, "trainer.max_epochs": epochs, **{k.replace("__", "."): v for k, v in extra.items()}}
+    overrides = "\n".join(f"  {k}: {v}" for k, v in settings.items())
+    text = f"methods: {methods}\ndatasets: [mnist5k]\nseeds: {seeds}\noverrides:\n{overrides}\n"
+    return write_sweep(folder, name, text)
+
+
+def env_for(tmp_path: Path) -> dict:
+    return {
+        **os.environ,
+        "SNNBENCH_RESULTS": str(tmp_path / "results"),
+        "SNNBENCH_LOGS": str(tmp_path / "logs"),
+        "SNNBENCH_DATA": str(tmp_path / "data"),
+    }
+
+
+def bench(*args, tmp_path: Path, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "bench.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env_for(tmp_path),
+        timeout=timeout,
+    )
+
+
+def records(tmp_path: Path) -> dict[str, dict]:
+    return {p.stem: json.loads(p.read_text()) for p in (tmp_path / "results" / "runs").glob("*.json")}
+
+
+# --- expansion ---------------------------------------------------------------------------------------
+def test_cells_expand_in_a_fixed_order_with_overrides_grid_variants_and_exclusions(tmp_path):
+    path = write_sweep(
+        tmp_path,
+        "grid",
+        """
+methods: [lif_sg, multi_threshold]
+datasets: [mnist5k, nmnist_sim]
+seeds: [0, 1]
+overrides: {trainer.max_epochs: 3}
+per_dataset: {nmnist_sim: {data.frames: 4}}
+per_method: {multi_threshold: {trainer: {max_epochs: 5}}}
+variants: {rect: {}, tri: {method.surrogate: tri}}
+grid: {method.time_steps: [1, 2]}
+exclude:
+  - {method: lif_sg, variant: tri}           # lif_sg has no surrogate option
+  - {dataset: nmnist_sim, method.time_steps: 1}
+  - {seed: 1, method: multi_threshold}
+""",
+    )
+    sweep = load_sweep(str(path), check=False)
+    got = [(c.dataset, c.method, c.variant, c.seed, c.overrides) for c in sweep.cells]
+    lif = ("trainer.max_epochs=3",)
+    mt = ("trainer.max_epochs=3", "trainer.max_epochs=5")
+    ev = ("trainer.max_epochs=3", "data.frames=4")
+    t1, t2, tri = "method.time_steps=1", "method.time_steps=2", "method.surrogate=tri"
+    assert got == [
+        ("mnist5k", "lif_sg", f"rect,{t1}", 0, (*lif, t1)),
+        ("mnist5k", "lif_sg", f"rect,{t1}", 1, (*lif, t1)),
+        ("mnist5k", "lif_sg", f"rect,{t2}", 0, (*lif, t2)),
+        ("mnist5k", "lif_sg", f"rect,{t2}", 1, (*lif, t2)),
+        ("mnist5k", "multi_threshold", f"rect,{t1}", 0, (*mt, t1)),
+        ("mnist5k", "multi_threshold", f"rect,{t2}", 0, (*mt, t2)),
+        ("mnist5k", "multi_threshold", f"tri,{t1}", 0, (*mt, tri, t1)),
+        ("mnist5k", "multi_threshold", f"tri,{t2}", 0, (*mt, tri, t2)),
+        ("nmnist_sim", "lif_sg", f"rect,{t2}", 0, (*ev, t2)),
+        ("nmnist_sim", "lif_sg", f"rect,{t2}", 1, (*ev, t2)),
+        ("nmnist_sim", "multi_threshold", f"rect,{t2}", 0, (*ev, "trainer.max_epochs=5", t2)),
+        ("nmnist_sim", "multi_threshold", f"tri,{t2}", 0, (*ev, "trainer.max_epochs=5", tri, t2)),
+    ]
+    assert sweep.cells[0].args[-2:] == ["seed=0", "sweep=grid"]
+    cfg = load_sweep(str(path)).cells[-1].config()  # every cell's config merges and validates
+    assert (cfg.trainer.max_epochs, cfg.data.frames, cfg.method.surrogate, cfg.sweep) == (5, 4, "tri", "grid")
+
+
+@pytest.mark.parametrize(
+    "text, error, message",
+    [
+        ("methods: [ann]\ndatasets: [mnist5k]\nseed: [0]\n", ConfigError, "unknown key(s) seed"),
+        ("methods: []\ndatasets: [mnist5k]\n", ConfigError, "non-empty list `methods`"),
+        ("methods: [ann]\ndatasets: [mnist5k]\nper_method: {lif_sg: {}}\n", ConfigError, "names lif_sg"),
+        ("methods: [lif_sgg]\ndatasets: [mnist5k]\n", RegistryError, "Did you mean 'lif_sg'"),
+        ("methods: [ann]\ndatasets: [mnist5k]\noverrides: {method.lrr: 1}\n", ConfigError, "method.lrr"),
+        (
+            "methods: [ann]\ndatasets: [mnist5k]\nslurm: {gpus: 1}\n",
+            ConfigError,
+            "unknown `slurm` key(s) gpus",
+        ),
+    ],
+)
+def test_bad_sweep_files_are_config_errors_before_anything_runs(tmp_path, text, error, message):
+    with pytest.raises(error, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_sweep(str(write_sweep(tmp_path, "bad", text)))
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in (CONFIG_DIR / "sweeps").glob("*.yaml")))
+def test_every_sweep_file_builds_every_cell(name, workdir):
+    """Each distinct cell's config validates and its model builds (time steps fit the frames, etc.)."""
+    sweep = load_sweep(name)
+    assert sweep.description and sweep.cells
+    assert len({c.run_id() for c in sweep.cells}) == len(sweep.cells)  # no two cells are the same run
+    for cell in {(c.method, c.dataset, c.overrides): c for c in sweep.cells}.values():
+        build(cell.config(), cell.method, cell.dataset)
+
+
+def test_demo_and_embedded_cover_every_method_on_both_embedded_datasets():
+    from bench.registry import methods
+
+    for name in ("demo", "embedded"):
+        cells = load_sweep(name, check=False).cells
+        assert {(c.method, c.dataset) for c in cells} == {
+            (m, d) for m in methods() for d in ("mnist5k", "nmnist_sim")
+        }
+    assert {c.seed for c in load_sweep("embedded", check=False).cells} == {0, 1, 2}
+
+
+def test_ok_cells_are_skipped_failed_ones_only_on_retry_interrupted_ones_rerun(workdir):
+    sweep = load_sweep(str(tiny_sweep(workdir, "rules", "[ann]", "[0, 1, 2, 3]", 1)))
+    runs = workdir / "results" / "runs"
+    runs.mkdir(parents=True)
+    states = {0: "ok", 1: "failed", 2: "interrupted"}  # seed 3: no record
+    for cell in sweep.cells:
+        if cell.seed in states:
+            record = {"run_id": cell.run_id(), "status": states[cell.seed], "error": "x", "metrics": {}}
+            (runs / f"{record['run_id']}.json").write_text(json.dumps(record))
+    todo, skipped = cells_to_run(sweep, retry_failed=False)
+    assert [c.seed for c in todo] == [2, 3] and skipped == {"done": 1, "failed": 1, "running": 0}
+    assert [c.seed for c in cells_to_run(sweep, retry_failed=True)[0]] == [1, 2, 3]
+
+
+# --- local executor ----------------------------------------------------------------------------------
+def test_a_killed_local_sweep_completes_on_rerun_with_one_record_per_cell(tmp_path):
+    path = tiny_sweep(tmp_path, "killed", "[ann, lif_sg]", "[0, 1]", 3)
+    command = [sys.executable, "-m", "bench.cli", "sweep", str(path), "--max-parallel", "2"]
+    sweep = subprocess.Popen(
+        command,
+        env=env_for(tmp_path),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while not records(tmp_path) and time.monotonic() < deadline:  # the first cell has finished
+            time.sleep(0.2)
+        time.sleep(random.Random(8).uniform(0.0, 4.0))  # somewhere in the remaining cells
+    finally:
+        os.killpg(sweep.pid, signal.SIGKILL)  # the sweep and its running cells, without warning
+        sweep.wait()
+    before = records(tmp_path)
+    assert 1 <= sum(r["status"] == "ok" for r in before.values()) < 4
+
+    out = bench("sweep", str(path), "--max-parallel", "2", tmp_path=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    after = records(tmp_path)
+    expected = {cell.run_id() for cell in load_sweep_in(tmp_path, path).cells}
+    assert set(after) == expected and all(r["status"] == "ok" for r in after.values())
+    assert all(
+        after[rid]["wall_time_s"] == r["wall_time_s"] for rid, r in before.items() if r["status"] == "ok"
+    )
+    assert not list((tmp_path / "results" / "runs").glob(".*"))  # no temporary files left
+    status = bench("status", str(path), tmp_path=tmp_path)
+    assert "4 done, 0 failed, 0 running, 0 pending" in status.stdout
+
+
+def load_sweep_in(tmp_path: Path, path: Path):
+    """The sweep as the subprocesses see it (their results directory)."""
+    previous = os.environ.get("SNNBENCH_RESULTS")
+    os.environ["SNNBENCH_RESULTS"] = str(tmp_path / "results")
+    try:
+        return load_sweep(str(path))
+    finally:
+        if previous is None:
+            del os.environ["SNNBENCH_RESULTS"]
+        else:
+            os.environ["SNNBENCH_RESULTS"] = previous
+
+
+def wait_for_checkpoint(tmp_path: Path, rid: str, process=None, timeout: float = 300) -> Path:
+    last = tmp_path / "logs" / "checkpoints" / rid / "last.ckpt"
+    deadline = time.monotonic() + timeout
+    while not last.exists():
+        assert time.monotonic() < deadline, f"no checkpoint {last} within {timeout} s"
+        assert process is None or process.poll() is None, "the run ended before its first checkpoint"
+        time.sleep(0.1)
+    return last
+
+
+def test_an_interrupted_run_records_interrupted_then_resumes_from_its_checkpoint(tmp_path):
+    args = ["run", "--method", "lif_sg", "--dataset", "mnist5k", "trainer.max_epochs=30"]
+    settings = {**TINY, "trainer.limit_train_batches": 10}
+    args += [f"{k}={v}" for k, v in settings.items()] + ["trainer.enable_progress_bar=false"]
+    command = [sys.executable, "-m", "bench.cli", *args]
+    process = subprocess.Popen(
+        command, env=env_for(tmp_path), stdout=(tmp_path / "run.log").open("w"), stderr=subprocess.STDOUT
+    )
+    rid = run_id("lif_sg", "mnist5k", load_config("lif_sg", "mnist5k", args[5:]))
+    try:
+        wait_for_checkpoint(tmp_path, rid, process)
+        process.send_signal(signal.SIGINT)  # Ctrl+C
+        process.wait(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode != 0, (tmp_path / "run.log").read_text()
+    (interrupted,) = records(tmp_path).values()
+    assert (
+        interrupted["status"] == "interrupted" and "resumes from its last checkpoint" in interrupted["error"]
+    )
+
+    out = bench(*args, tmp_path=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    (record,) = records(tmp_path).values()
+    assert record["status"] == "ok" and record["run_id"] == rid
+    assert 1 <= record["resumed_from_epoch"] < 30 and record["metrics"]["epochs"] == 30
+    assert not (tmp_path / "logs" / "checkpoints" / rid).exists()  # removed once the run is recorded
+
+
+# --- SLURM -------------------------------------------------------------------------------------------
+def slurm_up() -> bool:
+    if shutil.which("sbatch") is None or shutil.which("sinfo") is None:
+        return False
+    out = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=30)
+    return out.returncode == 0 and any(state in out.stdout for state in ("idle", "mix", "alloc"))
+
+
+needs_slurm = pytest.mark.skipif(
+    not slurm_up(), reason="no idle SLURM node (scripts/slurm-local.sh up starts one; CI does)"
+)
+
+
+@needs_slurm
+def test_a_sweep_runs_on_slurm_as_one_job_array_with_one_ok_record_per_cell(tmp_path):
+    path = tiny_sweep(tmp_path, "array", "[ann, lif_sg]", "[0, 1]", 1)
+    out = bench("sweep", str(path), "--executor", "slurm", "--wait", "--timeout-min", "15", tmp_path=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "submitted job array" in out.stdout and "(4 tasks)" in out.stdout
+    found = records(tmp_path)
+    assert set(found) == {cell.run_id() for cell in load_sweep_in(tmp_path, path).cells}
+    assert all(r["status"] == "ok" and r["sweep"] == "array" for r in found.values())
+    # One array: the tasks' submitit files share the array's job id.
+    arrays = {p.name.split("_")[0] for p in (tmp_path / "logs" / "slurm" / "array").glob("*_submitted.pkl")}
+    assert len(arrays) == 1
+
+
+@needs_slurm
+def test_a_preempted_slurm_task_is_requeued_and_resumes_from_its_checkpoint(tmp_path):
+    # lif_sg, 10 batches an epoch: about half a second per epoch here, time to signal mid-training.
+    path = tiny_sweep(tmp_path, "preempt", "[lif_sg]", "[0]", 60, trainer__limit_train_batches=10)
+    (cell,) = load_sweep_in(tmp_path, path).cells
+    out = bench("sweep", str(path), "--executor", "slurm", "--timeout-min", "15", tmp_path=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    array = out.stdout.split("submitted job array ")[1].split()[0]
+    try:
+        wait_for_checkpoint(tmp_path, cell.run_id())
+        marker = json.loads((tmp_path / "results" / "running" / f"{cell.run_id()}.json").read_text())
+        # What SLURM sends before a preemption or time-out (submitit's signal): checkpoint, requeue, exit.
+        subprocess.run(["scancel", "--signal=USR2", marker["slurm_job_id"]], check=True)
+        wait_for_array(array)
+    finally:
+        subprocess.run(["scancel", array])
+    (record,) = records(tmp_path).values()
+    assert record["status"] == "ok", record.get("error")
+    assert 1 <= record["resumed_from_epoch"] < 60 and record["metrics"]["epochs"] == 60
+    task_logs = "".join(p.read_text() for p in (tmp_path / "logs" / "slurm" / "preempt").glob("*_log.*"))
+    assert "Requeued job" in task_logs and "DUE TO JOB REQUEUE" in task_logs  # submitit's, then SLURM's
+
+
+# --- loggers -----------------------------------------------------------------------------------------
+def test_wandb_logger_works_offline_and_keeps_the_run_id(workdir, monkeypatch):
+    from bench.runner import run
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    overrides = [f"{k}={v}" for k, v in TINY.items()] + ["logger=wandb", "trainer.max_epochs=1"]
+    result = run("ann", "mnist5k", [*overrides, "trainer.enable_progress_bar=false"])
+    assert result.record["status"] == "ok"
+    (offline,) = (workdir / "logs" / "wandb").glob(f"offline-run-*-{result.record['run_id']}")
+    assert list(offline.glob("*.wandb"))  # the run's data, for `wandb sync` later
