@@ -66,7 +66,7 @@ from torch import nn
 from bench.errors import ConfigError
 from bench.registry import register_method
 from methods.base import BenchMethod, SynapticLayer
-from methods.common.networks import _token
+from methods.common.networks import _token, sized_layers
 from methods.common.neurons import MultiThresholdLIF
 
 SMALL_NET = "32C3-MP2-64C3-MP2-128C3-MP2-128C3"
@@ -77,17 +77,7 @@ ESTIMATORS = ("output", "weight")
 
 def default_layers(input_shape: Sequence[int]) -> str:
     """Small net for 1-2 channel inputs up to 34 pixels, else VGG-11 (+ stem / input pooling)."""
-    channels, height, width = input_shape
-    side = max(height, width)
-    if side <= 34 and channels <= 2:
-        return SMALL_NET
-    front = []
-    while side > 64:
-        front.append("AP2")
-        side //= 2
-    if side > 34:
-        front.append("32C3-MP2")
-    return "-".join([*front, VGG11])
+    return sized_layers(input_shape, SMALL_NET, VGG11, stem="32C3-MP2")
 
 
 def sign(weight: torch.Tensor) -> torch.Tensor:

@@ -70,27 +70,18 @@ from torch import nn
 from bench.errors import ConfigError, TrainingError
 from bench.registry import register_method
 from methods.base import BenchMethod
-from methods.common.networks import layer_stack
+from methods.common.networks import layer_stack, sized_layers
 
 #: Training batches over which the BN statistics are re-estimated for the converted SNN.
 RECALIBRATION_BATCHES = 8
 SMALL_NET = "32C3-AP2-64C3-AP2-256FC"
 VGG32 = "64C3-AP2-128C3-AP2-256C3-256C3-AP2-512FC"
-VGG64 = "32C3-AP2-" + VGG32
 
 
 def default_layers(input_shape: Sequence[int]) -> str:
     """Small net for 1-2 channel inputs up to 34 pixels, VGG-style otherwise; event sensors above 64 pixels
     are average-pooled to 64 first (pooled spikes are still ACs)."""
-    channels, height, width = input_shape
-    side = max(height, width)
-    if side <= 34 and channels <= 2:
-        return SMALL_NET
-    pools = []
-    while side > 64:
-        pools.append("AP2")
-        side //= 2
-    return "-".join([*pools, VGG32 if side <= 34 else VGG64])
+    return sized_layers(input_shape, SMALL_NET, VGG32, stem="32C3-AP2")
 
 
 def hybrid_encode(image: torch.Tensor, time_steps: int) -> torch.Tensor:

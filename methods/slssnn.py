@@ -48,7 +48,7 @@ from torch import nn
 from bench.errors import ConfigError
 from bench.registry import register_method
 from methods.base import BenchMethod
-from methods.common.networks import _token
+from methods.common.networks import _token, sized_layers
 
 SMALL_NET = "32C3-AP2-64C3-AP2-256FC"
 VGG11 = "64C3-AP2-128C3-AP2-256C3-256C3-AP2-512C3-512C3-AP2-512C3-512C3"
@@ -57,17 +57,7 @@ READOUTS = ("potential", "spikes")
 
 def default_layers(input_shape: Sequence[int]) -> str:
     """Small net for 1-2 channel inputs up to 34 pixels, else VGG-11 (+ stem / input pooling)."""
-    channels, height, width = input_shape
-    side = max(height, width)
-    if side <= 34 and channels <= 2:
-        return SMALL_NET
-    front = []
-    while side > 64:
-        front.append("AP2")
-        side //= 2
-    if side > 34:
-        front.append("32C3-AP2")
-    return "-".join([*front, VGG11])
+    return sized_layers(input_shape, SMALL_NET, VGG11, stem="32C3-AP2")
 
 
 class _SpikeTrainIF(torch.autograd.Function):

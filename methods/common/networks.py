@@ -67,6 +67,23 @@ def _token(token: str) -> tuple[str, int, int]:
     return "FC", int(units), 0
 
 
+def sized_layers(input_shape: Sequence[int], small: str, large: str, stem: str) -> str:
+    """A method's default network for an input size: ``small`` for 1-2 channel inputs up to 34 pixels;
+    otherwise ``large`` (built for 32-pixel maps), after one ``AP2`` of the input per halving above 64
+    pixels and ``stem`` (a block that halves the maps) above 34."""
+    channels, height, width = input_shape
+    side = max(height, width)
+    if side <= 34 and channels <= 2:
+        return small
+    front = []
+    while side > 64:
+        front.append("AP2")
+        side //= 2
+    if side > 34:
+        front.append(stem)
+    return "-".join([*front, large])
+
+
 def layer_stack(
     input_shape: Sequence[int],
     num_classes: int,
