@@ -354,7 +354,9 @@ def run_local(sweep: Sweep, max_parallel: int, retry_failed: bool, log_dir: Path
     def stop_children(signum=None, frame=None):
         for process in running:
             if process.poll() is None:
-                process.send_signal(signal.SIGINT)  # Lightning stops cleanly; the run records `interrupted`
+                # SIGTERM, not SIGINT: a sweep started in the background ignores SIGINT, and so do its
+                # children. Lightning stops at the next batch and the run records `interrupted`.
+                process.terminate()
         for process in running:
             try:
                 process.wait(timeout=60)
