@@ -99,10 +99,6 @@ class Cell:
     def run_id(self) -> str:
         return config_mod.run_id(self.method, self.dataset, self.config())
 
-    def record_path(self) -> Path:
-        cfg = self.config()
-        return runs_dir(cfg.paths.results) / f"{config_mod.run_id(self.method, self.dataset, cfg)}.json"
-
 
 @dataclass
 class Sweep:
