@@ -139,6 +139,16 @@ def write_csv(groups: list[Group], path: Path) -> None:
             writer.writerow(["" if v is None else v for v in row])
 
 
+def _plot_group(ax, g: Group, cost_key: str, color) -> None:
+    """One group as a point: mean cost against mean accuracy +- std, labelled with method and T."""
+    cost, _ = mean_std(g.values(cost_key))
+    acc, acc_std = mean_std([v * 100 for v in g.values(ACCURACY.key)])
+    ax.errorbar(cost, acc, yerr=acc_std or 0, fmt="o", color=color, capsize=3)
+    ax.annotate(
+        f"{g.method} (T={g.time_steps})", (cost, acc), fontsize=8, xytext=(4, 4), textcoords="offset points"
+    )
+
+
 def plot_accuracy_vs_costs(groups: list[Group], plots_dir: Path) -> list[Path]:
     """One PNG per cost metric present: accuracy (mean +- std) against the cost, a point per group."""
     import matplotlib
@@ -152,16 +162,7 @@ def plot_accuracy_vs_costs(groups: list[Group], plots_dir: Path) -> list[Path]:
         fig, ax = plt.subplots(figsize=(6.4, 4.4))
         for color, dataset in zip(plt.cm.tab10.colors, datasets, strict=False):
             for g in (g for g in groups if g.dataset == dataset and g.values(column.key)):
-                cost, _ = mean_std(g.values(column.key))
-                acc, acc_std = mean_std([v * 100 for v in g.values(ACCURACY.key)])
-                ax.errorbar(cost, acc, yerr=acc_std or 0, fmt="o", color=color, capsize=3)
-                ax.annotate(
-                    f"{g.method} (T={g.time_steps})",
-                    (cost, acc),
-                    fontsize=8,
-                    xytext=(4, 4),
-                    textcoords="offset points",
-                )
+                _plot_group(ax, g, column.key, color)
             ax.plot([], [], "o", color=color, label=dataset)
         ax.set_xlabel(column.header)
         ax.set_ylabel(ACCURACY.header)
@@ -185,16 +186,7 @@ def plot_accuracy_vs_energy(groups: list[Group], path: Path, title: str) -> Path
 
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     for color, g in zip(plt.cm.tab10.colors * 4, groups, strict=False):
-        energy, _ = mean_std(g.values("energy_uj"))
-        acc, acc_std = mean_std([v * 100 for v in g.values(ACCURACY.key)])
-        ax.errorbar(energy, acc, yerr=acc_std or 0, fmt="o", color=color, capsize=3)
-        ax.annotate(
-            f"{g.method} (T={g.time_steps})",
-            (energy, acc),
-            fontsize=8,
-            xytext=(4, 4),
-            textcoords="offset points",
-        )
+        _plot_group(ax, g, "energy_uj", color)
     ax.set_xscale("log")
     ax.set_xlabel("energy per sample (µJ, estimate)")
     ax.set_ylabel(ACCURACY.header)
