@@ -139,64 +139,84 @@ def write_csv(groups: list[Group], path: Path) -> None:
             writer.writerow(["" if v is None else v for v in row])
 
 
-def _plot_group(ax, g: Group, cost_key: str, color) -> None:
-    """One group as a point: mean cost against mean accuracy +- std, labelled with method and T."""
-    cost, _ = mean_std(g.values(cost_key))
-    acc, acc_std = mean_std([v * 100 for v in g.values(ACCURACY.key)])
-    ax.errorbar(cost, acc, yerr=acc_std or 0, fmt="o", color=color, capsize=3)
-    ax.annotate(
-        f"{g.method} (T={g.time_steps})", (cost, acc), fontsize=8, xytext=(4, 4), textcoords="offset points"
-    )
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def method_colors(groups: list[Group]) -> dict[str, tuple]:
+    """One colour per method, the same in every plot of a sweep."""
+    plt = _pyplot()
+    methods = sorted({g.method for g in groups})
+    return {m: plt.cm.tab10.colors[i % 10] for i, m in enumerate(methods)}
+
+
+def _plot_dataset(ax, groups: list[Group], cost_key: str, cost_label: str, colors: dict) -> None:
+    """One dataset's groups as points (mean cost, mean accuracy +- std) with a legend of method and T;
+    a log cost axis with plain-number labels when the costs span more than 10x."""
+    from matplotlib import ticker
+
+    costs = []
+    steps = sorted({g.time_steps for g in groups})
+    for g in groups:
+        marker = "osD^vP*X"[steps.index(g.time_steps) % 8]  # a method's T points stay apart in the legend
+        cost, _ = mean_std(g.values(cost_key))
+        acc, acc_std = mean_std([v * 100 for v in g.values(ACCURACY.key)])
+        label = f"{g.method} (T={g.time_steps})"
+        ax.errorbar(cost, acc, yerr=acc_std or 0, fmt=marker, color=colors[g.method], capsize=3, label=label)
+        costs.append(cost)
+    if min(costs) > 0 and max(costs) > 10 * min(costs):
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        # minor labels at 2x and 5x only, so that they never overlap
+        ax.xaxis.set_minor_formatter(
+            ticker.FuncFormatter(lambda v, _: f"{v:g}" if f"{v:g}"[0] in "25" else "")
+        )
+    ax.set_xlabel(cost_label)
+    ax.set_ylabel(ACCURACY.header)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+
+
+def _save(fig, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    _pyplot().close(fig)
+    return path
 
 
 def plot_accuracy_vs_costs(groups: list[Group], plots_dir: Path) -> list[Path]:
-    """One PNG per cost metric present: accuracy (mean +- std) against the cost, a point per group."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """One PNG per cost metric present: accuracy (mean +- std) against the cost, a panel per dataset."""
+    plt = _pyplot()
+    colors = method_colors(groups)
     paths = []
-    datasets = sorted({g.dataset for g in groups})
     for column in (c for c in present_columns(groups) if c.cost):
-        fig, ax = plt.subplots(figsize=(6.4, 4.4))
-        for color, dataset in zip(plt.cm.tab10.colors, datasets, strict=False):
-            for g in (g for g in groups if g.dataset == dataset and g.values(column.key)):
-                _plot_group(ax, g, column.key, color)
-            ax.plot([], [], "o", color=color, label=dataset)
-        ax.set_xlabel(column.header)
-        ax.set_ylabel(ACCURACY.header)
-        ax.set_title(f"Accuracy vs {column.header}")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        path = plots_dir / f"accuracy_vs_{column.key}.png"
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
-        paths.append(path)
+        datasets = sorted({g.dataset for g in groups if g.values(column.key)})
+        fig, axes = plt.subplots(len(datasets), 1, figsize=(7.5, 3.4 * len(datasets)), squeeze=False)
+        for ax, dataset in zip(axes[:, 0], datasets, strict=True):
+            _plot_dataset(
+                ax,
+                [g for g in groups if g.dataset == dataset and g.values(column.key)],
+                column.key,
+                column.header,
+                colors,
+            )
+            ax.set_title(f"{dataset}: accuracy vs {column.header}")
+        paths.append(_save(fig, plots_dir / f"accuracy_vs_{column.key}.png"))
     return paths
 
 
-def plot_accuracy_vs_energy(groups: list[Group], path: Path, title: str) -> Path:
-    """Accuracy (mean +- std over seeds) against energy per sample, a labelled point per method and T."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    for color, g in zip(plt.cm.tab10.colors * 4, groups, strict=False):
-        _plot_group(ax, g, "energy_uj", color)
-    ax.set_xscale("log")
-    ax.set_xlabel("energy per sample (µJ, estimate)")
-    ax.set_ylabel(ACCURACY.header)
+def plot_accuracy_vs_energy(groups: list[Group], path: Path, title: str, colors: dict) -> Path:
+    """Accuracy (mean +- std over seeds) against energy per sample, a point per method and T."""
+    fig, ax = _pyplot().subplots(figsize=(7.5, 4.4))
+    _plot_dataset(ax, groups, "energy_uj", "energy per sample (µJ, estimate)", colors)
     ax.set_title(title)
-    ax.grid(alpha=0.3, which="both")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def load_claims(path: Path = CONFIG_DIR / "paper_claims.yaml") -> list[dict]:
@@ -232,7 +252,9 @@ def render_readme(sections: list[tuple[str, str, list[Group], list[dict]]], clai
         "Generated by `bench tables` from the run records in `runs/`; do not edit by hand. Accuracy is the "
         "test accuracy, mean ± sample std over seeds with n seeds; the other columns are means. Energy per "
         "sample is an estimate under the run's cost table (configs/energy/; 45 nm FP32 by default), not a "
-        "hardware measurement; throughput is the run's device's. *Paper* is the accuracy the method's paper "
+        "hardware measurement; throughput is the run's device's. *ANN/SNN energy* is the energy of the same "
+        "network run once as an ANN on one time step, divided by the run's; the `ann` baseline runs once per "
+        "frame on event data, so its own ratio there is below 1. *Paper* is the accuracy the method's paper "
         "claims for the same dataset and T (configs/paper_claims.yaml, with sources); the papers' full texts "
         "were not available, so several parts of each method are reconstructions (see each method's module).",
         "",
@@ -315,7 +337,7 @@ def regenerate(results_dir: str | Path) -> list[Path]:
         for dataset in sorted({g.dataset for g in groups if g.values("energy_uj")}):
             rows = [g for g in groups if g.dataset == dataset and g.values("energy_uj")]
             path = plots_dir / name / f"{dataset}_accuracy_vs_energy.png"
-            written.append(plot_accuracy_vs_energy(rows, path, f"{title}: {dataset}"))
+            written.append(plot_accuracy_vs_energy(rows, path, f"{title}: {dataset}", method_colors(groups)))
         sections.append((name, _sweep_description(name), groups, failed))
     readme = results_dir / "README.md"
     readme.write_text(render_readme(sections, load_claims()))
