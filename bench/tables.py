@@ -334,10 +334,11 @@ def regenerate(results_dir: str | Path) -> list[Path]:
         write_csv(groups, table_csv)
         (plots_dir / name).mkdir(parents=True, exist_ok=True)
         written += [table_md, table_csv, *plot_accuracy_vs_costs(groups, plots_dir / name)]
+        colors = method_colors(groups)
         for dataset in sorted({g.dataset for g in groups if g.values("energy_uj")}):
             rows = [g for g in groups if g.dataset == dataset and g.values("energy_uj")]
             path = plots_dir / name / f"{dataset}_accuracy_vs_energy.png"
-            written.append(plot_accuracy_vs_energy(rows, path, f"{title}: {dataset}", method_colors(groups)))
+            written.append(plot_accuracy_vs_energy(rows, path, f"{title}: {dataset}", colors))
         sections.append((name, _sweep_description(name), groups, failed))
     readme = results_dir / "README.md"
     readme.write_text(render_readme(sections, load_claims()))

@@ -149,3 +149,50 @@ def test_one_table_per_sweep_and_a_readme_with_the_papers_claims_beside_matching
         assert f"]({path})" in readme and (tmp_path / path).read_bytes()[:4] == b"\x89PNG"
     regenerate(tmp_path)
     assert (tmp_path / "README.md").read_text() == readme  # regenerating changes nothing
+
+
+def test_energy_plot_points_legend_and_axis(tmp_path):
+    """Each (method, T) group is one point at (mean energy, mean accuracy %) in its method's colour, with a
+    marker per T; the axis turns logarithmic only when the energies span more than 10x."""
+    import matplotlib.pyplot as plt
+
+    from bench.tables import _plot_dataset, group_records, method_colors
+
+    records = [
+        make("a0", "ann", 0, 1, 0.98, 20.0, 1.0, 0, 4e6, None, 3220.5, 1000, 1000),
+        make("a1", "ann", 1, 1, 0.96, 22.0, 1.0, 0, 4e6, None, 3220.5, 1000, 1000),
+        make("l0", "lif_sg", 0, 4, 0.97, 5.0, 4.0, 1e6, 9e5, 0.1, 3220.5, 250, 1000),
+        make("l1", "lif_sg", 0, 2, 0.95, 3.0, 6.5, 7e5, 4e5, 0.1, 3220.5, 500, 1000),
+    ]
+    groups = group_records(records)
+    colors = method_colors(groups)
+    assert colors == {"ann": plt.cm.tab10.colors[0], "lif_sg": plt.cm.tab10.colors[1]}
+
+    fig, ax = plt.subplots()
+    _plot_dataset(ax, groups, "energy_uj", "energy", colors)
+    assert ax.get_xscale() == "linear"  # 3 .. 21 uJ is 7x
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == ["ann (T=1)", "lif_sg (T=2)", "lif_sg (T=4)"]
+    points = {}
+    for bar in ax.containers:  # one errorbar per group: its data line holds the point
+        line = bar.lines[0]
+        points[bar.get_label()] = (
+            line.get_xdata()[0],
+            line.get_ydata()[0],
+            line.get_marker(),
+            line.get_color(),
+        )
+    assert points == {
+        "ann (T=1)": (21.0, 97.0, "o", colors["ann"]),
+        "lif_sg (T=2)": (3.0, 95.0, "s", colors["lif_sg"]),
+        "lif_sg (T=4)": (5.0, 97.0, "D", colors["lif_sg"]),
+    }
+    plt.close(fig)
+
+    records.append(make("l2", "lif_sg", 0, 8, 0.90, 1.0, 20.0, 3e5, 0, 0.05, 3220.5, 800, 1000))
+    fig, ax = plt.subplots()
+    _plot_dataset(ax, group_records(records), "energy_uj", "energy", colors)
+    assert ax.get_xscale() == "log"  # 1 .. 21 uJ
+    assert ax.xaxis.get_major_formatter()(10.0, 0) == "10"
+    assert [ax.xaxis.get_minor_formatter()(v, 0) for v in (2.0, 3.0, 5.0)] == ["2", "", "5"]
+    plt.close(fig)
