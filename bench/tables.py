@@ -24,6 +24,11 @@ from bench.records import load_records
 SINGLE_RUNS = "runs"
 
 
+def section_title(name: str) -> str:
+    """The heading of a sweep's (or the single runs') table, README section and plots."""
+    return "Individual runs (`bench run`)" if name == SINGLE_RUNS else f"Sweep `{name}`"
+
+
 @dataclass(frozen=True)
 class Column:
     key: str  # key in record["metrics"]
@@ -261,8 +266,7 @@ def render_readme(sections: list[tuple[str, str, list[Group], list[dict]]], clai
     ]
     matched = set()
     for name, description, groups, failed in sections:
-        heading = "Individual runs (`bench run`)" if name == SINGLE_RUNS else f"Sweep `{name}`"
-        lines += [f"## {heading}", ""] + ([description, ""] if description else [])
+        lines += [f"## {section_title(name)}", ""] + ([description, ""] if description else [])
         lines += [f"Full table: [tables/{name}.md](tables/{name}.md).", ""]
         for dataset in sorted({g.dataset for g in groups}):
             rows = [g for g in groups if g.dataset == dataset]
@@ -327,7 +331,7 @@ def regenerate(results_dir: str | Path) -> list[Path]:
         sweep_records = by_sweep[name]
         groups = group_records(sweep_records)
         failed = [r for r in sweep_records if r.get("status") != "ok"]
-        title = "Individual runs (`bench run`)" if name == SINGLE_RUNS else f"Sweep `{name}`"
+        title = section_title(name)
         table_md = tables_dir / f"{name}.md"
         table_md.write_text(render_markdown(groups, failed, len(sweep_records), title))
         table_csv = tables_dir / f"{name}.csv"
