@@ -69,6 +69,8 @@ def _summary_table(record: dict) -> Table:
     for key, value in record["metrics"].items():
         if isinstance(value, float):
             text = f"{value * 100:.2f} %" if key.endswith("_acc") else f"{value:.4g}"
+        elif isinstance(value, dict):  # the counting conventions
+            text = ", ".join(f"{k}={v}" for k, v in value.items())
         else:
             text = f"{value:,}" if isinstance(value, int) else str(value)
         table.add_row(key, text)

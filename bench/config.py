@@ -3,7 +3,8 @@
 Merge order (later wins): ``configs/defaults.yaml`` -> ``configs/datasets/<dataset>.yaml`` ->
 ``configs/methods/<method>.yaml`` -> that file's ``datasets.<dataset>`` block -> command-line
 ``key=value`` overrides. Every key is checked before anything trains: ``method.*`` against the method's
-constructor, ``data.*`` against the DataModule's, ``trainer.*`` against Lightning's ``Trainer``.
+constructor, ``data.*`` against the DataModule's, ``trainer.*`` against Lightning's ``Trainer``,
+``metrics.*`` against the metrics callback's (keys and values).
 """
 
 from __future__ import annotations
@@ -136,6 +137,7 @@ def validate(cfg: DictConfig, method_cls: type, dataset_cls: type) -> None:
     _check_group("method", cfg.method, method_cls, exclude=DATASET_FACTS)
     _check_group("data", cfg.data, dataset_cls)
     _check_group("metrics", cfg.metrics, EnergyMetrics)
+    EnergyMetrics(**OmegaConf.to_container(cfg.metrics, resolve=True))  # checks every value
     # Trainer arguments take unions (devices: int | str | list): Lightning checks their values itself.
     _check_group("trainer", cfg.trainer, pl.Trainer, exclude=RUNNER_OWNED_TRAINER_KEYS, check_types=False)
     if set(cfg.paths) != {"results", "logs"}:

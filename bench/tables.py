@@ -4,8 +4,9 @@ One table per sweep (``tables/<sweep>.{md,csv}``; runs made with ``bench run`` g
 so demo and full runs never mix; ``plots/<sweep>/``: accuracy against each cost, and against energy per
 dataset; ``README.md``: per sweep and dataset the headline table with the papers' claimed accuracy
 (``configs/paper_claims.yaml``) beside the measured one where dataset, method and T match. Runs are grouped
-per (dataset, method, T, cost table); every metric is mean +- sample standard deviation over the group's
-seeds, with n. Failed and interrupted runs are listed, never averaged in.
+per (dataset, method, T, cost table, counting conventions): records counted under different rules are never
+averaged or ranked together, and every table says which conventions it used. Every metric is mean +- sample
+standard deviation over the group's seeds, with n. Failed and interrupted runs are listed, never averaged in.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from bench import CONFIG_DIR
+from bench.metrics import conventions_label
 from bench.records import load_records
 
 #: Table name of the records that belong to no sweep (``bench run``).
@@ -58,6 +60,7 @@ class Group:
     method: str
     time_steps: int
     cost_table: str  # energies under different cost tables are never averaged together
+    conventions: str  # nor counts made under different counting rules (bench.metrics.rules)
     records: list[dict]
 
     def values(self, key: str) -> list[float]:
@@ -71,6 +74,7 @@ def group_records(records: list[dict]) -> list[Group]:
             continue
         metrics = record["metrics"]
         key = (record["dataset"], record["method"], int(metrics["time_steps"]), metrics.get("cost_table", ""))
+        key += (conventions_label(metrics.get("conventions")),)
         groups.setdefault(key, Group(*key, records=[])).records.append(record)
     return [groups[k] for k in sorted(groups)]
 
@@ -96,8 +100,9 @@ def present_columns(groups: list[Group]) -> list[Column]:
 def render_markdown(groups: list[Group], failed: list[dict], n_records: int, title: str = "Summary") -> str:
     columns = present_columns(groups)
     several_tables = len({g.cost_table for g in groups}) > 1
-    header = ["dataset", "method", "T", *(["cost table"] if several_tables else []), "n"]
-    header += [c.header for c in columns]
+    several_conventions = len({g.conventions for g in groups}) > 1
+    header = ["dataset", "method", "T", *(["cost table"] if several_tables else [])]
+    header += [*(["conventions"] if several_conventions else []), "n", *(c.header for c in columns)]
     tables = sorted({g.cost_table for g in groups if g.cost_table})
     lines = [
         f"# {title}",
@@ -112,13 +117,15 @@ def render_markdown(groups: list[Group], failed: list[dict], n_records: int, tit
             "(configs/energy/), not a hardware measurement; throughput depends on each run's device.",
             "",
         ]
+    if groups:
+        lines += [conventions_note(groups), ""]
     lines += [
         "| " + " | ".join(header) + " |",
         "|" + "|".join("---" for _ in header) + "|",
     ]
     for g in groups:
         cells = [g.dataset, g.method, str(g.time_steps), *([g.cost_table] if several_tables else [])]
-        cells.append(str(len(g.records)))
+        cells += [*([g.conventions] if several_conventions else []), str(len(g.records))]
         cells += [_format(c, g.values(c.key)) for c in columns]
         lines.append("| " + " | ".join(cells) + " |")
     if failed:
@@ -127,16 +134,27 @@ def render_markdown(groups: list[Group], failed: list[dict], n_records: int, tit
     return "\n".join(lines) + "\n"
 
 
+def conventions_note(groups: list[Group]) -> str:
+    """The sentence that says under which counting conventions a table's ops and energies were counted."""
+    labels = sorted({g.conventions for g in groups})
+    if len(labels) == 1:
+        return f"Ops counted under the conventions {labels[0]} (README: What a run measures)."
+    return (
+        f"Ops were counted under {len(labels)} sets of conventions ({'; '.join(labels)}); rows under "
+        "different conventions are never averaged together and their costs are not comparable."
+    )
+
+
 def write_csv(groups: list[Group], path: Path) -> None:
     columns = present_columns(groups)
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(
-            ["dataset", "method", "time_steps", "cost_table", "n"]
+            ["dataset", "method", "time_steps", "cost_table", "conventions", "n"]
             + [f"{c.key}_{stat}" for c in columns for stat in ("mean", "std")]
         )
         for g in groups:
-            row: list = [g.dataset, g.method, g.time_steps, g.cost_table, len(g.records)]
+            row: list = [g.dataset, g.method, g.time_steps, g.cost_table, g.conventions, len(g.records)]
             for c in columns:
                 values = g.values(c.key)
                 mean, std = mean_std(values) if values else (None, None)
@@ -167,11 +185,14 @@ def _plot_dataset(ax, groups: list[Group], cost_key: str, cost_label: str, color
 
     costs = []
     steps = sorted({g.time_steps for g in groups})
+    several_conventions = len({g.conventions for g in groups}) > 1
     for g in groups:
         marker = "osD^vP*X"[steps.index(g.time_steps) % 8]  # a method's T points stay apart in the legend
         cost, _ = mean_std(g.values(cost_key))
         acc, acc_std = mean_std([v * 100 for v in g.values(ACCURACY.key)])
-        label = f"{g.method} (T={g.time_steps})"
+        label = f"{g.method} (T={g.time_steps}" + (
+            f", {g.conventions.split()[0]})" if several_conventions else ")"
+        )
         ax.errorbar(cost, acc, yerr=acc_std or 0, fmt=marker, color=colors[g.method], capsize=3, label=label)
         costs.append(cost)
     if min(costs) > 0 and max(costs) > 10 * min(costs):
@@ -258,8 +279,12 @@ def render_readme(sections: list[tuple[str, str, list[Group], list[dict]]], clai
         "test accuracy, mean ± sample std over seeds with n seeds; the other columns are means. Energy per "
         "sample is an estimate under the run's cost table (configs/energy/; 45 nm FP32 by default), not a "
         "hardware measurement; throughput is the run's device's. *ANN/SNN energy* is the energy of the same "
-        "network run once as an ANN on one time step, divided by the run's; the `ann` baseline runs once per "
-        "frame on event data, so its own ratio there is below 1. *Paper* is the accuracy the method's paper "
+        "network run once as an ANN (one pass of every layer, dense MACs with padding taps, priced on a "
+        "45 nm digital table), divided by the run's; under the v2 conventions the `ann` baseline's own "
+        "ratio is exactly 1 on static data and 1/T on event data, which it runs once per frame. Each "
+        "section says under which counting conventions its ops were counted (the README's *What a run "
+        "measures*); sections counted under different conventions are not comparable with each other. "
+        "*Paper* is the accuracy the method's paper "
         "claims for the same dataset and T (configs/paper_claims.yaml, with sources); the papers' full texts "
         "were not available, so several parts of each method are reconstructions (see each method's module).",
         "",
@@ -268,14 +293,18 @@ def render_readme(sections: list[tuple[str, str, list[Group], list[dict]]], clai
     for name, description, groups, failed in sections:
         lines += [f"## {section_title(name)}", ""] + ([description, ""] if description else [])
         lines += [f"Full table: [tables/{name}.md](tables/{name}.md).", ""]
+        lines += [conventions_note(groups), ""] if groups else []
+        several_conventions = len({g.conventions for g in groups}) > 1
         for dataset in sorted({g.dataset for g in groups}):
             rows = [g for g in groups if g.dataset == dataset]
-            header = ["method", "T", "n", *(c.header for c in columns), "paper (%)"]
+            header = ["method", "T", *(["conventions"] if several_conventions else []), "n"]
+            header += [*(c.header for c in columns), "paper (%)"]
             lines += [f"### {dataset}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
             for g in rows:
                 claim = _claim_text(claims, g.dataset, g.method, g.time_steps)
                 matched |= {(g.dataset, g.method, g.time_steps)} if claim != "-" else set()
-                cells = [g.method, str(g.time_steps), str(len(g.records))]
+                cells = [g.method, str(g.time_steps), *([g.conventions] if several_conventions else [])]
+                cells += [str(len(g.records))]
                 cells += [_format(c, g.values(c.key), spread=c is ACCURACY) for c in columns]
                 lines.append("| " + " | ".join([*cells, claim]) + " |")
             lines += [

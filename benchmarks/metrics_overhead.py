@@ -1,14 +1,21 @@
-"""Benchmark (run by hand): the metrics callback's cost in the test loop, against spikingjelly's op_counter.
+"""Benchmark (run by hand): the metrics callback's cost in the test loop, against its peers' counters.
 
-Trains ``lif_sg`` briefly on ``mnist5k`` (so firing rates are realistic), then times, in the same process
-and interleaved over several repeats:
+Trains ``lif_sg`` briefly on ``mnist5k`` (so firing rates are realistic), then times, in one process, on the
+same model and the same test batches, under ``torch.no_grad`` (op_counter counts nothing under
+``inference_mode``), interleaved over the repeats:
 
-* the bare test loop (forward passes over the 1,000 test digits);
-* the same loop with :class:`bench.metrics.EnergyMetrics` counting (hooks + per-batch flush + summary);
-* the same loop counted by spikingjelly's ``op_counter.estimate_simple_energy`` per batch;
-* Lightning's ``trainer.test`` without and with the callback (latency measurement switched off).
+* the bare loop: forward passes over the 1,000 test digits;
+* the same loop counted by :class:`bench.metrics.EnergyMetrics` (hooks + per-batch flush + summary);
+* by spikingjelly's op_counter MAC and SynOp counters (``DispatchCounterMode``);
+* by spikingjelly's ``estimate_simple_energy`` (op_counter's energy report, per batch);
+* by NeuroBench's ``SynapticOperations`` + ``ActivationSparsity`` (its hooks on the same network);
+* Lightning's ``trainer.test`` without and with the callback (latency measurement off): the test loop a
+  run executes.
 
-Usage: ``.venv/bin/python benchmarks/metrics_overhead.py [--epochs 1] [--repeats 5] [--device cpu]``
+Each counter's totals are checked to be nonzero before anything is timed. Prints the median (and min) of
+each over the repeats and its ratio to the bare loop measured in the same run.
+
+Usage: ``.venv/bin/python benchmarks/metrics_overhead.py [--epochs 1] [--repeats 7] [--threads 1]``
 """
 
 from __future__ import annotations
@@ -19,8 +26,15 @@ import time
 
 import pytorch_lightning as pl
 import torch
-from spikingjelly.activation_based import functional
-from spikingjelly.activation_based.op_counter import estimate_simple_energy
+from neurobench.metrics.workload import ActivationSparsity, SynapticOperations
+from neurobench.models import TorchModel
+from spikingjelly.activation_based.neuron import BaseNode
+from spikingjelly.activation_based.op_counter import (
+    DispatchCounterMode,
+    MACCounter,
+    SynOpCounter,
+    estimate_simple_energy,
+)
 
 from bench.config import load_config
 from bench.metrics import EnergyMetrics
@@ -30,9 +44,13 @@ from bench.runner import build, quiet_lightning
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=1)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch CPU threads (the peers' cost is CPU-side)"
+    )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     quiet_lightning()
     pl.seed_everything(0, verbose=False)
 
@@ -43,7 +61,8 @@ def main() -> None:
     pl.Trainer(max_epochs=args.epochs, accelerator="cpu", **quiet).fit(model, datamodule=datamodule)
     device = torch.device(args.device)
     model = model.to(device).eval()
-    batches = [(x.to(device), y) for x, y in datamodule.test_dataloader()]
+    batches = [(x.to(device), y.to(device)) for x, y in datamodule.test_dataloader()]
+    counts: dict[str, dict] = {}
 
     def sync():
         if device.type == "cuda":
@@ -55,72 +74,107 @@ def main() -> None:
 
     inside_callback: list[float] = []
 
-    def with_callback():
-        callback = EnergyMetrics(latency_samples=0, throughput_batches=0)
-        callback.attach(model)
+    def callback():
+        metrics = EnergyMetrics(latency_samples=0, throughput_batches=0)
+        metrics.attach(model)
         spent = timed_hooks(model, sync)
         for x, y in batches:
             model(x)
             start = time.perf_counter()
-            callback.flush(len(y))
+            metrics.flush(len(y))
             spent[0] += time.perf_counter() - start
-        callback.detach()
+        metrics.detach()
         start = time.perf_counter()
-        callback.summarize(model)
+        summary = metrics.summarize(model)
         inside_callback.append(spent[0] + time.perf_counter() - start)
+        counts["EnergyMetrics"] = {k: summary[k] for k in ("macs", "acs", "effective_ops")}
 
-    def with_op_counter():
+    def op_counter():
+        mac, synop = MACCounter(), SynOpCounter()
+        with DispatchCounterMode([mac, synop]):
+            bare()
+        counts["op_counter MAC + SynOp"] = {"macs": mac.get_total(), "synops": synop.get_total()}
+
+    def op_counter_energy():
+        energy = 0.0
         for x, _ in batches:
-            functional.reset_net(model.net)
-            estimate_simple_energy(model.net, model.encode(x))
+            energy += estimate_simple_energy(model, x).energy_total_pj
+        counts["op_counter estimate_simple_energy"] = {"energy_pj": energy}
 
-    loops = {"bare test loop": bare, "with EnergyMetrics": with_callback, "with op_counter": with_op_counter}
+    def neurobench():
+        bench_model = TorchModel(model.net)
+        bench_model.add_activation_module(BaseNode)
+        bench_model.register_hooks()
+        synops, sparsity, weighted = SynapticOperations(), ActivationSparsity(), 0.0
+        for x, y in batches:
+            out = model(x)
+            synops(bench_model, out, (x, y))
+            weighted += sparsity(bench_model, out, (x, y)) * len(y)
+            bench_model.reset_hooks()
+        bench_model.cleanup_hooks()
+        counts["NeuroBench SynOps + ActivationSparsity"] = {**synops.compute(), "sparsity": weighted}
+
+    loops = {
+        "bare forward loop": bare,
+        "EnergyMetrics": callback,
+        "op_counter MAC + SynOp": op_counter,
+        "op_counter estimate_simple_energy": op_counter_energy,
+        "NeuroBench SynOps + ActivationSparsity": neurobench,
+    }
+    with torch.no_grad():
+        for loop in loops.values():  # warm-up, and every counter must have counted something
+            loop()
+    for name, values in counts.items():
+        if not all(v > 0 for v in values.values()):
+            raise SystemExit(f"{name} counted nothing: {values}; its timing would be void.")
+        print(f"  {name} counted {', '.join(f'{k} {v:,.6g}' for k, v in values.items())}")
+
     times: dict[str, list[float]] = {name: [] for name in loops}
-    with torch.inference_mode():
-        bare()  # warm-up
-        for _ in range(args.repeats):
-            for name, loop in loops.items():
+    times.update({"trainer.test": [], "trainer.test + EnergyMetrics": []})
+    for repeat in range(args.repeats):
+        order = list(loops) if repeat % 2 == 0 else list(loops)[::-1]
+        with torch.no_grad():
+            for name in order:
                 sync()
                 start = time.perf_counter()
-                loop()
+                loops[name]()
                 sync()
                 times[name].append(time.perf_counter() - start)
-
-    trainer_times: dict[str, list[float]] = {"trainer.test": [], "trainer.test + callback": []}
-    for repeat in range(args.repeats + 1):  # the first round warms up both and is not counted
-        order = list(trainer_times) if repeat % 2 else list(trainer_times)[::-1]
-        for name in order:
-            callbacks = [EnergyMetrics(latency_samples=0, throughput_batches=0)] if "callback" in name else []
-            trainer = pl.Trainer(accelerator=device.type, devices=1, callbacks=callbacks, **quiet)
+        tests = ["trainer.test", "trainer.test + EnergyMetrics"]
+        for name in tests if repeat % 2 == 0 else tests[::-1]:
+            extra = [EnergyMetrics(latency_samples=0, throughput_batches=0)] if "Energy" in name else []
+            trainer = pl.Trainer(accelerator=device.type, devices=1, callbacks=extra, **quiet)
             start = time.perf_counter()
             trainer.test(model, datamodule=datamodule, verbose=False)
-            if repeat:
-                trainer_times[name].append(time.perf_counter() - start)
+            times[name].append(time.perf_counter() - start)
 
-    # Noise on a shared machine only ever adds time, so the fastest repeat is the cleanest estimate;
-    # the median is printed beside it.
-    best = {name: min(values) for name, values in {**times, **trainer_times}.items()}
+    median = {name: statistics.median(values) for name, values in times.items()}
     print(
-        f"lif_sg (T={model.time_steps}) on mnist5k, {sum(len(y) for _, y in batches)} test digits, "
-        f"device {device}, {args.repeats} interleaved repeats after warm-up (min / median)"
+        f"\nlif_sg (T={model.time_steps}) on mnist5k: {sum(len(y) for _, y in batches)} test digits, "
+        f"device {device}, {args.threads} thread(s), median (min) of {args.repeats} interleaved repeats"
     )
-    for name, values in {**times, **trainer_times}.items():
-        print(f"  {name:26s} {best[name]:8.3f} s / {statistics.median(values):8.3f} s")
-    ours, bare_loop, op_counter = best["with EnergyMetrics"], best["bare test loop"], best["with op_counter"]
-    test_overhead = best["trainer.test + callback"] / best["trainer.test"] - 1
-    print(f"  callback overhead on the bare loop:   {100 * (ours / bare_loop - 1):+.1f} %")
-    print(f"  callback overhead on trainer.test:    {100 * test_overhead:+.1f} %")
-    print(f"  op_counter overhead on the bare loop: {100 * (op_counter / bare_loop - 1):+.1f} %")
-    print(f"  op_counter time / callback time:      {op_counter / ours:.2f} x")
-    inside = min(inside_callback)
+    print(f"  {'':42s} {'median s':>9s} {'min s':>8s} {'x bare loop':>12s}")
+    for name, values in times.items():
+        reference = (
+            median["trainer.test"] if name.startswith("trainer.test +") else median["bare forward loop"]
+        )
+        ratio = "" if name in ("bare forward loop", "trainer.test") else f"{median[name] / reference:.3f}"
+        print(f"  {name:42s} {median[name]:9.3f} {min(values):8.3f} {ratio:>12s}")
+    ours = median["EnergyMetrics"]
+    for peer in list(loops)[2:]:
+        print(f"  {peer} / EnergyMetrics: {median[peer] / ours:.2f}x")
+    added = median["trainer.test + EnergyMetrics"] / median["trainer.test"] - 1
+    print(f"  EnergyMetrics adds {100 * added:+.1f} % to trainer.test")
+    inside = statistics.median(inside_callback)
     print(
-        f"  time spent inside the callback's hooks, flush and summary: {inside:.3f} s "
-        f"= {100 * inside / bare_loop:.1f} % of the bare loop (a direct measure, immune to loop noise)"
+        f"  time inside the callback's hooks, flush and summary: {inside:.3f} s = "
+        f"{100 * inside / median['bare forward loop']:.1f} % of the bare loop (a direct measure, immune to "
+        "the noise of timing whole loops)"
     )
 
 
 def timed_hooks(model: torch.nn.Module, sync) -> list[float]:
-    """Wrap every forward (pre-)hook registered on ``model`` so the time spent in them is summed."""
+    """Wrap every forward (pre-)hook registered on ``model`` so that the time spent in them is summed."""
     spent = [0.0]
 
     def wrap(hook):

@@ -20,6 +20,8 @@ from methods.common.networks import conv_net
 class ANN(BenchMethod):
     """ReLU CNN baseline (same topology as lif_sg); the energy reference for every SNN."""
 
+    spiking = False  # every synaptic op is a MAC, zeros and padding taps included
+
     def __init__(
         self,
         num_classes: int,

@@ -4,8 +4,8 @@ A method is built from the dataset facts the runner passes in (``num_classes``, 
 and for event data ``frames``, the fine frames per sample) plus ``time_steps`` and its own hyper-parameters.
 Inside, SNN tensors are time-first ``[T, B, ...]`` (spikingjelly's multi-step convention). The base class
 owns what every method needs done the same way: input encoding, readout, loss, optimiser + cosine
-schedule, accuracy, the per-batch neuron reset, the NaN-loss guard, and the declaration of spiking and
-synaptic layers that the metrics callback reads.
+schedule, accuracy, the per-batch neuron reset, the NaN-loss guard, and the declarations the metrics
+callback reads: whether the method is spiking at all, its spiking layers and its synaptic layers.
 """
 
 from __future__ import annotations
@@ -39,6 +39,10 @@ class SynapticLayer:
 
 class BenchMethod(pl.LightningModule):
     """Base class of all methods (not registered itself)."""
+
+    #: Whether the network computes with spikes. The metrics callback counts a non-spiking method's every
+    #: synaptic op as a MAC (a conventional accelerator's dense count), a spiking one's by its inputs.
+    spiking: bool = True
 
     def __init__(
         self,

@@ -47,10 +47,11 @@ Reconstructions [R] (``papers.md`` §6, the paper's full text was not available)
   whose neurons switch between ReLU and single-spike IF; learning rates and epoch budgets (ours).
 
 Energy (``papers.md`` §6.5): conv1 costs its dense MACs once, on the analog step, plus ACs for the input
-spikes of steps 2..T (each pixel at most one); every later layer costs ACs for the spikes it receives
-(at most one per neuron and sample, average-pooled spikes counted as ACs). On small networks conv1's
-analog step dominates the SNN's energy (a MAC costs five ACs and is not skipped for zeros); in deep VGGs
-it is a small share of the ANN's MACs and the later layers' ACs weigh more.
+spikes of steps 2..T (each pixel at most one); every later layer costs ACs for the spikes it receives (at
+most one per neuron and sample); a layer after an average pooling receives pooled spikes, which the
+metrics callback prices as NeuroBench's effective MACs by default (``metrics.pooled_spikes``). On small
+networks conv1's analog step dominates the SNN's energy (a MAC costs five ACs and is not skipped for
+zeros); in deep VGGs it is a small share of the ANN's MACs and the later layers' ops weigh more.
 
 Adaptation (ours): on event data the frames (re-binned to T steps) pass through as binary spikes, a pixel
 spiking in every step in which it had an event; there is no analog step, so every layer costs ACs.
@@ -80,7 +81,7 @@ VGG32 = "64C3-AP2-128C3-AP2-256C3-256C3-AP2-512FC"
 
 def default_layers(input_shape: Sequence[int]) -> str:
     """Small net for 1-2 channel inputs up to 34 pixels, VGG-style otherwise; event sensors above 64 pixels
-    are average-pooled to 64 first (pooled spikes are still ACs)."""
+    are average-pooled to 64 first."""
     return sized_layers(input_shape, SMALL_NET, VGG32, stem="32C3-AP2")
 
 

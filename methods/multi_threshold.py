@@ -22,8 +22,9 @@ so everything below the abstract is a reconstruction from ``papers.md`` §5 [R]:
   extra ``AP2`` after the first conv per halving needed to bring them to 32-34 pixels (our choice).
 
 On event data the fine frames are re-binned into the T steps by the base class (event counts per window).
-Energy: conv1 sees the analog image (MACs at every step); later layers see graded spikes, which the metrics
-callback counts as ``amplitude`` ACs (``metrics.graded_spikes``), average-pooled ones as ACs too.
+Energy: conv1 sees the analog image (MACs at every step, padding taps included); later layers see graded
+spikes, which the metrics callback counts as ``amplitude`` ACs (``metrics.graded_spikes``); the layers after
+an average pooling see pooled spikes (NeuroBench's effective MACs by default, ``metrics.pooled_spikes``).
 """
 
 from __future__ import annotations

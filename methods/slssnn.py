@@ -31,9 +31,10 @@ available):
   (``papers.md``'s suggestion), under which a silent correct class gets no gradient.
 * ``V_th`` = 0.5: with BN's unit variance, T = 4 covers ``A`` in [0, 2) in steps of 0.5.
 
-Energy: conv1 sees the analog image at every step (MACs, ``T_analog = T``), later layers binary or
-average-pooled trains (ACs); the IF neurons are spikingjelly nodes, so the metrics callback counts their
-T updates and spikes. Event data (config): T = 2 steps, each the event counts of half the fine frames.
+Energy: conv1 sees the analog image at every step (MACs, ``T_analog = T``), later layers binary trains
+(ACs) or average-pooled ones (NeuroBench's effective MACs by default, ``metrics.pooled_spikes``); the IF
+neurons are spikingjelly nodes, so the metrics callback counts their T updates and spikes. Event data
+(config): T = 2 steps, each the event counts of half the fine frames.
 """
 
 from __future__ import annotations

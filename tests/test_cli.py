@@ -39,6 +39,24 @@ def test_misspelt_config_key_names_the_valid_keys_without_traceback(tmp_path):
     assert "Traceback" not in out.stderr + out.stdout
 
 
+def test_bad_metrics_value_lists_the_choices_and_records_nothing(tmp_path):
+    out = bench(
+        "run", "--method", "lif_sg", "--dataset", "mnist5k", "metrics.cost_table=horowitz46", env_dir=tmp_path
+    )
+    assert out.returncode == 1
+    message = " ".join(out.stderr.split())
+    assert "metrics.cost_table='horowitz46'" in message
+    assert "horowitz45_fp16, horowitz45_fp32, horowitz45_int8, loihi, spinnaker, spinnaker2" in message
+    assert "Traceback" not in out.stderr + out.stdout
+    assert not (tmp_path / "results").exists()  # no record, not even a failed one
+
+    sweep = tmp_path / "bad.yaml"
+    sweep.write_text("methods: [lif_sg]\ndatasets: [mnist5k]\noverrides: {metrics.pooled_spikes: fraction}\n")
+    out = bench("sweep", str(sweep), "--dry-run", env_dir=tmp_path)
+    assert out.returncode == 1 and "use one of effective, ac, mac" in " ".join(out.stderr.split())
+    assert "Traceback" not in out.stderr + out.stdout
+
+
 def test_list_shows_methods_datasets_sweeps_and_cost_tables(tmp_path):
     out = bench("list", env_dir=tmp_path)
     assert out.returncode == 0, out.stderr

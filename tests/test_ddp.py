@@ -15,6 +15,8 @@ COUNTS = (
     "macs",
     "dense_ops",
     "effective_ops",
+    "padded_dense_ops",
+    "ann_macs",
     "neuron_updates",
     "spikes",
     "firing_rate",

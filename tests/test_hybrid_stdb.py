@@ -157,9 +157,14 @@ def test_conv1_costs_macs_on_the_analog_step_and_acs_on_the_spike_steps():
     callback.summarize(model)
     conv1, *later = [entry for entry in callback.layers if "dense_ops" in entry]
     assert conv1["name"] == "net.0.synapse" and conv1["input"] == "mixed"
-    assert conv1["macs"] == pytest.approx(conv1["dense_ops"] / 5)  # one analog step of five
+    # one analog step of five: 28x28 outputs x 32 channels x 9 taps, padding taps included
+    assert conv1["macs"] == conv1["padded_dense_ops"] / 5 == 28 * 28 * 32 * 9
     assert 0 < conv1["acs"] < conv1["dense_ops"] * 4 / 5  # each pixel spikes at most once in steps 2-5
-    assert all(entry["macs"] == 0 and entry["acs"] > 0 for entry in later)
+    # conv2 and the FC layer read average-pooled spikes: NeuroBench's effective MACs; the output layer ACs
+    *pooled, output = later
+    assert [entry["name"] for entry in pooled] == ["net.4", "net.9"]
+    assert all(e["input"] == "pooled spikes" and e["macs"] == e["effective_ops"] > 0 for e in pooled)
+    assert output["input"] == "spikes" and output["macs"] == 0 and output["acs"] > 0
 
 
 def test_bad_hyper_parameters_are_config_errors():

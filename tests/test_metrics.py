@@ -1,16 +1,18 @@
-"""The metrics callback's numbers, checked against hand counts and spikingjelly's op_counter."""
+"""The metrics callback's numbers on hand-counted networks; its rules; its config checks.
+
+The peers (NeuroBench, spikingjelly's op_counter) are the oracles in ``test_metrics_oracles.py``.
+"""
 
 from __future__ import annotations
 
 import pytest
 import torch
-from spikingjelly.activation_based import functional, layer, neuron
-from spikingjelly.activation_based.op_counter import estimate_simple_energy
+from spikingjelly.activation_based import layer, neuron
 from torch import nn
 
 from bench.config import load_config
 from bench.errors import ConfigError
-from bench.metrics import EnergyMetrics, MetricsError, load_cost_table
+from bench.metrics import COUNTING_VERSION, EnergyMetrics, MetricsError, load_cost_table
 from bench.runner import build
 from methods.base import BenchMethod, SynapticLayer
 
@@ -18,12 +20,17 @@ from methods.base import BenchMethod, SynapticLayer
 class Probe(nn.Module):
     """Any network, with the base method's layer declarations, so the callback can be used on it alone."""
 
+    spiking = True
     synaptic_layers = BenchMethod.synaptic_layers
     spiking_layers = BenchMethod.spiking_layers
 
     def __init__(self, **modules):
         super().__init__()
         self.net = Layers(modules)
+
+
+class NonSpikingProbe(Probe):
+    spiking = False
 
 
 class Layers(nn.ModuleDict):
@@ -38,7 +45,7 @@ def measure(probe: nn.Module, run, samples: int = 1, steps: int = 1, **options) 
 
     A bare probe's ``net`` is told the number of time steps ``steps``; a method's forward tells it.
     """
-    callback = EnergyMetrics(**options)
+    callback = EnergyMetrics(latency_samples=0, throughput_batches=0, **options)
     callback.attach(probe)
     with torch.no_grad():
         if isinstance(probe, Probe):
@@ -50,8 +57,8 @@ def measure(probe: nn.Module, run, samples: int = 1, steps: int = 1, **options) 
     return totals, {entry["name"]: entry for entry in callback.layers}
 
 
-def hand_network() -> Probe:
-    return Probe(
+def hand_network(probe_class: type[Probe] = Probe) -> Probe:
+    return probe_class(
         strided=layer.Conv2d(2, 4, 3, stride=2, padding=1, bias=False, step_mode="m"),
         grouped=nn.Conv2d(4, 4, 3, padding=1, groups=2),
         linear=nn.Linear(6, 3),
@@ -84,6 +91,11 @@ def run_hand_network(probe: Probe) -> None:
     probe.net.spiking(currents)
 
 
+# Padded dense MACs of one image/vector: strided 3x3 outputs x (4 out x 2 in x 9 taps) = 648; grouped
+# 3x3 outputs x (4 out x 4/2 in x 9) = 648; linear 6 x 3 = 18.
+STRIDED_TAPS, GROUPED_TAPS, LINEAR_TAPS = 9 * 4 * 2 * 9, 9 * 4 * 2 * 9, 18
+
+
 def test_hand_built_network_gets_the_hand_counted_ops():
     probe = hand_network()
     totals, layers = measure(probe, lambda: run_hand_network(probe), steps=3)
@@ -95,16 +107,18 @@ def test_hand_built_network_gets_the_hand_counted_ops():
     assert strided["input"] == "spikes"
     assert strided["effective_ops"] == 4 * (11 + 1) == 48
     assert strided["acs"] == 48 and strided["macs"] == 0
-    # dense: 2 steps x 2 channels x (sum of fan-outs (1+2+1+2+1)^2 = 49) x 4 channels
+    # dense (border-aware): 2 steps x 2 channels x (sum of fan-outs (1+2+1+2+1)^2 = 49) x 4 channels;
+    # padded dense: 2 images x 648 taps, of which 784 reach a real input.
     assert strided["dense_ops"] == 2 * 2 * 49 * 4 == 784
+    assert strided["padded_dense_ops"] == 2 * STRIDED_TAPS == 1296
     # grouped: events at fan-outs 2*2, 3*3, 2*3 -> 19 x 2 channels; amplitude-weighted 2*4 + 3*9 + 1*6.
     assert grouped["input"] == "graded spikes"
     assert grouped["effective_ops"] == 2 * 19 == 38
     assert grouped["acs"] == 2 * 41 == 82
     assert grouped["dense_ops"] == 4 * (2 + 3 + 2) ** 2 * 2 == 392
-    # linear: analog -> MACs over all inputs (dense); 4 nonzero inputs x 3 outputs are effective.
+    # linear: analog -> MACs over every input, zeros included; 4 nonzero inputs x 3 outputs effective.
     assert linear["input"] == "analog"
-    assert linear["effective_ops"] == 12 and linear["dense_ops"] == 36
+    assert linear["effective_ops"] == 12 and linear["dense_ops"] == linear["padded_dense_ops"] == 36
     assert linear["macs"] == 36 and linear["acs"] == 0
     # spiking: 12 neuron updates, 1 + 3 + 0 + 3 = 7 spikes.
     assert spiking["neuron_updates"] == 12 and spiking["spikes"] == 7
@@ -113,9 +127,74 @@ def test_hand_built_network_gets_the_hand_counted_ops():
 
     assert totals["acs"] == 48 + 82 and totals["macs"] == 36
     assert totals["energy_uj"] == pytest.approx((130 * 0.9 + 36 * 4.6) / 1e6)
-    # equivalent ANN: the dense ops of one of the T = 3 steps, all at 4.6 pJ
-    assert totals["time_steps"] == 3
-    assert totals["ann_energy_uj"] == pytest.approx((784 + 392 + 36) / 3 * 4.6 / 1e6)
+    # the ANN reference: one pass of every layer, padding taps included, at 4.6 pJ
+    assert totals["ann_macs"] == STRIDED_TAPS + GROUPED_TAPS + LINEAR_TAPS == 1314
+    assert totals["ann_energy_uj"] == pytest.approx(1314 * 4.6 / 1e6)
+    assert totals["ann_reference_table"] == "horowitz45_fp32" and totals["time_steps"] == 3
+    assert totals["conventions"] == {
+        "version": COUNTING_VERSION,
+        "spiking": True,
+        "graded_spikes": "amplitude",
+        "pooled_spikes": "effective",
+    }
+
+
+def test_a_non_spiking_method_pays_dense_macs_on_every_input_zeros_and_padding_included():
+    probe = hand_network(NonSpikingProbe)
+    totals, layers = measure(probe, lambda: run_hand_network(probe))
+    # the same spikes, graded spikes and analog values: all MACs over every tap, none ACs
+    assert layers["net.strided"]["macs"] == 2 * STRIDED_TAPS
+    assert layers["net.grouped"]["macs"] == GROUPED_TAPS
+    assert layers["net.linear"]["macs"] == 2 * LINEAR_TAPS
+    assert {layers[n]["input"] for n in ("net.strided", "net.grouped", "net.linear")} == {
+        "dense (non-spiking method)"
+    }
+    assert totals["acs"] == 0 and totals["conventions"]["spiking"] is False
+    # effective and dense ops stay NeuroBench's whatever the method
+    assert layers["net.strided"]["effective_ops"] == 48 and layers["net.strided"]["dense_ops"] == 784
+
+    silent = NonSpikingProbe(conv=nn.Conv2d(1, 2, 3, padding=1))
+    _, layers = measure(silent, lambda: silent.net.conv(torch.zeros(1, 1, 4, 4)))
+    assert layers["net.conv"]["macs"] == 16 * 2 * 9  # an all-zero input costs every multiply
+    assert layers["net.conv"]["effective_ops"] == 0
+
+
+def pooled_probe() -> tuple[Probe, torch.Tensor]:
+    """Spikes -> AvgPool2d(2) -> the same pooled map into two linear layers."""
+    probe = Probe(pool=nn.AvgPool2d(2), first=nn.Linear(4, 3, bias=False), second=nn.Linear(4, 5, bias=False))
+    spikes = torch.tensor([[1.0, 0, 0, 0], [0, 0, 0, 0], [1, 1, 1, 1], [0, 1, 1, 1]]).view(1, 1, 4, 4)
+    return probe, spikes  # pooled: [[0.25, 0], [0.75, 1.0]]
+
+
+def run_pooled(probe, spikes):
+    pooled = probe.net.pool(spikes).flatten(1)  # a view: same storage as the pool's output
+    probe.net.first(pooled)
+    probe.net.second(pooled)
+
+
+@pytest.mark.parametrize(
+    "mode, first, second",
+    [
+        # effective (default): 3 nonzero pooled inputs x fan-out, priced as MACs
+        ("effective", {"macs": 3 * 3, "acs": 0}, {"macs": 3 * 5, "acs": 0}),
+        # ac: the papers' value x fan-out, (0.25 + 0.75 + 1) x fan-out, as ACs
+        ("ac", {"macs": 0, "acs": 2 * 3}, {"macs": 0, "acs": 2 * 5}),
+        # mac: op_counter's dense MACs over every input
+        ("mac", {"macs": 4 * 3, "acs": 0}, {"macs": 4 * 5, "acs": 0}),
+    ],
+)
+def test_pooled_spike_rules_count_one_tensor_the_same_way_in_every_consumer(mode, first, second):
+    probe, spikes = pooled_probe()
+    _, layers = measure(probe, lambda: run_pooled(probe, spikes), pooled_spikes=mode)
+    for name, expected in (("net.first", first), ("net.second", second)):
+        assert layers[name]["input"] == "pooled spikes"
+        assert {k: layers[name][k] for k in ("macs", "acs")} == expected
+
+
+def test_pooled_analog_values_are_not_pooled_spikes():
+    probe, spikes = pooled_probe()
+    _, layers = measure(probe, lambda: run_pooled(probe, spikes * 0.3))
+    assert layers["net.first"]["input"] == "analog" and layers["net.first"]["macs"] == 12
 
 
 def test_graded_spikes_unit_option_counts_one_ac_per_event():
@@ -144,79 +223,53 @@ def test_storage_from_declared_bit_widths():
     assert totals["storage_fp32_ratio"] == pytest.approx((72 * 32 + 72 + 256 + 21 * 32) / fp32)
 
 
-def spikingjelly_net(pool: bool) -> Probe:
+def built_model(method: str, dataset: str, *overrides: str):
+    cfg = load_config(method, dataset, list(overrides))
     torch.manual_seed(0)
-    second = [layer.AvgPool2d(2, step_mode="m")] if pool else []
-    return Probe(
-        seq=nn.Sequential(
-            layer.Conv2d(1, 4, 3, padding=0, bias=False, step_mode="m"),  # analog input: MACs
-            neuron.LIFNode(step_mode="m"),
-            *second,
-            layer.Conv2d(
-                4, 8, 3, padding=0 if pool else 1, stride=1 if pool else 2, bias=False, step_mode="m"
-            ),
-            neuron.LIFNode(step_mode="m"),
-            layer.Flatten(step_mode="m"),
-            layer.Linear(8 if pool else 8 * 3 * 3, 5, bias=False, step_mode="m"),
-        )
-    )
+    _, model = build(cfg, method, dataset)
+    return model.eval(), cfg
 
 
-def compare_with_op_counter(pool: bool, **options):
-    probe = spikingjelly_net(pool)
-    x = torch.rand(2, 3, 1, 8, 8) * 4  # [T=2, B=3, 1, 8, 8]
-    with torch.no_grad():
-        reference = estimate_simple_energy(probe.net.seq, x).counts
-    functional.reset_net(probe)
-    totals, _ = measure(probe, lambda: probe.net.seq(x), samples=1, **options)
-    return totals, reference
-
-
-def test_macs_and_acs_equal_spikingjelly_op_counter_without_pooling():
-    totals, reference = compare_with_op_counter(pool=False)
-    assert totals["macs"] == reference["mac"] == 2 * 3 * 4 * 36 * 9
-    # op_counter's `ac` also holds the neurons' element-wise adds; its spike-driven part is `synop`.
-    assert totals["acs"] == reference["synop"] > 0
-
-
-def test_average_pooled_spikes_papers_convention_vs_op_counter():
-    papers, reference = compare_with_op_counter(pool=True)  # default pooled_spikes="ac"
-    as_macs, _ = compare_with_op_counter(pool=True, pooled_spikes="mac")
-    conv1_macs = 2 * 3 * 4 * 36 * 9
-    # op_counter: the conv after the pooling sees fractions, so all of it is MACs (dense).
-    conv2_dense = 2 * 3 * 4 * 9 * 8
-    assert reference["mac"] == conv1_macs + conv2_dense
-    assert as_macs["macs"] == reference["mac"]
-    # papers' convention: the pooled fractions are spikes scaled by 1/4: ACs = sum(value x fan-out).
-    assert papers["macs"] == conv1_macs
-    assert papers["acs"] > as_macs["acs"]
-    assert papers["acs"] - as_macs["acs"] < conv2_dense  # at most every input fired
-
-
-def test_ann_energy_equals_its_equivalent_ann_energy():
-    cfg = load_config("ann", "mnist5k")
-    _, model = build(cfg, "ann", "mnist5k")
-    model.eval()
-    x = torch.randn(4, 1, 28, 28)
-    totals, _ = measure(model, lambda: model(x), samples=4)
+def test_ann_energy_is_exactly_its_reference_on_static_data_and_1_over_T_on_frames():
+    model, _ = built_model("ann", "mnist5k")
+    totals, _ = measure(model, lambda: model(torch.randn(4, 1, 28, 28)), samples=4)
     assert totals["acs"] == 0 and totals["time_steps"] == 1
-    assert totals["energy_uj"] == pytest.approx(totals["ann_energy_uj"], rel=1e-12)
-    assert totals["ann_snn_energy_ratio"] == pytest.approx(1.0, rel=1e-12)
+    assert totals["macs"] == totals["padded_dense_ops"] == totals["ann_macs"]
+    assert totals["ann_snn_energy_ratio"] == 1.0
     assert totals["firing_rate"] is None  # no spiking layer: not applicable, not zero
 
+    model, _ = built_model("ann", "nmnist_sim")
+    frames = torch.randint(0, 3, (4, 6, 2, 34, 34)).float()  # event counts: integers, as graded spikes
+    totals, _ = measure(model, lambda: model(frames), samples=4)
+    assert totals["time_steps"] == 6 and totals["acs"] == 0
+    assert totals["macs"] == 6 * totals["ann_macs"]
+    assert totals["ann_snn_energy_ratio"] == 1 / 6
 
-def test_lif_sg_first_layer_is_mac_and_the_rest_ac():
-    cfg = load_config("lif_sg", "mnist5k", ["method.time_steps=2"])
-    _, model = build(cfg, "lif_sg", "mnist5k")
-    model.eval()
+
+def test_lif_sg_first_layer_is_padded_macs_and_the_rest_acs():
+    model, _ = built_model("lif_sg", "mnist5k", "method.time_steps=2")
     x = torch.randn(4, 1, 28, 28) * 3
     totals, layers = measure(model, lambda: model(x), samples=4)
     conv1 = layers["net.0"]
+    # 28x28 outputs x 32 channels x 9 taps, at each of T = 2 steps
     assert conv1["input"] == "analog" and conv1["acs"] == 0
-    assert conv1["macs"] == 2 * conv1["dense_ops"] / 2  # T=2 steps of dense MACs, per sample
+    assert conv1["macs"] == conv1["padded_dense_ops"] == 2 * 28 * 28 * 32 * 9
+    assert conv1["ann_macs"] == 28 * 28 * 32 * 9
     assert all(layers[n]["input"] == "spikes" for n in ("net.4", "net.9", "net.11"))
     assert totals["time_steps"] == 2
-    assert totals["ann_energy_uj"] == pytest.approx(totals["dense_ops"] / 2 * 4.6 / 1e6)
+    assert totals["ann_macs"] == totals["padded_dense_ops"] / 2
+
+
+@pytest.mark.parametrize(
+    "table, reference, e_mac",
+    [("loihi", "horowitz45_fp32", 4.6), ("horowitz45_int8", "horowitz45_int8", 0.23)],
+)
+def test_the_ann_reference_is_priced_on_a_digital_table(table, reference, e_mac):
+    model, cfg = built_model("lif_sg", "mnist5k", "method.time_steps=2", f"metrics.cost_table={table}")
+    assert cfg.metrics.cost_table == table
+    totals, _ = measure(model, lambda: model(torch.randn(2, 1, 28, 28)), samples=2, cost_table=table)
+    assert totals["cost_table"] == table and totals["ann_reference_table"] == reference
+    assert totals["ann_energy_uj"] == pytest.approx(totals["ann_macs"] * e_mac / 1e6)
 
 
 def test_an_uncountable_layer_is_an_error_naming_it():
@@ -233,10 +286,37 @@ def test_an_uncountable_layer_is_an_error_naming_it():
         EnergyMetrics().attach(Bad(x=nn.Linear(1, 1)))
 
 
+def test_hooks_are_removed_when_the_test_loop_raises():
+    probe = hand_network()
+    callback = EnergyMetrics()
+    callback.attach(probe)
+    assert probe.net.strided._forward_hooks
+    callback.on_exception(None, probe, RuntimeError("the test loop failed"))
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in probe.modules())
+
+
 def test_cost_tables_and_unknown_names():
     assert load_cost_table("horowitz45_fp32").e_mac_pj == 4.6
     assert load_cost_table("horowitz45_int8").e_ac_pj == 0.03
     loihi = load_cost_table("loihi")
-    assert (loihi.e_ac_pj, loihi.e_neuron_pj) == (27.1, 81.0)
+    assert (loihi.e_ac_pj, loihi.e_neuron_pj, loihi.digital) == (27.1, 81.0, False)
     with pytest.raises(ConfigError, match="horowitz45_fp16"):
         EnergyMetrics(cost_table="horowitz")
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        (
+            "metrics.cost_table=horowitz46",
+            "available: horowitz45_fp16, horowitz45_fp32, horowitz45_int8, loihi",
+        ),
+        ("metrics.graded_spikes=weighted", "use one of amplitude, unit"),
+        ("metrics.pooled_spikes=fractional", "use one of effective, ac, mac"),
+        ("metrics.latency_samples=-5", "metrics.latency_samples=-5 must be an integer >= 0"),
+        ("metrics.throughput_batches=1.5", "wrong type"),
+    ],
+)
+def test_bad_metrics_values_are_config_errors_when_the_config_loads(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config("lif_sg", "mnist5k", [override])

@@ -112,10 +112,13 @@ def test_metrics_see_T_neuron_updates_per_neuron_and_binary_inputs_after_the_fir
     x = torch.rand(2, 1, 6, 6)
     totals, layers = measure(model, lambda: model(x), samples=2)
     conv, fc, classifier = layers["net.0.synapse"], layers["net.3.synapse"], layers["net.4"]
-    # The image at each of the 4 steps: 3x3 taps, padding 1 on 6x6 -> 16 x 16 input-output pairs per
-    # channel pair, x 4 output channels, all MACs.
-    assert conv["input"] == "analog" and conv["macs"] == conv["dense_ops"] == 4 * 16 * 16 * 4
-    assert fc["input"] == "pooled spikes" and fc["macs"] == 0 and classifier["input"] == "spikes"
+    # The image at each of the 4 steps: 6x6 outputs x 9 taps (padding 1) x 4 output channels, all MACs;
+    # 16 x 16 of the taps reach a real input (border-aware dense ops).
+    assert conv["input"] == "analog" and conv["macs"] == conv["padded_dense_ops"] == 4 * 36 * 9 * 4
+    assert conv["dense_ops"] == 4 * 16 * 16 * 4
+    # pooled spike counts: NeuroBench's effective MACs (the nonzero pooled inputs x their fan-out)
+    assert fc["input"] == "pooled spikes" and fc["macs"] == fc["effective_ops"] and fc["acs"] == 0
+    assert classifier["input"] == "spikes"
     assert layers["net.0.neuron"]["neuron_updates"] == 4 * 4 * 6 * 6  # T x channels x H x W
     assert layers["net.3.neuron"]["neuron_updates"] == 4 * 8
     assert totals["time_steps"] == 4 and totals["energy_uj"] > 0

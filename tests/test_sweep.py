@@ -121,6 +121,11 @@ exclude:
         ("methods: [lif_sgg]\ndatasets: [mnist5k]\n", RegistryError, "Did you mean 'lif_sg'"),
         ("methods: [ann]\ndatasets: [mnist5k]\noverrides: {method.lrr: 1}\n", ConfigError, "method.lrr"),
         (
+            "methods: [ann]\ndatasets: [mnist5k]\noverrides: {metrics.cost_table: horowitz46}\n",
+            ConfigError,
+            "available: horowitz45_fp16",
+        ),
+        (
             "methods: [ann]\ndatasets: [mnist5k]\nslurm: {gpus: 1}\n",
             ConfigError,
             "unknown `slurm` key(s) gpus",

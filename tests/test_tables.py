@@ -18,10 +18,25 @@ KEYS = (
 )
 
 
-def make(run_id, method, seed, time_steps, *values, status="ok", error=None, table="horowitz45_fp32"):
+CONVENTIONS = {"version": 2, "spiking": True, "graded_spikes": "amplitude", "pooled_spikes": "effective"}
+
+
+def make(
+    run_id,
+    method,
+    seed,
+    time_steps,
+    *values,
+    status="ok",
+    error=None,
+    table="horowitz45_fp32",
+    conventions=CONVENTIONS,
+):
     metrics = dict(zip(KEYS, values, strict=True)) if status == "ok" else {}
     if status == "ok":
         metrics.update(time_steps=time_steps, cost_table=table)
+        if conventions is not None:  # records made before the conventions were recorded have none
+            metrics["conventions"] = conventions
     return {
         "run_id": run_id,
         "method": method,
@@ -52,6 +67,9 @@ def test_tables_from_hand_made_records(tmp_path):
         "\n"
         "Energy per sample is an estimate under the cost table horowitz45_fp32 (configs/energy/), "
         "not a hardware measurement; throughput depends on each run's device.\n"
+        "\n"
+        "Ops counted under the conventions v2 (graded_spikes=amplitude, pooled_spikes=effective) "
+        "(README: What a run measures).\n"
         "\n"
         "| dataset | method | T | n | accuracy (%) | energy/sample (µJ) | ANN/SNN energy | ACs | MACs "
         "| firing rate | storage (KiB) | throughput (samples/s) | parameters |\n"
@@ -93,6 +111,28 @@ def test_runs_under_different_cost_tables_are_not_averaged_together(tmp_path):
     assert "| dataset | method | T | cost table | n |" in text
     assert "| mnist5k | ann | 1 | horowitz45_fp32 | 1 | 99.00 | 20.000 |" in text
     assert "| mnist5k | ann | 1 | horowitz45_int8 | 1 | 98.00 | 1.000 |" in text
+
+
+def test_runs_counted_under_different_conventions_are_not_averaged_together(tmp_path):
+    old = make("o", "lif_sg", 0, 4, 0.97, 5.0, 4.0, 1e6, 9e5, 0.1, 1.0, 1, 1, conventions=None)
+    new = make("n", "lif_sg", 1, 4, 0.98, 6.0, 3.0, 8e5, 9.3e5, 0.1, 1.0, 1, 1)
+    ac = make("a", "lif_sg", 2, 4, 0.96, 4.0, 5.0, 9e5, 9e5, 0.1, 1.0, 1, 1, conventions={**CONVENTIONS})
+    ac["metrics"]["conventions"]["pooled_spikes"] = "ac"
+    for record in (old, new, ac):
+        write_record({**record, "sweep": "s"}, tmp_path)
+    regenerate(tmp_path)
+    text = (tmp_path / "tables" / "s.md").read_text()
+    assert "| dataset | method | T | conventions | n |" in text
+    v1 = "v1 (old rules: pooled spikes as fractional ACs, the ANN counted by input values, no padding taps)"
+    assert f"| mnist5k | lif_sg | 4 | {v1} | 1 | 97.00 | 5.000 |" in text
+    v2 = "v2 (graded_spikes=amplitude, pooled_spikes=effective)"
+    assert f"| mnist5k | lif_sg | 4 | {v2} | 1 | 98.00 | 6.000 |" in text
+    assert "| mnist5k | lif_sg | 4 | v2 (graded_spikes=amplitude, pooled_spikes=ac) | 1 | 96.00 |" in text
+    assert "Ops were counted under 3 sets of conventions" in text
+    readme = (tmp_path / "README.md").read_text()
+    assert f"| lif_sg | 4 | {v1} | 1 | 97.00 |" in readme and "3 sets of conventions" in readme
+    with (tmp_path / "tables" / "s.csv").open() as handle:
+        assert sorted(row["conventions"][:2] for row in csv.DictReader(handle)) == ["v1", "v2", "v2"]
 
 
 def test_no_records_gives_a_readme_with_the_claims_only(tmp_path):

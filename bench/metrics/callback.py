@@ -1,0 +1,259 @@
+"""The metrics callback: one measuring instrument for every method, with no per-method code.
+
+During ``trainer.test`` forward hooks on the method's declared synaptic layers (Conv1d/Conv2d/Linear,
+spikingjelly wrappers included) and activation layers (spiking neurons, ReLU) reduce each call to a row of
+numbers (:mod:`bench.metrics.counting`), summed in a torchmetrics state so totals are correct under DDP.
+The callback owns its hooks: it removes them when the test loop ends or raises. From the sums it reports,
+per sample and per layer: ACs and MACs (:mod:`bench.metrics.rules`), dense / padded dense / effective ops,
+neuron updates, spikes, firing rates, activation sparsity (NeuroBench), energy and the ANN reference
+(:mod:`bench.metrics.energy`), weight storage from the declared bit widths (+ 32-bit biases and scaling
+factors); then latency and throughput (:mod:`bench.metrics.latency`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytorch_lightning as pl
+import torch
+from torch import nn
+
+from bench.errors import ConfigError
+from bench.metrics.counting import (
+    ACT_FIELDS,
+    SYN_FIELDS,
+    MetricsError,
+    OpCounts,
+    SynapticCounter,
+    activation_row,
+    input_kind,
+    spike_kind,
+)
+from bench.metrics.energy import estimate_energy, load_cost_table
+from bench.metrics.latency import measure_latency
+from bench.metrics.rules import CountingRules, check_modes
+
+POOLING_TYPES = (nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d)
+
+
+class EnergyMetrics(pl.Callback):
+    """Counts ops, spikes, energy, storage and latency of any method in ``trainer.test`` (module doc).
+
+    The constructor checks every option, so a bad ``metrics.*`` value is a config error before a run
+    starts (``bench.config`` builds one to validate).
+    """
+
+    def __init__(
+        self,
+        cost_table: str = "horowitz45_fp32",
+        graded_spikes: str = "amplitude",
+        pooled_spikes: str = "effective",
+        latency_samples: int = 100,
+        throughput_batches: int = 10,
+    ):
+        check_modes(graded_spikes, pooled_spikes)
+        for key, value in (("latency_samples", latency_samples), ("throughput_batches", throughput_batches)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ConfigError(
+                    f"metrics.{key}={value!r} must be an integer >= 0 (0 skips the measurement)."
+                )
+        self.costs = load_cost_table(cost_table)
+        self.graded_spikes, self.pooled_spikes = graded_spikes, pooled_spikes
+        self.latency_samples, self.throughput_batches = latency_samples, throughput_batches
+        self.summary: dict = {}
+        self.layers: list[dict] = []
+        self._handles: list = []
+
+    # --- counting -----------------------------------------------------------------------------------
+    def attach(self, pl_module: nn.Module) -> None:
+        """Register the counting hooks on a method (public so benchmarks and tests can use it alone).
+
+        ``pl_module.spiking`` (a method's declaration; True if absent) picks the counting rules."""
+        self.detach()
+        self.rules = CountingRules(
+            bool(getattr(pl_module, "spiking", True)), self.graded_spikes, self.pooled_spikes
+        )
+        self.declared = pl_module.synaptic_layers()  # module + weight bit width per synaptic layer
+        self.synaptic = {
+            name: SynapticCounter(name, layer.module, self.rules) for name, layer in self.declared.items()
+        }
+        spiking = pl_module.spiking_layers()
+        self.spiking_names = set(spiking)
+        self.activation = dict(spiking)
+        for name, module in pl_module.named_modules():
+            if isinstance(module, nn.ReLU) and name not in self.activation:
+                self.activation[name] = module
+        device = next(pl_module.parameters()).device
+        self.counts = OpCounts(len(self.synaptic), len(self.activation)).to(device)
+        f64 = {"dtype": torch.float64, "device": device}
+        self._syn_batch = torch.zeros(len(self.synaptic), len(SYN_FIELDS), **f64)
+        self._act_batch = torch.zeros(len(self.activation), len(ACT_FIELDS), **f64)
+        self._pooled: dict[tuple[int, int], torch.Tensor] = {}
+        self._time_steps = 0
+
+        for row, counter in enumerate(self.synaptic.values()):
+            self._handles.append(counter.module.register_forward_hook(self._synaptic_hook(row, counter)))
+        for row, module in enumerate(self.activation.values()):
+            self._handles.append(module.register_forward_hook(self._activation_hook(row)))
+        if self.rules.spiking:  # a non-spiking method's ops are all dense MACs: pooling changes nothing
+            for module in pl_module.modules():
+                if isinstance(module, POOLING_TYPES):
+                    self._handles.append(module.register_forward_hook(self._pool_hook))
+        net = getattr(pl_module, "net", pl_module)
+        self._handles.append(net.register_forward_pre_hook(self._steps_hook))
+
+    def detach(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+    def _steps_hook(self, module, inputs):
+        # The network's input is time-first [T, B, ...]: it runs T steps per sample.
+        self._time_steps = max(self._time_steps, int(inputs[0].shape[0]))
+
+    def _pool_hook(self, module, inputs, output):
+        # Mark the pooled map (by storage address and size) when its input was (graded) spikes: the
+        # synaptic layers it feeds see fractions but must count them as pooled spikes, every one of them
+        # the same way. Views (flatten, [T*B] <-> [T, B] reshapes) keep the address. The mark holds the
+        # tensor until the batch is flushed, so its address cannot be reused by another tensor meanwhile.
+        if spike_kind(inputs[0]) != "analog":
+            self._pooled[(output.data_ptr(), output.numel())] = output
+
+    def _synaptic_hook(self, row: int, counter: SynapticCounter):
+        def hook(module, inputs, output):
+            x = inputs[0]
+            self._syn_batch[row] += counter.count(x, (x.data_ptr(), x.numel()) in self._pooled)
+
+        return hook
+
+    def _activation_hook(self, row: int):
+        def hook(module, inputs, output):
+            row_values = activation_row(output)
+            self._act_batch[row] += torch.tensor(
+                row_values, dtype=torch.float64, device=self._act_batch.device
+            )
+
+        return hook
+
+    def flush(self, samples: int) -> None:
+        """Move the counts of the batch just run into the (DDP-summed) metric state."""
+        self.counts.update(self._syn_batch, self._act_batch, samples, self._time_steps)
+        self._syn_batch.zero_()
+        self._act_batch.zero_()
+        self._pooled.clear()
+
+    def on_test_start(self, trainer, pl_module):
+        self.attach(pl_module)
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        self.flush(len(batch[1]))
+
+    def on_test_epoch_end(self, trainer, pl_module):
+        self.detach()
+        self.summarize(pl_module)
+
+    def on_test_end(self, trainer, pl_module):
+        self.summary.update(
+            measure_latency(trainer, pl_module, self.throughput_batches, self.latency_samples)
+        )
+
+    def on_exception(self, trainer, pl_module, exception):
+        self.detach()
+
+    def teardown(self, trainer, pl_module, stage):
+        self.detach()
+
+    # --- results ------------------------------------------------------------------------------------
+    def summarize(self, pl_module: nn.Module) -> dict:
+        """Per-sample totals and per-layer figures from the summed counts (collective under DDP)."""
+        synaptic, activation, samples, steps = (t.cpu() for t in self.counts.compute())
+        samples, steps = float(samples), int(steps)
+        if samples == 0:
+            raise MetricsError("The test loop ran no samples: no metric can be computed.")
+        if steps == 0:
+            raise MetricsError(
+                f"The network `{type(pl_module).__name__}.net` was never called during the test loop, "
+                "so the number of time steps T is unknown."
+            )
+        layers = [
+            self._synaptic_entry(name, dict(zip(SYN_FIELDS, row, strict=True)), samples)
+            for name, row in zip(self.synaptic, synaptic.tolist(), strict=True)
+        ]
+        for (name, module), row in zip(self.activation.items(), activation.tolist(), strict=True):
+            outputs, nonzero, amplitude = row
+            if outputs == 0:
+                raise MetricsError(f"Activation layer '{name}' produced no output during the test loop.")
+            entry = {
+                "name": name,
+                "type": type(module).__name__,
+                "activation_sparsity": 1 - nonzero / outputs,
+            }
+            if name in self.spiking_names:
+                entry.update(
+                    neuron_updates=outputs / samples,
+                    spikes=amplitude / samples,
+                    firing_rate=amplitude / outputs,
+                    firing_rate_events=nonzero / outputs,
+                )
+            layers.append(entry)
+        for entry in layers:
+            for key, value in entry.items():
+                if isinstance(value, float) and not math.isfinite(value):
+                    raise MetricsError(f"Metric {key} of layer '{entry['name']}' is {value}.")
+        self.layers = layers
+        self.summary = self._totals(layers, synaptic, activation, samples, steps)
+        return self.summary
+
+    def _synaptic_entry(self, name: str, fields: dict, samples: float) -> dict:
+        if fields["calls"] == 0:
+            raise MetricsError(
+                f"Synaptic layer '{name}' was never called during the test loop, so its operations "
+                "cannot be counted. Declare only layers the forward pass uses in synaptic_layers()."
+            )
+        declared = self.declared[name]
+        module = declared.module
+        weights = module.weight.numel()
+        bias = module.bias.numel() if module.bias is not None else 0
+        return {
+            "name": name,
+            "type": type(module).__name__,
+            "input": input_kind(fields, self.rules.spiking),
+            "dense_ops": fields["dense"] / samples,
+            "padded_dense_ops": fields["padded"] / samples,
+            "effective_ops": fields["effective"] / samples,
+            "acs": fields["acs"] / samples,
+            "macs": fields["macs"] / samples,
+            "ann_macs": fields["padded"] / fields["rows"],  # one pass of the layer: its ANN reference share
+            "weight_bits": declared.weight_bits,
+            "storage_bits": weights * declared.weight_bits + 32 * (bias + declared.scale_params),
+            "storage_bits_fp32": 32 * (weights + bias),
+        }
+
+    def _totals(self, layers, synaptic, activation, samples, steps) -> dict:
+        total = dict(zip(SYN_FIELDS, (float(v) / samples for v in synaptic.sum(0)), strict=True))
+        ann_macs = sum(layer["ann_macs"] for layer in layers if "ann_macs" in layer)
+        spiking_rows = [i for i, name in enumerate(self.activation) if name in self.spiking_names]
+        spk = activation[spiking_rows].sum(0) if spiking_rows else None
+        act = activation.sum(0)
+        neuron_updates = float(spk[0]) / samples if spk is not None else 0.0
+        storage = sum(layer.get("storage_bits", 0) for layer in layers)
+        storage_fp32 = sum(layer.get("storage_bits_fp32", 0) for layer in layers)
+        return {
+            "time_steps": steps,
+            "cost_table": self.costs.name,
+            "conventions": self.rules.conventions(),
+            "acs": total["acs"],
+            "macs": total["macs"],
+            "dense_ops": total["dense"],
+            "padded_dense_ops": total["padded"],
+            "effective_ops": total["effective"],
+            "ann_macs": ann_macs,
+            "neuron_updates": neuron_updates if spk is not None else None,
+            "spikes": float(spk[2]) / samples if spk is not None else None,
+            "firing_rate": float(spk[2] / spk[0]) if spk is not None else None,
+            "firing_rate_events": float(spk[1] / spk[0]) if spk is not None else None,
+            "activation_sparsity": float(1 - act[1] / act[0]) if len(activation) else None,
+            **estimate_energy(total["macs"], total["acs"], neuron_updates, ann_macs, self.costs),
+            "storage_kib": storage / 8 / 1024,
+            "storage_fp32_ratio": storage / storage_fp32,
+        }

@@ -1,0 +1,326 @@
+"""The metrics callback against its peers as oracles: NeuroBench 2.3 and spikingjelly's op_counter.
+
+A zoo of hand-built networks (padded, strided, grouped and dilated Conv2d; Conv1d; Linear; LIF -> AvgPool ->
+conv; max pooling; graded spikes into a linear layer; a direct-encoded analog first layer with BN; a layer
+that never fires) and every registered method's network on a real batch of mnist5k and nmnist_sim, per
+layer and in total:
+
+* ``dense_ops`` == NeuroBench Dense; ``effective_ops`` == Effective_MACs + Effective_ACs;
+  ``activation_sparsity`` == NeuroBench ActivationSparsity;
+* default pooled rule: a pooled layer's MACs == NeuroBench's Effective_MACs for it;
+* ``pooled_spikes=mac``: MACs == op_counter's convolution/matmul MACs (padding taps included), ACs on binary
+  spikes == op_counter's synops; on graded spikes (which op_counter prices as MACs) our padded dense ops ==
+  its MACs;
+* every oracle counted something where the network has such ops, so an oracle that silently counts
+  nothing fails the test (op_counter under ``torch.inference_mode`` does, for one).
+
+Everything runs in float64 so that NeuroBench's sums of its binarised layer copies are exact.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+import torch
+from neurobench.metrics.utils.layers import single_layer_MACs
+from neurobench.metrics.workload import ActivationSparsity, SynapticOperations
+from neurobench.models import TorchModel
+from omegaconf import OmegaConf
+from spikingjelly.activation_based import functional, layer, neuron
+from spikingjelly.activation_based.neuron import BaseNode
+from spikingjelly.activation_based.op_counter import DispatchCounterMode, MACCounter, SynOpCounter
+from test_metrics import Probe
+from torch import nn
+
+from bench import registry
+from bench.config import load_config
+from bench.metrics import EnergyMetrics
+from datamodules import nmnist_sim
+from datamodules.mnist5k import MNIST5k, load_mnist5k
+from methods.common.neurons import MultiThresholdLIF
+
+aten = torch.ops.aten
+SYNAPTIC_OPS = (aten.convolution.default, aten.mm.default, aten.addmm.default, aten.bmm.default)
+
+
+@dataclass
+class Peers:
+    """What the oracles counted, per sample, by our layer names."""
+
+    dense: dict[str, float]
+    effective_macs: dict[str, float]
+    effective_acs: dict[str, float]
+    totals: dict  # NeuroBench SynapticOperations
+    sparsity: dict[str, float]  # NeuroBench ActivationSparsity per activation layer
+    total_sparsity: float
+    op_macs: dict[str, float]  # op_counter, convolution / matmul MACs (BatchNorm left out)
+    op_synops: dict[str, float]
+
+
+def count_with_peers(model: nn.Module, run: Callable[[], object], samples: int) -> tuple[dict, dict, Peers]:
+    """Our counts (default options and ``pooled_spikes=mac``) and the peers', for one deterministic input."""
+    ours = {}
+    for mode in ("effective", "mac"):
+        callback = EnergyMetrics(pooled_spikes=mode, latency_samples=0, throughput_batches=0)
+        callback.attach(model)
+        bench_model = None
+        if mode == "effective":  # NeuroBench's hooks watch the same forward pass
+            bench_model = TorchModel(model.net)
+            bench_model.add_activation_module(BaseNode)
+            bench_model.register_hooks()
+        with torch.no_grad():
+            out = run()
+        callback.flush(samples)
+        callback.detach()
+        ours[mode] = (callback.summarize(model), {e["name"]: e for e in callback.layers})
+        if bench_model is not None:
+            peers_nb = neurobench_counts(model, bench_model, out, samples)
+            bench_model.cleanup_hooks()
+        model.train(False)
+    op_macs, op_synops = op_counter_counts(model, run, samples)
+    return ours["effective"], ours["mac"], Peers(**peers_nb, op_macs=op_macs, op_synops=op_synops)
+
+
+def neurobench_counts(model: nn.Module, bench_model: TorchModel, out, samples: int) -> dict:
+    names = {id(m): name for name, m in model.named_modules()}
+    dense, macs, acs = {}, {}, {}
+    for hook in bench_model.connection_hooks:
+        name = names[id(hook.layer)]
+        dense[name] = macs[name] = acs[name] = 0.0
+        for inputs in hook.inputs:
+            effective, spiking = single_layer_MACs(inputs[0], hook.layer)
+            total, _ = single_layer_MACs(inputs[0], hook.layer, total=True)
+            dense[name] += total / samples
+            (acs if spiking else macs)[name] += effective / samples
+    sparsity = {}
+    for hook in bench_model.activation_hooks:
+        outputs = hook.activation_outputs
+        zeros = sum(int(o.numel() - torch.count_nonzero(o)) for o in outputs)
+        sparsity[names[id(hook.layer)]] = zeros / sum(o.numel() for o in outputs)
+    data = (torch.zeros(samples), None)  # the metrics read only the batch size
+    totals = SynapticOperations()(bench_model, out, data)
+    total_sparsity = ActivationSparsity()(bench_model, out, data)
+    return {
+        "dense": dense,
+        "effective_macs": macs,
+        "effective_acs": acs,
+        "totals": totals,
+        "sparsity": sparsity,
+        "total_sparsity": total_sparsity,
+    }
+
+
+def op_counter_counts(model: nn.Module, run, samples: int) -> tuple[dict, dict]:
+    """op_counter's MACs and synops per layer. Its scopes are module paths under the root it first saw."""
+    mac, synop = MACCounter(), SynOpCounter()
+    with torch.no_grad(), DispatchCounterMode([mac, synop]):
+        run()
+    model.train(False)
+
+    def by_layer(counter):
+        counts = {}
+        for name, module in model.named_modules():
+            if isinstance(module, nn.Conv1d | nn.Conv2d | nn.Linear):
+                scope = next((s for s in counter.records if s.endswith("." + name)), None)
+                records = counter.records.get(scope, {})
+                counts[name] = sum(v for op, v in records.items() if op in SYNAPTIC_OPS) / samples
+        return counts
+
+    return by_layer(mac), by_layer(synop)
+
+
+def assert_agrees_with_peers(model, run, samples: int) -> tuple[dict, Peers]:
+    (totals, layers), (mac_totals, mac_layers), peers = count_with_peers(model, run, samples)
+    synaptic = {n: e for n, e in layers.items() if "dense_ops" in e}
+    assert set(synaptic) == set(peers.dense), "the callback and NeuroBench see different synaptic layers"
+    for name, entry in synaptic.items():
+        assert entry["dense_ops"] == peers.dense[name], name
+        assert entry["effective_ops"] == peers.effective_macs[name] + peers.effective_acs[name], name
+        if entry["input"] == "pooled spikes":
+            assert entry["macs"] == peers.effective_macs[name] and entry["acs"] == 0, name
+        mac_entry = mac_layers[name]
+        if entry["input"] in ("spikes", "pooled spikes", "analog", "mixed"):
+            assert mac_entry["macs"] == peers.op_macs[name], name
+            assert mac_entry["acs"] == peers.op_synops[name], name
+        elif entry["input"] == "graded spikes":  # op_counter: integers > 1 are no spikes, so MACs
+            assert entry["padded_dense_ops"] == peers.op_macs[name] and peers.op_synops[name] == 0, name
+        # every oracle counted what the network holds
+        assert peers.dense[name] > 0
+        if entry["effective_ops"] > 0:
+            assert peers.effective_macs[name] + peers.effective_acs[name] > 0
+        if mac_entry["macs"] > 0:
+            assert peers.op_macs[name] > 0
+        if mac_entry["acs"] > 0 and entry["input"] != "graded spikes":
+            assert peers.op_synops[name] > 0
+    assert totals["dense_ops"] == peers.totals["Dense"]
+    assert totals["effective_ops"] == peers.totals["Effective_MACs"] + peers.totals["Effective_ACs"]
+    activations = {n: e for n, e in layers.items() if "activation_sparsity" in e}
+    assert set(activations) == set(peers.sparsity)
+    for name, entry in activations.items():
+        assert entry["activation_sparsity"] == pytest.approx(peers.sparsity[name], abs=1e-12), name
+    if activations:
+        assert totals["activation_sparsity"] == pytest.approx(peers.total_sparsity, abs=1e-12)
+    if not any(e["input"] == "graded spikes" for e in synaptic.values()):
+        assert mac_totals["macs"] == sum(peers.op_macs.values())
+        assert mac_totals["acs"] == sum(peers.op_synops.values())
+    return layers, peers
+
+
+# --- the zoo -------------------------------------------------------------------------------------------
+class Zoo(Probe):
+    """A zoo network ``s``, run from resting neurons on a time-first input."""
+
+    def forward(self, x):
+        functional.reset_net(self)
+        self.net(x)  # tells the callback T
+        return self.net.s(x)
+
+
+def lif(**kwargs) -> nn.Module:
+    return neuron.LIFNode(step_mode="m", **kwargs)
+
+
+def conv(*args, **kwargs) -> nn.Module:
+    return layer.Conv2d(*args, bias=False, step_mode="m", **kwargs)
+
+
+def spikes(*shape) -> torch.Tensor:
+    return (torch.rand(*shape) < 0.3).double()
+
+
+ZOO: dict[str, Callable[[], tuple[nn.Module, torch.Tensor]]] = {
+    "padded conv": lambda: (conv(2, 4, 3, padding=1), spikes(2, 3, 2, 6, 6)),
+    "strided conv": lambda: (conv(2, 4, 3, stride=2, padding=1), spikes(2, 3, 2, 7, 7)),
+    "grouped conv": lambda: (conv(4, 6, 3, padding=1, groups=2), spikes(2, 3, 4, 5, 5)),
+    "dilated conv": lambda: (conv(2, 4, 3, padding=2, dilation=2), spikes(2, 3, 2, 7, 7)),
+    "conv1d": lambda: (layer.Conv1d(2, 4, 5, stride=2, padding=2, step_mode="m"), spikes(2, 3, 2, 16)),
+    "linear": lambda: (layer.Linear(20, 7, step_mode="m"), spikes(2, 3, 20)),
+    "lif-avgpool-conv": lambda: (
+        nn.Sequential(
+            conv(1, 4, 3, padding=1),
+            lif(),
+            layer.AvgPool2d(2, step_mode="m"),
+            conv(4, 8, 3, padding=1),
+            lif(),
+            layer.Flatten(step_mode="m"),
+            layer.Linear(8 * 4 * 4, 5, step_mode="m"),
+        ),
+        torch.rand(2, 3, 1, 8, 8).double() * 4,
+    ),
+    "max pool": lambda: (
+        nn.Sequential(
+            conv(1, 4, 3), lif(), layer.MaxPool2d(2, step_mode="m"), conv(4, 6, 3, padding=1), lif()
+        ),
+        torch.rand(2, 3, 1, 8, 8).double() * 4,
+    ),
+    "graded spikes into linear": lambda: (
+        nn.Sequential(
+            layer.Linear(12, 16, step_mode="m"),
+            MultiThresholdLIF(levels=3, v_threshold=0.1),
+            layer.Linear(16, 5, step_mode="m"),
+        ),
+        torch.rand(3, 4, 12).double() * 2,
+    ),
+    "direct-encoded analog layer with BN": lambda: (
+        nn.Sequential(
+            conv(1, 4, 3, padding=1),
+            layer.BatchNorm2d(4, step_mode="m"),
+            lif(),
+            conv(4, 4, 3, padding=1),
+            lif(),
+        ),
+        torch.randn(1, 3, 1, 6, 6).double().expand(4, 3, 1, 6, 6),
+    ),
+    "a layer that never fires": lambda: (
+        nn.Sequential(conv(1, 4, 3, padding=1), lif(v_threshold=1e9), conv(4, 4, 3, padding=1), lif()),
+        torch.rand(2, 3, 1, 6, 6).double(),
+    ),
+}
+
+
+def zoo(name: str) -> tuple[Zoo, torch.Tensor]:
+    torch.manual_seed(0)
+    network, x = ZOO[name]()
+    return Zoo(s=network).double().eval(), x
+
+
+@pytest.mark.parametrize("name", sorted(ZOO))
+def test_zoo_network_counts_equal_neurobench_and_op_counter(name):
+    model, x = zoo(name)
+    layers, peers = assert_agrees_with_peers(model, lambda: model(x), samples=x.shape[1])
+    kinds = {e["input"] for e in layers.values() if "input" in e}
+    expected = {
+        "lif-avgpool-conv": {"analog", "pooled spikes", "spikes"},
+        "graded spikes into linear": {"analog", "graded spikes"},
+        "a layer that never fires": {"analog", "spikes"},
+    }
+    assert kinds == expected.get(name, kinds)
+    if name == "a layer that never fires":
+        assert layers["net.s.2"]["effective_ops"] == 0 and peers.dense["net.s.2"] > 0
+        assert layers["net.s.1"]["activation_sparsity"] == peers.sparsity["net.s.1"] == 1.0
+
+
+def test_the_oracles_counted_every_kind_of_op_across_the_zoo():
+    totals = {"neurobench MACs": 0.0, "neurobench ACs": 0.0, "op_counter MACs": 0.0, "op_counter synops": 0.0}
+    for name in ZOO:
+        model, x = zoo(name)
+        *_, peers = count_with_peers(model, lambda m=model, x=x: m(x), x.shape[1])
+        totals["neurobench MACs"] += peers.totals["Effective_MACs"]
+        totals["neurobench ACs"] += peers.totals["Effective_ACs"]
+        totals["op_counter MACs"] += sum(peers.op_macs.values())
+        totals["op_counter synops"] += sum(peers.op_synops.values())
+    assert all(v > 0 for v in totals.values()), totals
+
+
+def test_op_counter_counts_nothing_under_inference_mode():
+    """Why the oracles run under no_grad: under inference mode op_counter sees aten.conv2d and counts 0."""
+    net = layer.Conv2d(1, 2, 3, step_mode="m")
+    mac = MACCounter()
+    with torch.inference_mode(), DispatchCounterMode([mac]):
+        net(torch.rand(1, 1, 1, 5, 5))
+    assert mac.get_total() == 0
+    with torch.no_grad(), DispatchCounterMode([mac]):
+        net(torch.rand(1, 1, 1, 5, 5))
+    assert mac.get_total() == 2 * 9 * 9
+
+
+# --- every registered method on real batches ------------------------------------------------------------
+@pytest.fixture(scope="module")
+def real_batches(tmp_path_factory):
+    """A batch of 4 real mnist5k digits and of 4 nmnist_sim samples (simulated from 30 mnist5k digits)
+    through the real DataModules."""
+    static = MNIST5k(batch_size=4)
+    static.setup()
+    images, labels = load_mnist5k()
+    keep = np.concatenate([np.flatnonzero(labels == c)[:3] for c in range(10)])
+    root = tmp_path_factory.mktemp("data")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(nmnist_sim, "load_mnist5k", lambda: (images[keep], labels[keep]))
+        events = nmnist_sim.NMNISTSim(root=str(root), batch_size=4)
+        events.prepare_data()
+        events.setup()
+    assert json.loads((root / "nmnist_sim" / "generator.json").read_text())["samples"] == 30
+    return {
+        "mnist5k": (static, next(iter(static.test_dataloader()))[0]),
+        "nmnist_sim": (events, next(iter(events.test_dataloader()))[0]),
+    }
+
+
+@pytest.mark.parametrize("dataset", ["mnist5k", "nmnist_sim"])
+@pytest.mark.parametrize("method", sorted(registry.methods()))
+def test_every_method_counts_equal_neurobench_and_op_counter(method, dataset, real_batches):
+    datamodule, x = real_batches[dataset]
+    cfg = load_config(method, dataset)
+    facts = {"num_classes": datamodule.num_classes, "input_shape": datamodule.input_shape}
+    facts.update(kind=datamodule.kind, frames=datamodule.frames)
+    torch.manual_seed(0)
+    model = registry.get_method(method)(**facts, **OmegaConf.to_container(cfg.method, resolve=True))
+    model = model.double().eval()
+    x = x.double()
+    layers, _ = assert_agrees_with_peers(model, lambda: model(x), samples=len(x))
+    if method == "ann":
+        assert all(e["acs"] == 0 for e in layers.values() if "acs" in e)
