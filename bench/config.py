@@ -28,9 +28,10 @@ DATASET_FACTS = ("num_classes", "input_shape", "kind", "frames")
 #: Trainer arguments the runner owns.
 RUNNER_OWNED_TRAINER_KEYS = ("callbacks", "logger", "default_root_dir", "plugins")
 LOGGERS = ("csv", "wandb", "none")
-TOP_LEVEL_KEYS = ("seed", "logger", "sweep", "paths", "method", "data", "trainer", "metrics")
-#: Keys that locate files or change only what is printed, not the experiment: left out of the run id.
-NON_IDENTITY_KEYS = ("paths", "data.root", "trainer.enable_progress_bar")
+TOP_LEVEL_KEYS = ("seed", "logger", "sweep", "variant", "paths", "method", "data", "trainer", "metrics")
+#: Keys that locate files, name things or change only what is printed, not the experiment: left out of
+#: the run id (a sweep variant's name labels its overrides, which are part of the id).
+NON_IDENTITY_KEYS = ("paths", "data.root", "trainer.enable_progress_bar", "variant")
 
 
 def _read_yaml(path: Path) -> DictConfig:
@@ -132,8 +133,11 @@ def validate(cfg: DictConfig, method_cls: type, dataset_cls: type) -> None:
         raise ConfigError(f"logger={cfg.logger!r} is not supported; use one of {', '.join(LOGGERS)}.")
     if not isinstance(cfg.seed, int) or isinstance(cfg.seed, bool):
         raise ConfigError(f"seed must be an integer, got {cfg.seed!r}.")
-    if cfg.get("sweep") is not None and not isinstance(cfg.sweep, str):
-        raise ConfigError(f"sweep must be a sweep's name (a string) or null, got {cfg.sweep!r}.")
+    for key in ("sweep", "variant"):
+        if cfg.get(key) is not None and not isinstance(cfg[key], str):
+            raise ConfigError(
+                f"{key} must be a sweep's or variant's name (a string) or null, got {cfg[key]!r}."
+            )
     _check_group("method", cfg.method, method_cls, exclude=DATASET_FACTS)
     _check_group("data", cfg.data, dataset_cls)
     _check_group("metrics", cfg.metrics, EnergyMetrics)

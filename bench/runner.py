@@ -165,6 +165,7 @@ def run(
         "dataset": dataset,
         "seed": cfg.seed,
         "sweep": cfg.get("sweep"),
+        "variant": cfg.get("variant"),
         "status": "running",
         "error": None,
         "metrics": {},

@@ -13,6 +13,7 @@ A sweep file (``configs/sweeps/<name>.yaml``)::
     per_method: {albsnn: {trainer.max_epochs: 4}} # cells of one method (wins over per_dataset)
     grid: {method.time_steps: [1, 2, 4]}          # cartesian product; a variant per combination
     variants: {full: {}, no_filter: {method.synaptic_filter: false}}   # named override sets
+    reference: full                   # the variant `bench tables` compares the others with
     exclude: [{method: ann, method.time_steps: 2}]   # drop cells matching every given field
     slurm: {partition: gpu, cpus_per_task: 8, gpus_per_node: 1, mem_gb: 32, timeout_min: 240,
             array_parallelism: 16}
@@ -26,6 +27,7 @@ SLURM auto-requeue is switched off by the runner).
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import shutil
 import signal
@@ -53,6 +55,7 @@ SWEEP_KEYS = (
     "per_method",
     "grid",
     "variants",
+    "reference",
     "exclude",
     "slurm",
 )
@@ -86,7 +89,8 @@ class Cell:
     @property
     def args(self) -> list[str]:
         """The ``bench run`` overrides of this cell, its seed and its sweep's name included."""
-        return [*self.overrides, f"seed={self.seed}", f"sweep={self.sweep}"]
+        variant = [f"variant={json.dumps(self.variant)}"] if self.variant else []
+        return [*self.overrides, *variant, f"seed={self.seed}", f"sweep={self.sweep}"]
 
     @property
     def label(self) -> str:
@@ -230,6 +234,13 @@ def load_sweep(name_or_path: str, check: bool = True) -> Sweep:
             f"Sweep file {path}: unknown `slurm` key(s) {', '.join(sorted(stray))}. Valid: "
             f"{', '.join(SLURM_KEYS)}."
         )
+    variants = _variants(cfg, path)
+    reference = cfg.get("reference")
+    if reference is not None and reference not in {name for name, _ in variants}:
+        raise ConfigError(
+            f"Sweep file {path}: `reference: {reference}` names no variant; variants: "
+            f"{', '.join(name for name, _ in variants)}."
+        )
     cells = []
     for dataset, method in itertools.product(datasets, methods):
         base = [
@@ -237,7 +248,7 @@ def load_sweep(name_or_path: str, check: bool = True) -> Sweep:
             *_dotlist(per_dataset.get(dataset), f"per_dataset.{dataset}"),
             *_dotlist(per_method.get(method), f"per_method.{method}"),
         ]
-        for (variant, overrides), seed in itertools.product(_variants(cfg, path), seeds):
+        for (variant, overrides), seed in itertools.product(variants, seeds):
             cell = Cell(path.stem, method, dataset, variant, int(seed), tuple([*base, *overrides]))
             if not _excluded(cell, rules):
                 cells.append(cell)

@@ -4,14 +4,19 @@ One table per sweep (``tables/<sweep>.{md,csv}``; runs made with ``bench run`` g
 so demo and full runs never mix; ``plots/<sweep>/``: accuracy against each cost, and against energy per
 dataset; ``README.md``: per sweep and dataset the headline table with the papers' claimed accuracy
 (``configs/paper_claims.yaml``) beside the measured one where dataset, method and T match. Runs are grouped
-per (dataset, method, T, cost table, counting conventions): records counted under different rules are never
-averaged or ranked together, and every table says which conventions it used. Every metric is mean +- sample
-standard deviation over the group's seeds, with n. Failed and interrupted runs are listed, never averaged in.
+per experiment: dataset, method, T, cost table, counting conventions and the resolved config minus the seed
+(and paths and names), so different variants of a sweep or runs with different settings are never averaged
+together; a sweep's rows are labelled by their variant's name (or, for single runs, by the settings that
+tell them apart), and a sweep file's ``reference`` variant adds columns comparing every other row with it.
+Records counted under different rules are never averaged or ranked together, and every table says which
+conventions it used. Every metric is mean +- sample standard deviation over the group's seeds, with n.
+Failed and interrupted runs are listed, never averaged in.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,10 +66,46 @@ class Group:
     time_steps: int
     cost_table: str  # energies under different cost tables are never averaged together
     conventions: str  # nor counts made under different counting rules (bench.metrics.rules)
+    experiment: str  # nor different experiments: the resolved config minus what does not define one
     records: list[dict]
+    label: str = ""  # the variant's name, or the settings that tell it from the other rows of its method
 
     def values(self, key: str) -> list[float]:
         return [r["metrics"][key] for r in self.records if r["metrics"].get(key) is not None]
+
+    def mean(self, key: str) -> float | None:
+        values = self.values(key)
+        return statistics.fmean(values) if values else None
+
+
+#: Config keys that never tell two experiments apart: the seed, file locations, names and display.
+NOT_THE_EXPERIMENT = (
+    "seed",
+    "paths",
+    "sweep",
+    "variant",
+    "logger",
+    "data.root",
+    "trainer.enable_progress_bar",
+)
+
+
+def experiment_settings(record: dict) -> dict[str, object]:
+    """A record's resolved config as flat ``group.key: value`` pairs, minus :data:`NOT_THE_EXPERIMENT`."""
+    flat: dict[str, object] = {}
+
+    def walk(node, prefix):
+        for key, value in node.items():
+            dotted = f"{prefix}{key}"
+            if dotted in NOT_THE_EXPERIMENT:
+                continue
+            if isinstance(value, dict):
+                walk(value, f"{dotted}.")
+            else:
+                flat[dotted] = value
+
+    walk(record.get("config") or {}, "")
+    return flat
 
 
 def group_records(records: list[dict]) -> list[Group]:
@@ -75,8 +116,74 @@ def group_records(records: list[dict]) -> list[Group]:
         metrics = record["metrics"]
         key = (record["dataset"], record["method"], int(metrics["time_steps"]), metrics.get("cost_table", ""))
         key += (conventions_label(metrics.get("conventions")),)
+        key += (json.dumps(experiment_settings(record), sort_keys=True, default=str),)
         groups.setdefault(key, Group(*key, records=[])).records.append(record)
-    return [groups[k] for k in sorted(groups)]
+    result = [groups[k] for k in sorted(groups)]
+    label_experiments(result)
+    return sorted(
+        result, key=lambda g: (g.dataset, g.method, g.time_steps, g.label, g.cost_table, g.conventions)
+    )
+
+
+def label_experiments(groups: list[Group]) -> None:
+    """Name the rows of a method that ran as several experiments: by their sweep variant, else by the
+    settings in which they differ (``method.lr=0.1``)."""
+    families: dict[tuple, list[Group]] = {}
+    for g in groups:
+        families.setdefault((g.dataset, g.method), []).append(g)
+    for family in families.values():
+        if len({g.experiment for g in family}) < 2:
+            continue
+        settings = [experiment_settings(g.records[0]) for g in family]
+        differing = sorted({k for s in settings for k in s if any(o.get(k) != s.get(k) for o in settings)})
+        for g, s in zip(family, settings, strict=True):
+            variant = next((r.get("variant") for r in g.records if r.get("variant")), None)
+            g.label = variant or ", ".join(f"{k}={s.get(k)}" for k in differing if k != "method.time_steps")
+
+
+@dataclass(frozen=True)
+class Relative:
+    """A column comparing a row with its method's reference variant (sweep file ``reference``)."""
+
+    key: str
+    header: str
+    difference: bool  # points of difference (accuracy) or a ratio (costs)
+
+
+RELATIVE = (
+    Relative("test_acc", "Δ accuracy vs {ref} (pt)", True),
+    Relative("energy_uj", "energy vs {ref}", False),
+    Relative("storage_kib", "storage vs {ref}", False),
+)
+
+
+def relative_cells(group: Group, groups: list[Group], reference: str) -> list[str]:
+    """``group``'s mean against the mean of its method's ``reference`` row (same dataset, cost table and
+    conventions; the same T when the reference ran at several)."""
+    candidates = [
+        g
+        for g in groups
+        if (g.dataset, g.method, g.cost_table, g.conventions, g.label)
+        == (group.dataset, group.method, group.cost_table, group.conventions, reference)
+    ]
+    same_t = [g for g in candidates if g.time_steps == group.time_steps]
+    base = (same_t or candidates or [None])[0]
+    cells = []
+    for column in RELATIVE:
+        ours, theirs = group.mean(column.key), base.mean(column.key) if base else None
+        if (
+            base is None
+            or ours is None
+            or theirs is None
+            or base is group
+            or (not column.difference and not theirs)
+        ):
+            cells.append("-")
+        elif column.difference:
+            cells.append(f"{100 * (ours - theirs):+.2f}")
+        else:
+            cells.append(f"{ours / theirs:.3f}")
+    return cells
 
 
 def mean_std(values: list[float]) -> tuple[float, float | None]:
@@ -97,12 +204,34 @@ def present_columns(groups: list[Group]) -> list[Column]:
     return [c for c in COLUMNS if any(g.values(c.key) for g in groups)]
 
 
-def render_markdown(groups: list[Group], failed: list[dict], n_records: int, title: str = "Summary") -> str:
+def identifying(groups: list[Group]) -> tuple[list[str], list[list[str]]]:
+    """The optional columns that tell rows apart (variant, cost table, conventions): headers, and each
+    group's cells."""
+    present = [
+        (header, attribute)
+        for header, attribute in (
+            ("variant", "label"),
+            ("cost table", "cost_table"),
+            ("conventions", "conventions"),
+        )
+        if len({getattr(g, attribute) for g in groups}) > 1
+        or (attribute == "label" and any(g.label for g in groups))
+    ]
+    return [h for h, _ in present], [[getattr(g, a) or "-" for _, a in present] for g in groups]
+
+
+def render_markdown(
+    groups: list[Group],
+    failed: list[dict],
+    n_records: int,
+    title: str = "Summary",
+    reference: str | None = None,
+) -> str:
     columns = present_columns(groups)
-    several_tables = len({g.cost_table for g in groups}) > 1
-    several_conventions = len({g.conventions for g in groups}) > 1
-    header = ["dataset", "method", "T", *(["cost table"] if several_tables else [])]
-    header += [*(["conventions"] if several_conventions else []), "n", *(c.header for c in columns)]
+    extra_headers, extra_cells = identifying(groups)
+    header = ["dataset", "method", "T", *extra_headers, "n", *(c.header for c in columns)]
+    if reference:
+        header += [r.header.format(ref=reference) for r in RELATIVE]
     tables = sorted({g.cost_table for g in groups if g.cost_table})
     lines = [
         f"# {title}",
@@ -123,10 +252,10 @@ def render_markdown(groups: list[Group], failed: list[dict], n_records: int, tit
         "| " + " | ".join(header) + " |",
         "|" + "|".join("---" for _ in header) + "|",
     ]
-    for g in groups:
-        cells = [g.dataset, g.method, str(g.time_steps), *([g.cost_table] if several_tables else [])]
-        cells += [*([g.conventions] if several_conventions else []), str(len(g.records))]
+    for g, extra in zip(groups, extra_cells, strict=True):
+        cells = [g.dataset, g.method, str(g.time_steps), *extra, str(len(g.records))]
         cells += [_format(c, g.values(c.key)) for c in columns]
+        cells += relative_cells(g, groups, reference) if reference else []
         lines.append("| " + " | ".join(cells) + " |")
     if failed:
         lines += ["", f"Failed runs ({len(failed)}), not included above:", ""]
@@ -150,11 +279,19 @@ def write_csv(groups: list[Group], path: Path) -> None:
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(
-            ["dataset", "method", "time_steps", "cost_table", "conventions", "n"]
+            ["dataset", "method", "time_steps", "variant", "cost_table", "conventions", "n"]
             + [f"{c.key}_{stat}" for c in columns for stat in ("mean", "std")]
         )
         for g in groups:
-            row: list = [g.dataset, g.method, g.time_steps, g.cost_table, g.conventions, len(g.records)]
+            row: list = [
+                g.dataset,
+                g.method,
+                g.time_steps,
+                g.label,
+                g.cost_table,
+                g.conventions,
+                len(g.records),
+            ]
             for c in columns:
                 values = g.values(c.key)
                 mean, std = mean_std(values) if values else (None, None)
@@ -190,9 +327,9 @@ def _plot_dataset(ax, groups: list[Group], cost_key: str, cost_label: str, color
         marker = "osD^vP*X"[steps.index(g.time_steps) % 8]  # a method's T points stay apart in the legend
         cost, _ = mean_std(g.values(cost_key))
         acc, acc_std = mean_std([v * 100 for v in g.values(ACCURACY.key)])
-        label = f"{g.method} (T={g.time_steps}" + (
-            f", {g.conventions.split()[0]})" if several_conventions else ")"
-        )
+        details = [f"T={g.time_steps}", *([g.label] if g.label else [])]
+        details += [g.conventions.split()[0]] if several_conventions else []
+        label = f"{g.method} ({', '.join(details)})"
         ax.errorbar(cost, acc, yerr=acc_std or 0, fmt=marker, color=colors[g.method], capsize=3, label=label)
         costs.append(cost)
     if min(costs) > 0 and max(costs) > 10 * min(costs):
@@ -268,7 +405,9 @@ README_COLUMNS = (
 )
 
 
-def render_readme(sections: list[tuple[str, str, list[Group], list[dict]]], claims: list[dict]) -> str:
+def render_readme(
+    sections: list[tuple[str, str, str | None, list[Group], list[dict]]], claims: list[dict]
+) -> str:
     """``results/README.md``: per sweep and dataset the headline table, its plot, then failed runs and the
     claims no measured run matches."""
     columns = [c for c in COLUMNS if c.key in README_COLUMNS]
@@ -290,22 +429,23 @@ def render_readme(sections: list[tuple[str, str, list[Group], list[dict]]], clai
         "",
     ]
     matched = set()
-    for name, description, groups, failed in sections:
+    for name, description, reference, groups, failed in sections:
         lines += [f"## {section_title(name)}", ""] + ([description, ""] if description else [])
         lines += [f"Full table: [tables/{name}.md](tables/{name}.md).", ""]
         lines += [conventions_note(groups), ""] if groups else []
-        several_conventions = len({g.conventions for g in groups}) > 1
         for dataset in sorted({g.dataset for g in groups}):
             rows = [g for g in groups if g.dataset == dataset]
-            header = ["method", "T", *(["conventions"] if several_conventions else []), "n"]
-            header += [*(c.header for c in columns), "paper (%)"]
+            extra_headers, extra_cells = identifying(rows)
+            header = ["method", "T", *extra_headers, "n", *(c.header for c in columns)]
+            header += [r.header.format(ref=reference) for r in RELATIVE] if reference else []
+            header += ["paper (%)"]
             lines += [f"### {dataset}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-            for g in rows:
+            for g, extra in zip(rows, extra_cells, strict=True):
                 claim = _claim_text(claims, g.dataset, g.method, g.time_steps)
                 matched |= {(g.dataset, g.method, g.time_steps)} if claim != "-" else set()
-                cells = [g.method, str(g.time_steps), *([g.conventions] if several_conventions else [])]
-                cells += [str(len(g.records))]
+                cells = [g.method, str(g.time_steps), *extra, str(len(g.records))]
                 cells += [_format(c, g.values(c.key), spread=c is ACCURACY) for c in columns]
+                cells += relative_cells(g, rows, reference) if reference else []
                 lines.append("| " + " | ".join([*cells, claim]) + " |")
             lines += [
                 "",
@@ -340,9 +480,12 @@ def render_readme(sections: list[tuple[str, str, list[Group], list[dict]]], clai
     return "\n".join(lines)
 
 
-def _sweep_description(name: str) -> str:
+def _sweep_file(name: str) -> tuple[str, str | None]:
+    """A sweep's description and reference variant, from its file in configs/sweeps/ (if it still has
+    one)."""
     path = CONFIG_DIR / "sweeps" / f"{name}.yaml"
-    return str(OmegaConf.load(path).get("description", "")) if path.exists() else ""
+    spec = OmegaConf.load(path) if path.exists() else OmegaConf.create({})
+    return str(spec.get("description", "")), spec.get("reference")
 
 
 def regenerate(results_dir: str | Path) -> list[Path]:
@@ -362,7 +505,8 @@ def regenerate(results_dir: str | Path) -> list[Path]:
         failed = [r for r in sweep_records if r.get("status") != "ok"]
         title = section_title(name)
         table_md = tables_dir / f"{name}.md"
-        table_md.write_text(render_markdown(groups, failed, len(sweep_records), title))
+        description, reference = _sweep_file(name)
+        table_md.write_text(render_markdown(groups, failed, len(sweep_records), title, reference))
         table_csv = tables_dir / f"{name}.csv"
         write_csv(groups, table_csv)
         (plots_dir / name).mkdir(parents=True, exist_ok=True)
@@ -372,7 +516,7 @@ def regenerate(results_dir: str | Path) -> list[Path]:
             rows = [g for g in groups if g.dataset == dataset and g.values("energy_uj")]
             path = plots_dir / name / f"{dataset}_accuracy_vs_energy.png"
             written.append(plot_accuracy_vs_energy(rows, path, f"{title}: {dataset}", colors))
-        sections.append((name, _sweep_description(name), groups, failed))
+        sections.append((name, description, reference, groups, failed))
     readme = results_dir / "README.md"
     readme.write_text(render_readme(sections, load_claims()))
     return [*written, readme]

@@ -10,37 +10,56 @@ temporal spike code in the later steps; every hidden neuron fires at most once p
 variant of spike-timing-dependent backpropagation (STDB) with a cross-entropy loss built from the output
 neurons' spike times and membrane potentials; T = 5 (the CIFAR-100 headline setting).
 
-Follows the lineage [L]: the STDB surrogate ``do/dm = alpha exp(-beta dt)`` (``m = u / V_th - 1``,
-``dt`` = steps since the neuron's last spike, alpha 0.3, beta 0.01); integrate-and-fire membrane
-(leak 1); hybrid training: an ANN of the same topology trained first, each layer's threshold initialised
-to ``scaling_factor`` x the ANN's maximum pre-activation of that layer on one training batch, then STDB
-fine-tuning of the converted SNN; VGG-style stacks of 3x3 bias-free convs and 2x2 average pooling.
+Follows the lineage [L]: the STDB surrogate ``do/dm = alpha exp(-beta dt)`` (``m = u / V_th - 1``, ``dt``
+= steps since the neuron's last spike, a neuron that has not spiked gets almost none); integrate-and-fire
+membrane (leak 1); hybrid training: an ANN of the same topology trained first, converted to the SNN
+(thresholds from activations on training data), then STDB fine-tuning; VGG-style stacks of 3x3 convs and
+2x2 average pooling.
 
-Reconstructions [R] (``papers.md`` §6, the paper's full text was not available):
+Reconstructions [R] (``papers.md`` §6; the paper's full text was not available):
 
 * input: pixel i of the min-max scaled image ``x_hat`` (per sample) spikes once, at step
   ``t_i = 2 + floor((T - 1)(1 - x_hat_i))`` (steps counted from 1): brighter fires earlier, ``x_hat = 0``
-  never fires. Conv1 thus costs MACs once (the analog step) and ACs afterwards: the first conv is called
-  separately on the analog step and on the spike steps so that the metrics callback sees them apart.
+  never fires. Conv1 thus costs MACs once (the analog step) and ACs afterwards: it is called separately
+  on the analog step and on the spike steps so that the metrics callback sees them apart.
+  ``analog_step=false`` (ablation) is pure temporal coding, ``t_i = 1 + floor(T (1 - x_hat_i))``.
 * neuron: ``u[t] = leak u[t-1] + I[t]`` while the neuron has not fired, ``o[t] = H(u[t] / V_th - 1)``;
-  after its spike it stops integrating and never fires again (infinite refractory period). The spike is
-  taken on the updated membrane (the lineage fires on the previous step's membrane, a one-step delay per
-  layer that would leave the output blind to most of T = 5 steps in a deep net).
-* STDB under the single-spike rule: ``dt`` counts from the neuron's spike, and, before it, from the reset
-  state the sample starts in (as if the neuron had fired at step 0; the lineage's "never fired" sentinel
-  of -1000 steps would erase the gradient at every step where a single-spike neuron can still fire). The
-  refractory mask blocks spikes, not the surrogate: after its spike the neuron still passes
-  ``alpha exp(-beta dt)`` to its frozen membrane, so ``dt`` measured from the spike matters.
+  after its spike it stops integrating and never fires again. The spike is taken on the updated membrane
+  (the lineage fires on the previous step's membrane, a one-step delay per layer that would leave the
+  output blind to most of T = 5 steps in a deep net).
+* STDB under the single-spike rule: ``dt`` = steps since the neuron's spike, 0 at the step it fires, and
+  the surrogate is 0 before a neuron's spike (the lineage's "never fired" sentinel, -1000 steps, leaves
+  ``exp(-0.01 * 1000)``, about 5e-5). After its spike the neuron still passes ``alpha exp(-beta dt)`` to
+  its frozen membrane (the spike is masked, not the surrogate). ``beta`` = 0.5 instead of the lineage's
+  0.01: over T = 5 the lineage's ``exp(-0.01 dt)`` spans 0.96-1 and carries no timing; 0.5 gives
+  ``exp(0.5 * 4)`` = 7.4x between dt = 0 and dt = T - 1. ``surrogate=constant`` (ablation) passes
+  ``alpha`` at every step, spiked or not: a plain straight-through estimator.
 * loss: output neurons also fire once; with ``t_i`` their spike step (``T + 1`` if silent) and ``U_i``
   their final (frozen) membrane, logits ``z_i = U_i / V_th - time_weight * t_i`` and cross-entropy. The
   spike times are constants for the gradient, which flows through ``U_i``.
-* scaling factor 0.15, not the lineage's 0.7: there a rate-coded neuron fires at ``a / V_th`` spikes per
-  step over T >= 100 steps; a single-spike neuron with per-step input ``a`` fires within T steps only if
-  ``T a > V_th``, so 0.7 at T = 5 silences every activation below 0.14 x max. 0.15 (about 0.7 / T) keeps
-  them, and was the best of 0.7, 0.3 and 0.15 on mnist5k's validation split.
-* conversion with BN: thresholds come from the ANN's pre-activations (BN with the ANN's statistics); the
-  BN statistics are then re-estimated on the SNN's own inputs over a few training batches, since spike
-  maps are not distributed like the analog activations the ANN saw.
+* the ANN twin: the same modules with ReLU in place of the neurons, seeing the hybrid input summed over
+  the T steps (the analog image plus the spike map): exactly the total input current the SNN's first
+  layer integrates. It trains for the first ``ann_epochs`` epochs of the run, inside Lightning's loop.
+* conversion, at the start of epoch ``ann_epochs`` (or at the end of training if there is none left),
+  on ``calibration_batches`` training batches:
+
+  1. fold BN into the layer before it: its scale into the conv/linear weights, its shift into a bias
+     current spread over the T steps (shift / T per step, so that the SNN integrates the ANN's bias once;
+     a layer's own bias likewise). The BN module is kept as the carrier of that bias, frozen (eval mode,
+     unit scale, no gradient).
+  2. layer by layer, from the input: the layer's SNN-mode input (layers below already spiking, this one
+     not firing) integrated over T, ``z``; the 1-bit Lloyd-Max quantiser of ``ReLU(z)``: threshold
+     ``theta`` and level ``c`` (``theta = c / 2``, ``c`` = the mean of ``z`` above ``theta``); the
+     neuron's threshold is ``scale x theta``, and ``c``, the value a spike stands for, is folded into the
+     weights of the next synaptic layer. The output layer's threshold is set the same way, so the class
+     with the largest input tends to spike first.
+  3. ``scale`` compensates for a neuron crossing its threshold on a partial sum of its inputs (the 1-bit
+     quantiser sees only the total): each of ``threshold_scales`` is tried and the one with the best
+     calibration accuracy kept.
+
+  STDB then fine-tunes at ``lr`` 1e-4 (the lineage's Adam rate; at 1e-3 the first STDB epoch undoes
+  most of the conversion on mnist5k). The record's ``method_details`` has the ANN's and the converted
+  SNN's validation accuracy (before any STDB epoch), the chosen scale, each layer's threshold and level.
 * networks: ``32C3-AP2-64C3-AP2-256FC`` for 28x28 / 34x34 inputs (the ``ann`` baseline's widths);
   ``64C3-AP2-128C3-AP2-256C3-256C3-AP2-512FC`` for 32x32 and a 32-channel stem block in front of it for
   64x64; BN before every neuron (the project's ``layer_stack``), so the ANN and SNN are one set of modules
@@ -61,22 +80,26 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
+from spikingjelly.activation_based import functional
 from spikingjelly.activation_based.neuron import BaseNode
 from torch import nn
 
 from bench.errors import ConfigError, TrainingError
 from bench.registry import register_method
-from methods.base import BenchMethod
+from methods.base import OPTIMIZERS, BenchMethod
 from methods.common.networks import layer_stack, sized_layers
 
-#: Training batches over which the BN statistics are re-estimated for the converted SNN.
-RECALIBRATION_BATCHES = 8
 SMALL_NET = "32C3-AP2-64C3-AP2-256FC"
 VGG32 = "64C3-AP2-128C3-AP2-256C3-256C3-AP2-512FC"
+SURROGATES = ("stdb", "constant")
+NORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
+SYNAPSES = (nn.Conv2d, nn.Linear)
+#: Activations the Lloyd-Max quantiser looks at, at most (an evenly strided subset beyond that).
+QUANTISER_SAMPLES = 2_000_000
 
 
 def default_layers(input_shape: Sequence[int]) -> str:
@@ -85,19 +108,22 @@ def default_layers(input_shape: Sequence[int]) -> str:
     return sized_layers(input_shape, SMALL_NET, VGG32, stem="32C3-AP2")
 
 
-def hybrid_encode(image: torch.Tensor, time_steps: int) -> torch.Tensor:
+def hybrid_encode(image: torch.Tensor, time_steps: int, analog_step: bool = True) -> torch.Tensor:
     """``[B, C, H, W]`` -> ``[T, B, C, H, W]``: the analog image at step 1, then one spike per pixel at step
-    ``2 + floor((T - 1)(1 - x_hat))`` of the per-sample min-max scaled image ``x_hat`` (0 never fires)."""
+    ``2 + floor((T - 1)(1 - x_hat))`` of the per-sample min-max scaled image ``x_hat`` (0 never fires).
+    Without the analog step: T spike steps, pixel i at step ``1 + floor(T (1 - x_hat))``."""
     low = image.flatten(1).amin(1).view(-1, 1, 1, 1)
     span = image.flatten(1).amax(1).view(-1, 1, 1, 1) - low
     scaled = torch.where(span > 0, (image - low) / span.clamp(min=torch.finfo(image.dtype).tiny), 0.0)
-    spike_step = 2 + torch.floor((time_steps - 1) * (1 - scaled))  # steps counted from 1
-    spikes = [(spike_step == t).to(image.dtype) for t in range(2, time_steps + 1)]
-    return torch.stack([image, *spikes])
+    first = 2 if analog_step else 1
+    spike_step = first + torch.floor((time_steps + 1 - first) * (1 - scaled))  # steps counted from 1
+    spikes = [(spike_step == t).to(image.dtype) for t in range(first, time_steps + 1)]
+    return torch.stack([image, *spikes] if analog_step else spikes)
 
 
 class _STDBSpike(torch.autograd.Function):
-    """Forward: the given spikes; backward: ``d spike / d m = alpha exp(-beta dt)`` (see module doc)."""
+    """Forward: the given spikes; backward: ``d spike / d m = alpha exp(-beta dt)`` where the neuron has
+    spiked (``dt >= 0``), 0 before (see the module doc); ``beta=None``: ``alpha`` everywhere."""
 
     @staticmethod
     def forward(ctx, m, spikes, dt, alpha, beta):
@@ -108,16 +134,18 @@ class _STDBSpike(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_output):
         (dt,) = ctx.saved_tensors
-        return grad_output * ctx.alpha * torch.exp(-ctx.beta * dt), None, None, None, None
+        if ctx.beta is None:
+            return grad_output * ctx.alpha, None, None, None, None
+        surrogate = torch.where(dt >= 0, ctx.alpha * torch.exp(-ctx.beta * dt.clamp(min=0)), 0.0)
+        return grad_output * surrogate, None, None, None, None
 
 
 class SingleSpikeIF(BaseNode):
     """Integrate-and-fire neuron that fires at most once per sample, trained through the STDB surrogate.
 
-    Memories: membrane ``v``, ``fired`` (bool) and ``dt`` (steps since the last spike, counted from the
-    reset state before the sample: 1 at its first step). The threshold is a buffer, so it is saved with
-    the model and broadcast under DDP. ``ann_mode`` turns the module into the ANN twin's activation:
-    ReLU, or the identity for the output layer.
+    Memories: membrane ``v``, ``fired`` (bool) and ``dt`` (steps since the spike, 0 at its step, -1 before
+    it). The threshold is a buffer, so it is saved with the model and broadcast under DDP. ``ann_mode``
+    turns the module into the ANN twin's activation: ReLU, or the identity for the output layer.
     """
 
     def __init__(
@@ -125,7 +153,7 @@ class SingleSpikeIF(BaseNode):
         v_threshold: float = 1.0,
         leak: float = 1.0,
         alpha: float = 0.3,
-        beta: float = 0.01,
+        beta: float | None = 0.5,
         output: bool = False,
         step_mode: str = "m",
     ):
@@ -133,8 +161,8 @@ class SingleSpikeIF(BaseNode):
         del self.v_threshold  # a float in BaseNode; a buffer here
         self.register_buffer("v_threshold", torch.tensor(float(v_threshold)))
         self.register_memory("fired", False)
-        self.register_memory("dt", 1.0)
-        self.leak, self.alpha, self.beta, self.output = float(leak), float(alpha), float(beta), output
+        self.register_memory("dt", -1.0)
+        self.leak, self.alpha, self.beta, self.output = float(leak), float(alpha), beta, output
         self.ann_mode = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -146,15 +174,17 @@ class SingleSpikeIF(BaseNode):
         x = inputs[0][0] if step_mode == "m" else inputs[0]
         if isinstance(states[0], torch.Tensor) and states[0].shape == x.shape:
             return states
-        return torch.zeros_like(x), torch.zeros_like(x, dtype=torch.bool), torch.ones_like(x)
+        return torch.zeros_like(x), torch.zeros_like(x, dtype=torch.bool), torch.full_like(x, -1.0)
 
     def single_step_functional_forward(self, inputs, states, **kwargs):
         x, (v, fired, dt) = inputs[0], states
         v = torch.where(fired, v, self.leak * v + x)  # no integration after the spike
         m = v / self.v_threshold - 1
         spike = (m > 0) & ~fired
+        fired = fired | spike
+        dt = torch.where(spike, 0.0, torch.where(fired, dt + 1, -1.0))
         out = _STDBSpike.apply(m, spike.to(x.dtype), dt, self.alpha, self.beta)
-        return (out,), (v, fired | spike, torch.where(spike, 1.0, dt + 1))
+        return (out,), (v, fired, dt)
 
     def multi_step_functional_forward(self, inputs, states, **kwargs):
         spikes = []
@@ -184,49 +214,99 @@ class AnalogStepApart(nn.Module):
         return torch.cat([self.synapse(x[:1]), self.synapse(x[1:])])
 
 
+# --- conversion ---------------------------------------------------------------------------------------
+def synapses(module: nn.Module) -> list[nn.Module]:
+    """The conv/linear layers in ``module`` in order (the first one unwrapped from its AnalogStepApart)."""
+    return [m for m in module.modules() if isinstance(m, SYNAPSES)]
+
+
 @torch.no_grad()
-def calibrate_thresholds(net: nn.Module, x: torch.Tensor, scaling_factor: float) -> dict[str, float]:
-    """Run ``net`` as an ANN on ``x`` and set each neuron's threshold to ``scaling_factor`` x the largest
-    input it receives (its pre-activation); returns the thresholds by module name."""
-    neurons = {name: m for name, m in net.named_modules() if isinstance(m, SingleSpikeIF)}
-    peaks: dict[str, torch.Tensor] = {}
-    hooks = [
-        m.register_forward_pre_hook(lambda _, inputs, name=name: peaks.__setitem__(name, inputs[0].max()))
-        for name, m in neurons.items()
-    ]
-    modes = [m.ann_mode for m in neurons.values()]
+def fold_norms(net: nn.Sequential, time_steps: int) -> None:
+    """Fold every BN into the synaptic layer before it (step 1 of the conversion in the module doc): its
+    scale into the weights, its shift into a bias current of shift / T per step, kept in the BN module,
+    which becomes ``x + bias``; a synaptic layer's own bias is spread over the T steps too."""
+    layers = [m for m in net.modules() if isinstance(m, SYNAPSES + NORMS)]
+    for synapse, norm in zip(layers, layers[1:], strict=False):
+        if isinstance(synapse, SYNAPSES) and isinstance(norm, NORMS):
+            scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
+            synapse.weight.mul_(scale.view(-1, *[1] * (synapse.weight.dim() - 1)))
+            shift = norm.bias - scale * norm.running_mean
+            if synapse.bias is not None:
+                shift += scale * synapse.bias
+                synapse.bias.zero_()
+            norm.weight.fill_(1.0)
+            norm.running_mean.zero_()
+            norm.running_var.fill_(1.0 - norm.eps)  # (x - 0) / sqrt(1 - eps + eps) = x
+            norm.bias.copy_(shift / time_steps)
+    for synapse in synapses(net):
+        if synapse.bias is not None:
+            synapse.bias.div_(time_steps)
+
+
+def lloyd_max(z: torch.Tensor, iterations: int = 30) -> tuple[float, float]:
+    """The 1-bit Lloyd-Max quantiser of ``ReLU(z)``: (threshold, level), the level the mean of the values
+    above the threshold and the threshold half the level (the quantiser that minimises the squared error
+    ``ReLU(z) ~ level x 1[z > threshold]``)."""
+    values = z[z > 0].double()
+    if values.numel() == 0:
+        raise TrainingError(
+            "A layer of the trained ANN never has a positive input on the calibration batches, so its "
+            "spiking threshold cannot be set: train the ANN longer (method.ann_epochs) or with another "
+            "method.ann_lr, or train the SNN from scratch (method.ann_epochs=0)."
+        )
+    threshold = float(values.mean()) / 2
+    for _ in range(iterations):
+        level = float(values[values > threshold].mean())
+        threshold = level / 2
+    return threshold, level
+
+
+@torch.no_grad()
+def integrated_inputs(run, module: nn.Module, batches) -> torch.Tensor:
+    """What ``module`` receives, summed over the time steps, for every sample of ``batches`` (flattened);
+    ``run(x)`` is the network's forward."""
+    totals = []
+    hook = module.register_forward_pre_hook(lambda _, inputs: totals.append(inputs[0].sum(0).flatten()))
     try:
-        for m in neurons.values():
-            m.ann_mode = True
-        net(x)
+        for x, _ in batches:
+            run(x)
     finally:
-        for hook in hooks:
-            hook.remove()
-        for m, mode in zip(neurons.values(), modes, strict=True):
-            m.ann_mode = mode
-    thresholds = {}
-    for name, m in neurons.items():
-        peak = float(peaks[name])
-        if not peak > 0:
-            raise TrainingError(
-                f"Layer {name} of the pre-trained ANN has no positive pre-activation on the calibration "
-                f"batch (max {peak}), so its spiking threshold cannot be initialised from it. Train the ANN "
-                "longer (method.ann_epochs) or with another method.ann_lr, or train from scratch "
-                "(method.ann_epochs=0)."
-            )
-        m.v_threshold.fill_(scaling_factor * peak)
-        thresholds[name] = float(m.v_threshold)
-    return thresholds
+        hook.remove()
+    total = torch.cat(totals)
+    step = max(1, math.ceil(total.numel() / QUANTISER_SAMPLES))
+    return total[::step]
 
 
-def _batch_limit(limit: int | float, loader) -> int:
-    """Lightning's ``limit_*_batches`` (a count or a fraction) as a number of batches of ``loader``."""
-    return limit if isinstance(limit, int) else math.ceil(limit * len(loader))
+@torch.no_grad()
+def calibrate(net: nn.Sequential, run, batches, scale: float) -> dict[str, dict]:
+    """Step 2 of the conversion: each neuron's threshold from the Lloyd-Max quantiser of its integrated
+    SNN-mode input, layer by layer, the quantiser's level folded into the next synaptic layer. ``net`` must
+    be folded; returns each neuron's threshold (and level) by its index in ``net``."""
+    neurons = [(str(i), m) for i, m in enumerate(net) if isinstance(m, SingleSpikeIF)]
+
+    def fresh_run(x):  # every calibration pass starts from resting neurons
+        functional.reset_net(net)
+        return run(x)
+
+    for _, m in neurons:
+        m.v_threshold.fill_(math.inf)  # no neuron at or above the one being calibrated fires yet
+    later = {
+        index: [s for layer in list(net)[int(index) + 1 :] for s in synapses(layer)] for index, _ in neurons
+    }
+    chosen = {}
+    for index, m in neurons:
+        threshold, level = lloyd_max(integrated_inputs(fresh_run, m, batches))
+        m.v_threshold.fill_(scale * threshold)
+        chosen[index] = {"threshold": scale * threshold}
+        if not m.output:
+            later[index][0].weight.mul_(level)  # a spike of this layer stands for `level`
+            chosen[index]["level"] = level
+    return chosen
 
 
 @register_method("hybrid_stdb")
 class HybridSTDB(BenchMethod):
-    """Single-spike hybrid input encoding, ANN pre-training + threshold init, STDB fine-tuning (T = 5)."""
+    """Single-spike hybrid input encoding; the ANN twin trained, converted, then STDB fine-tuning (T = 5)."""
 
     def __init__(
         self,
@@ -237,11 +317,14 @@ class HybridSTDB(BenchMethod):
         layers: str = "auto",
         ann_epochs: int = 4,
         ann_lr: float = 1e-3,
-        scaling_factor: float = 0.15,
+        calibration_batches: int = 8,
+        threshold_scales: Sequence[float] = (1.0, 1.2, 1.4, 1.6, 1.8),
         v_threshold: float = 1.0,
         leak: float = 1.0,
+        surrogate: str = "stdb",
         stdb_alpha: float = 0.3,
-        stdb_beta: float = 0.01,
+        stdb_beta: float = 0.5,
+        analog_step: bool = True,
         time_weight: float = 1.0,
         **optim,
     ):
@@ -249,11 +332,17 @@ class HybridSTDB(BenchMethod):
         checks = {
             "ann_epochs": (ann_epochs, ann_epochs >= 0, ">= 0 (0 trains the SNN from scratch)"),
             "ann_lr": (ann_lr, ann_lr > 0, "> 0"),
-            "scaling_factor": (scaling_factor, scaling_factor > 0, "> 0 (the lineage uses 0.7)"),
+            "calibration_batches": (calibration_batches, calibration_batches >= 1, ">= 1"),
+            "threshold_scales": (
+                threshold_scales,
+                len(threshold_scales) > 0 and all(s > 0 for s in threshold_scales),
+                "a non-empty list of factors > 0",
+            ),
             "v_threshold": (v_threshold, v_threshold > 0, "> 0"),
             "leak": (leak, 0 < leak <= 1, "in (0, 1] (1 = integrate-and-fire, the lineage's default)"),
+            "surrogate": (surrogate, surrogate in SURROGATES, f"one of {', '.join(SURROGATES)}"),
             "stdb_alpha": (stdb_alpha, stdb_alpha > 0, "> 0 (the lineage uses 0.3)"),
-            "stdb_beta": (stdb_beta, stdb_beta >= 0, ">= 0 (the lineage uses 0.01)"),
+            "stdb_beta": (stdb_beta, stdb_beta >= 0, ">= 0 (0.5 here; the lineage uses 0.01 at T >= 100)"),
             "time_weight": (time_weight, time_weight >= 0, ">= 0"),
         }
         for key, (value, ok, rule) in checks.items():
@@ -262,34 +351,42 @@ class HybridSTDB(BenchMethod):
                     f"method.{key}={value!r} is out of range for hybrid_stdb: it must be {rule}."
                 )
         self.ann_epochs, self.ann_lr = int(ann_epochs), float(ann_lr)
-        self.scaling_factor, self.time_weight = float(scaling_factor), float(time_weight)
+        self.calibration_batches = int(calibration_batches)
+        self.threshold_scales = [float(s) for s in threshold_scales]
+        self.analog_step = bool(analog_step)
+        self.time_weight = float(time_weight)
         self.layers = default_layers(self.input_shape) if layers == "auto" else layers
+        beta = float(stdb_beta) if surrogate == "stdb" else None
 
         def make_neuron(output: bool = False) -> SingleSpikeIF:
-            return SingleSpikeIF(v_threshold, leak, stdb_alpha, stdb_beta, output=output)
+            return SingleSpikeIF(v_threshold, leak, stdb_alpha, beta, output=output)
 
         net = layer_stack(self.input_shape, num_classes, self.layers, make_neuron)
         net.append(make_neuron(output=True))
-        if kind == "static":  # the first synaptic layer sees the analog step, then spikes
-            first = next(i for i, m in enumerate(net) if isinstance(m, nn.Conv2d | nn.Linear))
+        if kind == "static" and self.analog_step:  # the first synaptic layer sees the analog step apart
+            first = next(i for i, m in enumerate(net) if isinstance(m, SYNAPSES))
             net[first] = AnalogStepApart(net[first])
         self.net = net
         self.ann_mode = False
-        # Set once the ANN phase and threshold initialisation ran, so a resumed fit does not redo them.
+        # Set once the ANN twin is converted: a resumed run neither trains the ANN again nor converts twice.
         self.register_buffer("converted", torch.tensor(False))
         self.details: dict = {"layers": self.layers, "ann_epochs": self.ann_epochs}
 
     # --- encoding, readout ---------------------------------------------------------------------------
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
+    def spike_input(self, x: torch.Tensor) -> torch.Tensor:
+        """The SNN's input sequence ``[T, B, ...]``."""
         if self.kind == "event":
             return (super().encode(x) > 0).to(x.dtype)  # frames pass through as binary spikes
-        if self.ann_mode:
-            return x.unsqueeze(0)  # the ANN sees the analog image once
-        return hybrid_encode(x, self.time_steps)
+        return hybrid_encode(x, self.time_steps, self.analog_step)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """The SNN's input; the ANN twin's is its sum over the steps, what the first layer integrates."""
+        spikes = self.spike_input(x)
+        return spikes.sum(0, keepdim=True) if self.ann_mode else spikes
 
     def readout(self, output_seq: torch.Tensor) -> torch.Tensor:
-        """ANN: mean class score over steps. SNN: ``U / V_th - time_weight * t`` from the output neurons'
-        spike step ``t`` (``T + 1`` when silent) and final membrane ``U``."""
+        """ANN: the class scores. SNN: ``U / V_th - time_weight * t`` from the output neurons' spike step
+        ``t`` (``T + 1`` when silent) and final membrane ``U``."""
         if self.ann_mode:
             return output_seq.mean(0)
         steps = output_seq.shape[0]
@@ -299,7 +396,7 @@ class HybridSTDB(BenchMethod):
         out = self.net[-1]
         return out.v / out.v_threshold - self.time_weight * spike_time
 
-    # --- hybrid training -----------------------------------------------------------------------------
+    # --- hybrid training inside Lightning's loop -------------------------------------------------------
     def neurons(self) -> dict[str, SingleSpikeIF]:
         """The spiking neurons by their names in the model (``net.2``, as in the metrics' layers)."""
         return {f"net.{name}": m for name, m in self.net.named_modules() if isinstance(m, SingleSpikeIF)}
@@ -310,98 +407,116 @@ class HybridSTDB(BenchMethod):
         for m in self.neurons().values():
             m.ann_mode = on
 
-    def _batches(self, loader: Iterable, limit: float) -> Iterable:
-        batches = itertools.islice(loader, int(limit)) if limit < len(loader) else loader
+    def in_ann_phase(self) -> bool:
+        return self.ann_epochs > 0 and not bool(self.converted)
+
+    def train(self, mode: bool = True):
+        """Folded BN modules stay frozen biases (eval mode, no gradient) whatever Lightning switches."""
+        super().train(mode)
+        if bool(self.converted):
+            for m in self.net.modules():
+                if isinstance(m, NORMS):
+                    m.eval().requires_grad_(False)
+        return self
+
+    def on_train_epoch_start(self) -> None:
+        if self.in_ann_phase() and self.current_epoch >= self.ann_epochs:
+            self.convert()
+        self.set_ann_mode(self.in_ann_phase())
+
+    def on_train_end(self) -> None:
+        if self.in_ann_phase():  # the run ended with the ANN phase: test the converted SNN
+            self.convert()
+        self.set_ann_mode(False)
+
+    def on_test_start(self) -> None:
+        self.set_ann_mode(False)
+
+    def _loader_batches(self, loader, limit) -> list:
+        batches = itertools.islice(loader, limit)
         dtype = next(self.parameters()).dtype
-        for x, y in batches:
-            yield x.to(self.device, dtype), y.to(self.device)
+        return [(x.to(self.device, dtype), y.to(self.device)) for x, y in batches]
 
     @torch.no_grad()
-    def accuracy_on(self, loader: Iterable, limit: float = math.inf) -> float | None:
-        """Accuracy of the network in its current (ANN or SNN) mode, eval mode, on a loader."""
-        was_training, correct, total = self.training, 0, 0
-        self.eval()
-        for x, y in self._batches(loader, limit):
-            correct += int((self(x).argmax(1) == y).sum())
-            total += len(y)
-        self.train(was_training)
+    def accuracy(self, batches) -> float | None:
+        correct = sum(int((self(x).argmax(1) == y).sum()) for x, y in batches)
+        total = sum(len(y) for _, y in batches)
         return correct / total if total else None
 
-    def pretrain_ann(self, loader: Iterable, epochs: int, limit: float = math.inf) -> None:
-        """Train the ANN twin (ReLU neurons, analog input once) with Adam and a cosine schedule."""
-        self.set_ann_mode(True)
-        optimizer = torch.optim.Adam(self.net.parameters(), lr=self.ann_lr)
-        steps = epochs * min(limit, len(loader))
-        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, steps))
-        self.train()
-        for _ in range(epochs):
-            for x, y in self._batches(loader, limit):
-                loss = F.cross_entropy(self(x), y)
-                if not torch.isfinite(loss):
-                    raise TrainingError(
-                        f"The ANN pre-training loss became {loss.item()}: lower method.ann_lr "
-                        f"(now {self.ann_lr})."
-                    )
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                schedule.step()
-        optimizer.zero_grad(set_to_none=True)
-
-    def convert(self, x: torch.Tensor) -> dict[str, float]:
-        """Thresholds from the trained ANN's max pre-activations on batch ``x`` (eval-mode BN), SNN mode."""
-        was_training = self.training
-        self.eval()
-        self.set_ann_mode(True)
-        thresholds = calibrate_thresholds(self.net, self.encode(x.to(self.device)), self.scaling_factor)
-        thresholds = {f"net.{name}": value for name, value in thresholds.items()}
-        self.set_ann_mode(False)
-        self.train(was_training)
-        return thresholds
-
-    @torch.no_grad()
-    def recalibrate_norms(self, loader: Iterable, batches: int) -> None:
-        """Re-estimate the BN statistics on the SNN's own inputs (spikes, and the analog image once), a
-        plain average over ``batches`` training batches: the ANN's statistics do not describe them."""
-        norms = [m for m in self.net.modules() if isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d)]
-        momenta = [m.momentum for m in norms]
-        for m in norms:
-            m.reset_running_stats()
-            m.momentum = None  # cumulative average
-        was_training = self.training
-        self.train()
-        for x, _ in self._batches(loader, batches):
-            self(x)
-        for m, momentum in zip(norms, momenta, strict=True):
-            m.momentum = momentum
-        self.train(was_training)
-
-    def on_train_start(self) -> None:
-        """The ANN phase of hybrid training, before the first SNN epoch (skipped from scratch or on
-        resume). Every process trains on the full training set; under DDP rank 0's network is then
-        broadcast, so all processes fine-tune the same SNN."""
-        if self.ann_epochs == 0 or bool(self.converted):
-            return
-        trainer, data = self.trainer, self.trainer.datamodule
-        train, val = data.train_dataloader(), data.val_dataloader()  # the full sets, on every rank
-        val_limit = _batch_limit(trainer.limit_val_batches, val)
-        self.pretrain_ann(train, self.ann_epochs, _batch_limit(trainer.limit_train_batches, train))
-        self.details["ann_val_acc"] = self.accuracy_on(val, val_limit)
-        x, _ = next(iter(train))
-        self.details["thresholds"] = self.convert(x)
-        self.recalibrate_norms(
-            train, min(RECALIBRATION_BATCHES, _batch_limit(trainer.limit_train_batches, train))
+    def convert(self) -> None:
+        """The ANN twin -> the SNN (module doc, *conversion*), on the global-rank-0 process, whose network is
+        then broadcast so every process fine-tunes the same SNN; STDB starts with a fresh optimiser state."""
+        trainer = self.trainer
+        self.details["ann_val_acc"] = (
+            float(trainer.callback_metrics["val/acc"]) if "val/acc" in trainer.callback_metrics else None
         )
+        was_training = self.training
+        if trainer.is_global_zero:
+            self._convert_here()
         self.converted.fill_(True)
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             for tensor in self.net.state_dict().values():
                 torch.distributed.broadcast(tensor, src=0)
-            self.details["thresholds"] = {name: float(m.v_threshold) for name, m in self.neurons().items()}
-        self.details["converted_snn_val_acc"] = self.accuracy_on(val, val_limit)
-        self.print(
-            f"hybrid_stdb: ANN pre-training {self.ann_epochs} epochs, val acc {self.details['ann_val_acc']}; "
-            f"converted SNN val acc {self.details['converted_snn_val_acc']}; STDB fine-tuning follows."
+            self.details = trainer.strategy.broadcast(self.details, src=0)
+        for optimizer in trainer.optimizers:
+            optimizer.state.clear()
+        self.train(was_training)
+
+    def _convert_here(self) -> None:
+        trainer, data = self.trainer, self.trainer.datamodule
+        limit = trainer.limit_train_batches
+        train = data.train_dataloader()
+        count = limit if isinstance(limit, int) else math.ceil(limit * len(train))
+        batches = self._loader_batches(train, max(1, min(self.calibration_batches, count)))
+        self.eval()
+        self.set_ann_mode(False)
+        fold_norms(self.net, self.time_steps)
+        folded = {k: v.clone() for k, v in self.net.state_dict().items()}
+        trials = {}  # scale -> (calibration accuracy, converted state, per-layer thresholds and levels)
+        for scale in self.threshold_scales:
+            self.net.load_state_dict(folded)
+            layers = calibrate(self.net, self, batches, scale)
+            state = {k: v.clone() for k, v in self.net.state_dict().items()}
+            trials[scale] = (self.accuracy(batches), state, layers)
+        best = max(trials, key=lambda s: trials[s][0])
+        _, state, layers = trials[best]
+        self.net.load_state_dict(state)
+        val_limit = trainer.limit_val_batches
+        val = data.val_dataloader()
+        val_count = val_limit if isinstance(val_limit, int) else math.ceil(val_limit * len(val))
+        self.details.update(
+            threshold_scale=best,
+            calibration_acc={str(s): round(trial[0], 4) for s, trial in trials.items()},
+            conversion={f"net.{k}": v for k, v in layers.items()},
+            converted_snn_val_acc=self.accuracy(self._loader_batches(val, val_count)) if val_count else None,
         )
+        self.print(
+            f"hybrid_stdb: ANN val acc {self.details['ann_val_acc']}; converted SNN val acc "
+            f"{self.details['converted_snn_val_acc']} (threshold scale {best}); STDB fine-tuning follows."
+        )
+
+    def configure_optimizers(self):
+        """One optimiser for both phases; the learning rate follows ``ann_lr`` with a cosine decay over the
+        ANN epochs, then ``lr`` with a cosine decay over the STDB epochs (``scheduler=none``: constant)."""
+        hp = self.hparams
+        kwargs = {"lr": 1.0, "weight_decay": hp.weight_decay}  # the schedule gives the absolute rate
+        if hp.optimizer == "sgd":
+            kwargs["momentum"] = hp.momentum
+        optimizer = OPTIMIZERS[hp.optimizer](self.parameters(), **kwargs)
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        max_epochs = max(1, self.trainer.max_epochs or 1)
+        ann_steps = min(total, round(total * self.ann_epochs / max_epochs)) if self.ann_epochs else 0
+        cosine = hp.scheduler == "cosine"
+
+        def rate(step: int) -> float:
+            phase, start, length = (
+                (self.ann_lr, 0, ann_steps) if step < ann_steps else (hp.lr, ann_steps, total - ann_steps)
+            )
+            progress = (step - start) / max(1, length)
+            return phase * (0.5 * (1 + math.cos(math.pi * min(progress, 1.0))) if cosine else 1.0)
+
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, rate)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
     def run_details(self) -> dict:
         thresholds = {name: float(m.v_threshold) for name, m in self.neurons().items()}

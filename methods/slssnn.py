@@ -31,7 +31,8 @@ available):
   (``papers.md``'s suggestion), under which a silent correct class gets no gradient.
 * ``V_th`` = 0.5: with BN's unit variance, T = 4 covers ``A`` in [0, 2) in steps of 0.5.
 
-Energy: conv1 sees the analog image at every step (MACs, ``T_analog = T``), later layers binary trains
+Energy: conv1 sees the analog image, the same at every step: it is convolved once and the result counted T
+times (``BN(sum_t conv(x)) = BN(T conv(x))``, so ``T_analog = 1``); later layers binary trains
 (ACs) or average-pooled ones (NeuroBench's effective MACs by default, ``metrics.pooled_spikes``); the IF
 neurons are spikingjelly nodes, so the metrics callback counts their T updates and spikes. Event data
 (config): T = 2 steps, each the event counts of half the fine frames.
@@ -115,7 +116,12 @@ class STCB(nn.Module):
         self.synapse, self.norm, self.neuron = synapse, norm, SpikeTrainIF(v_threshold)
 
     def spatial(self, spikes: torch.Tensor) -> torch.Tensor:
-        """The temporal-to-spatial conversion: ``A = BN(sum_t synapse(S[t]))``."""
+        """The temporal-to-spatial conversion: ``A = BN(sum_t synapse(S[t]))``. An input that is the same
+        tensor at every step (the static image expanded over T: stride 0 in time) is convolved once,
+        ``BN(T synapse(x))``: the same sum, one T-th of the MACs."""
+        steps = spikes.shape[0]
+        if steps > 1 and spikes.stride(0) == 0:
+            return self.norm(steps * self.synapse(spikes[:1]).squeeze(0))
         return self.norm(self.synapse(spikes).sum(0))
 
     def forward(self, spikes: torch.Tensor) -> torch.Tensor:

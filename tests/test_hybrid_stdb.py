@@ -3,22 +3,35 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
 from spikingjelly.activation_based import functional, layer
 from torch import nn
 
+from bench.config import load_config
 from bench.errors import ConfigError, TrainingError
 from bench.metrics import EnergyMetrics
 from bench.runner import run
-from methods.hybrid_stdb import HybridSTDB, SingleSpikeIF, calibrate_thresholds, default_layers, hybrid_encode
+from methods.hybrid_stdb import (
+    HybridSTDB,
+    SingleSpikeIF,
+    calibrate,
+    default_layers,
+    fold_norms,
+    hybrid_encode,
+    lloyd_max,
+)
 
 QUICK = [
     "trainer.enable_progress_bar=false",
     "logger=none",
     "trainer.enable_checkpointing=false",
-    "trainer.max_epochs=1",
+    "trainer.max_epochs=2",
+    "method.calibration_batches=2",
+    "method.threshold_scales=[1.0,1.4]",
+    "data.batch_size=32",
     "trainer.limit_train_batches=3",
     "trainer.limit_val_batches=1",
     "trainer.limit_test_batches=1",
@@ -48,6 +61,24 @@ def test_hybrid_encoding_of_a_hand_made_image():
     # T = 2: every nonzero pixel fires at step 2; T = 1: the analog image alone.
     assert spike_steps(hybrid_encode(image, 2)[1:].reshape(1, 7)) == [None, 1, 1, 1, 1, 1, 1]
     assert torch.equal(hybrid_encode(image, 1), image[None])
+
+
+def test_pure_temporal_coding_has_no_analog_step():
+    image = (2 + 4 * torch.tensor([0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0])).view(1, 1, 1, 7)
+    # step 1 + floor(5 (1 - x_hat)) at T = 5: 6 (never), 5, 4, 3, 2, 1, 1
+    encoded = hybrid_encode(image, 5, analog_step=False)
+    assert encoded.shape == (5, 1, 1, 1, 7)
+    assert spike_steps(encoded.reshape(5, 7)) == [None, 5, 4, 3, 2, 1, 1]
+
+
+def test_the_ann_twin_sees_the_hybrid_input_summed_over_the_steps():
+    model = HybridSTDB(num_classes=2, input_shape=(1, 1, 7), layers="4FC")
+    image = (2 + 4 * torch.tensor([0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0])).view(1, 1, 1, 7)
+    model.set_ann_mode(True)
+    twin_input = model.encode(image)
+    assert twin_input.shape == (1, 1, 1, 1, 7)
+    # the analog image plus one spike for every pixel above the sample's minimum
+    torch.testing.assert_close(twin_input[0], image + torch.tensor([0.0, 1, 1, 1, 1, 1, 1]).view(1, 1, 1, 7))
 
 
 def test_hybrid_encoding_scales_each_sample_on_its_own_and_a_flat_image_never_fires():
@@ -93,22 +124,45 @@ def test_no_neuron_fires_twice_in_a_forward_pass_on_random_data(shape):
 
 
 def test_stdb_gradient_equals_its_formula():
-    # do/dm = alpha exp(-beta dt), m = u / V_th - 1, dt = steps since the last spike, counted from the
-    # reset state before step 1 (dt = 1 at step 1). Inputs x[t]; loss = sum_t o[t].
+    # do/dm = alpha exp(-beta dt), m = u / V_th - 1, dt = steps since the neuron's spike (0 at the spike's
+    # step); 0 before the neuron has spiked. Inputs x[t]; loss = sum_t o[t].
     alpha, beta, v_th = 0.3, 0.5, 2.0
     neuron = SingleSpikeIF(v_threshold=v_th, alpha=alpha, beta=beta)
     x = torch.tensor([[0.8, 0.2], [1.6, 0.2], [1.0, 0.2], [0.2, 0.2]], requires_grad=True)  # [T=4, 2]
     spikes = neuron(x)
-    # Neuron A: u = 0.8, 2.4 (fires at step 2, > 2.0), then frozen at 2.4: dt = 1, 2, 1, 2.
-    # Neuron B: u = 0.2, 0.4, 0.6, 0.8, silent: dt = 1, 2, 3, 4.
+    # Neuron A: u = 0.8, 2.4 (fires at step 2, > 2.0), then frozen at 2.4: dt = -, 0, 1, 2.
+    # Neuron B: u = 0.2, 0.4, 0.6, 0.8, silent: no surrogate at any step.
     assert spikes.tolist() == [[0, 0], [1, 0], [0, 0], [0, 0]]
-    assert neuron.v.tolist() == pytest.approx([2.4, 0.8])
+    assert neuron.v.tolist() == pytest.approx([2.4, 0.8]) and neuron.dt.tolist() == [2, -1]
     spikes.sum().backward()
-    g = [alpha * math.exp(-beta * dt) / v_th for dt in (1, 2, 3, 4)]
-    # u[t] = sum of x[s] over s <= t while open: A integrates steps 1-2 only, B every step.
-    grad_a = [g[0] + g[1] + g[0] + g[1], g[1] + g[0] + g[1], 0.0, 0.0]
-    grad_b = [sum(g[0:]), sum(g[1:]), sum(g[2:]), g[3]]
-    torch.testing.assert_close(x.grad, torch.tensor([grad_a, grad_b]).T)
+    g = [alpha * math.exp(-beta * dt) / v_th for dt in (0, 1, 2)]
+    # A's membrane at steps 2-4 is x1 + x2 (integration stops at the spike); at step 1 (surrogate 0) x1.
+    grad_a = [sum(g), sum(g), 0.0, 0.0]
+    torch.testing.assert_close(x.grad, torch.tensor([grad_a, [0.0] * 4]).T)
+
+
+def surrogate_at(neuron: SingleSpikeIF, step: int) -> float:
+    """The gradient of the output at ``step`` (from 0) of a neuron driven to fire at the first step."""
+    x = torch.tensor([[2.0 * float(neuron.v_threshold)]] + [[0.0]] * 4, requires_grad=True)  # T = 5
+    neuron.reset()
+    neuron(x)[step].sum().backward()
+    return float(x.grad[0, 0])
+
+
+def test_stdb_surrogate_depends_on_spike_timing_at_the_defaults():
+    model = HybridSTDB(num_classes=10, input_shape=(1, 28, 28))  # the method's defaults, T = 5
+    cfg_beta = load_config("hybrid_stdb", "mnist5k").method.stdb_beta
+    neuron = next(iter(model.neurons().values()))
+    assert neuron.beta == cfg_beta == 0.5
+    ratio = surrogate_at(neuron, 0) / surrogate_at(neuron, 4)  # dt = 0 against dt = T - 1 = 4
+    assert ratio == pytest.approx(math.exp(0.5 * 4)) and ratio >= 5
+    constant = HybridSTDB(num_classes=10, input_shape=(1, 28, 28), surrogate="constant")
+    flat = next(iter(constant.neurons().values()))
+    assert surrogate_at(flat, 0) == surrogate_at(flat, 4) == pytest.approx(0.3 / float(flat.v_threshold))
+    silent = SingleSpikeIF(v_threshold=1.0, beta=None)  # constant: a neuron that never fires passes alpha
+    x = torch.full((3, 1), 0.1, requires_grad=True)
+    silent(x).sum().backward()
+    torch.testing.assert_close(x.grad, torch.tensor([[0.9], [0.6], [0.3]]))
 
 
 def test_readout_combines_output_spike_time_and_membrane():
@@ -121,27 +175,50 @@ def test_readout_combines_output_spike_time_and_membrane():
     torch.testing.assert_close(model.readout(spikes), torch.tensor([[0.5, -1.5, 0.7]]))
 
 
-def two_layer_net() -> nn.Sequential:
+def test_folded_norms_give_the_ann_pre_activation_as_the_current_integrated_over_T():
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        layer.Linear(3, 4, bias=False, step_mode="m"), layer.BatchNorm1d(4, step_mode="m"), SingleSpikeIF()
+    )
+    norm = net[1]
+    with torch.no_grad():
+        norm.weight.copy_(torch.tensor([1.5, -0.5, 2.0, 1.0]))
+        norm.bias.copy_(torch.tensor([0.3, -0.2, 0.0, 1.0]))
+        norm.running_mean.copy_(torch.tensor([0.1, 0.2, -0.3, 0.4]))
+        norm.running_var.copy_(torch.tensor([4.0, 0.25, 1.0, 2.0]))
+    net.eval()
+    x = torch.randn(1, 5, 3)
+    with torch.no_grad():
+        ann = norm(net[0](x))[0]
+        fold_norms(net, time_steps=4)
+        steps = torch.stack([x[0] * 0.25] * 4)  # any split of x over the 4 steps
+        snn = norm(net[0](steps)).sum(0)
+    torch.testing.assert_close(snn, ann)
+    assert norm.weight.tolist() == [1.0] * 4 and norm.running_mean.abs().sum() == 0
+
+
+def test_lloyd_max_quantiser_by_hand():
+    # ReLU(z) = 0, 1, 1, 3, 3: threshold = mean / 2 = 1 -> level = mean above 1 = 3 -> threshold 1.5 -> 3
+    assert lloyd_max(torch.tensor([-1.0, 1.0, 1.0, 3.0, 3.0])) == (1.5, 3.0)
+    with pytest.raises(TrainingError, match="never has a positive input"):
+        lloyd_max(torch.tensor([-1.0, 0.0]))
+
+
+def test_calibration_sets_thresholds_from_the_snn_mode_input_and_folds_levels_forward():
     first, second = layer.Linear(2, 2, bias=False), layer.Linear(2, 1, bias=False)
     with torch.no_grad():
         first.weight.copy_(torch.tensor([[1.0, 2.0], [-1.0, 0.5]]))
         second.weight.copy_(torch.tensor([[0.5, -1.0]]))
-    return nn.Sequential(first, SingleSpikeIF(), second, SingleSpikeIF(output=True))
-
-
-def test_thresholds_are_the_scaled_max_ann_pre_activation():
-    net = two_layer_net()
-    x = torch.tensor([[[1.0, 1.0], [2.0, -1.0]]])  # [T=1, B=2, 2]
-    # Layer 1 pre-activations: [3, -0.5] and [0, -2.5] -> max 3; ReLU -> [3, 0], [0, 0].
-    # Layer 2 pre-activations: 0.5 * 3 = 1.5 and 0 -> max 1.5.
-    thresholds = calibrate_thresholds(net, x, scaling_factor=0.7)
-    assert thresholds == pytest.approx({"1": 2.1, "3": 1.05})
-    assert float(net[1].v_threshold) == pytest.approx(2.1) and float(net[3].v_threshold) == pytest.approx(
-        1.05
-    )
-    assert not net[1].ann_mode and not net[3].ann_mode  # back to spiking
-    with pytest.raises(TrainingError, match="no positive pre-activation"):
-        calibrate_thresholds(net, -x.abs(), scaling_factor=0.7)
+    net = nn.Sequential(first, SingleSpikeIF(), second, SingleSpikeIF(output=True))
+    # two samples, two steps; integrated input of layer 1: x summed over t = [3, 3] -> [9, -1.5],
+    # [1, 0] -> [1, -1]. Positive values 9, 1: threshold = 5 / 2 -> level 9 -> threshold 4.5 -> level 9.
+    x = torch.tensor([[[1.0, 1.0], [1.0, 0.0]], [[2.0, 2.0], [0.0, 0.0]]])  # [T=2, B=2, 2]
+    chosen = calibrate(net, net, [(x, None)], scale=1.2)
+    assert chosen["1"] == {"threshold": pytest.approx(1.2 * 4.5), "level": pytest.approx(9.0)}
+    assert net[2].weight.tolist() == [[4.5, -9.0]]  # a spike of layer 1 stands for 9
+    # Layer 1 at threshold 5.4: sample 0, neuron 0 integrates 3 then 9 and fires at step 2; nothing else.
+    # The output layer then integrates 4.5 for sample 0, 0 for sample 1: Lloyd-Max threshold 2.25, x 1.2.
+    assert chosen["3"] == {"threshold": pytest.approx(1.2 * 2.25)}
 
 
 def test_conv1_costs_macs_on_the_analog_step_and_acs_on_the_spike_steps():
@@ -168,26 +245,51 @@ def test_conv1_costs_macs_on_the_analog_step_and_acs_on_the_spike_steps():
 
 
 def test_bad_hyper_parameters_are_config_errors():
-    for key, value in (("scaling_factor", 0.0), ("ann_epochs", -1), ("leak", 1.5), ("stdb_alpha", 0.0)):
-        with pytest.raises(ConfigError, match=f"method.{key}={value}"):
+    bad = {"ann_epochs": -1, "leak": 1.5, "stdb_alpha": 0.0, "surrogate": "linear", "threshold_scales": []}
+    for key, value in bad.items():
+        with pytest.raises(ConfigError, match=re.escape(f"method.{key}={value!r}")):
             HybridSTDB(num_classes=10, input_shape=(1, 28, 28), **{key: value})
 
 
-def test_hybrid_run_pretrains_the_ann_then_fine_tunes_the_converted_snn(workdir):
+def test_the_ann_phase_and_the_conversion_run_inside_lightnings_fit(workdir, monkeypatch):
+    modes = []
+    step = HybridSTDB.training_step
+    monkeypatch.setattr(
+        HybridSTDB,
+        "training_step",
+        lambda self, batch, i: (modes.append((self.current_epoch, self.ann_mode)), step(self, batch, i))[1],
+    )
     record = run("hybrid_stdb", "mnist5k", [*QUICK, "method.ann_epochs=1"]).record
+    assert sorted(set(modes)) == [(0, True), (1, False)]  # epoch 0: the ANN twin; epoch 1: STDB
     details = record["method_details"]
-    assert details["ann_epochs"] == 1 and 0 <= details["ann_val_acc"] <= 1
-    assert set(details["thresholds"]) == {"net.2", "net.6", "net.11", "net.13"}
-    assert all(value > 0 and value != 1.0 for value in details["thresholds"].values())
-    assert details["final_thresholds"] == details["thresholds"]  # fixed during STDB fine-tuning
+    assert details["ann_epochs"] == 1 and details["ann_val_acc"] > 0.1  # above chance after one epoch
+    assert details["threshold_scale"] in (1.0, 1.4) and set(details["calibration_acc"]) == {"1.0", "1.4"}
+    assert set(details["conversion"]) == {"net.2", "net.6", "net.11", "net.13"}
+    assert details["converted_snn_val_acc"] > 0.1
+    for name, entry in details["conversion"].items():
+        assert details["final_thresholds"][name] == pytest.approx(entry["threshold"])  # fixed in STDB
     metrics = record["metrics"]
-    assert metrics["time_steps"] == 5 and metrics["ann_snn_energy_ratio"] > 1
+    assert metrics["time_steps"] == 5 and metrics["test_acc"] > 0.1
+
+
+def test_a_run_that_ends_with_the_ann_phase_tests_the_converted_snn(workdir):
+    overrides = [*QUICK, "method.ann_epochs=2"]  # as many ANN epochs as epochs
+    details = run("hybrid_stdb", "mnist5k", overrides).record["method_details"]
+    assert details["converted_snn_val_acc"] is not None and "threshold_scale" in details
+
+
+def test_converted_norms_stay_frozen_biases_in_training_mode():
+    model = HybridSTDB(num_classes=10, input_shape=(1, 28, 28))
+    model.converted.fill_(True)
+    model.train()
+    norms = [m for m in model.net.modules() if isinstance(m, nn.BatchNorm2d | nn.BatchNorm1d)]
+    assert norms and all(not m.training and not m.weight.requires_grad for m in norms)
 
 
 def test_from_scratch_skips_the_ann_phase(workdir, monkeypatch):
-    monkeypatch.setattr(HybridSTDB, "pretrain_ann", lambda *args: pytest.fail("the ANN phase ran"))
-    record = run("hybrid_stdb", "mnist5k", [*QUICK, "method.ann_epochs=0", "method.v_threshold=0.5"]).record
-    details = record["method_details"]
+    monkeypatch.setattr(HybridSTDB, "convert", lambda *args: pytest.fail("the ANN was converted"))
+    overrides = [*QUICK, "method.ann_epochs=0", "method.v_threshold=0.5"]
+    details = run("hybrid_stdb", "mnist5k", overrides).record["method_details"]
     assert "ann_val_acc" not in details
     assert set(details["final_thresholds"].values()) == {0.5}
 
@@ -221,23 +323,5 @@ def test_step_by_step_gives_the_same_spikes_state_and_gradient_as_a_sequence():
     # leak 0.9: A: u = 0.8, 0.72 + 1.6 = 2.32 > 2 fires at step 2; C: -0.5, -0.45 + 2 = 1.55, 1.495, 1.6455.
     assert spikes.T.tolist() == [[0, 1, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]]
     torch.testing.assert_close(v, torch.tensor([2.32, 0.2 * (1 + 0.9 + 0.81 + 0.729), 1.6455]))
-    assert fired.tolist() == [True, False, False] and dt.tolist() == [
-        3,
-        5,
-        5,
-    ]  # A: spike at step 2 of 4 -> dt 3 next
-
-
-def test_bn_statistics_are_re_estimated_on_the_snn_inputs():
-    torch.manual_seed(0)
-    model = HybridSTDB(num_classes=10, input_shape=(1, 28, 28))
-    x = torch.randn(6, 1, 28, 28)
-    conv_outputs = []
-    model.net[0].register_forward_hook(lambda m, i, out: conv_outputs.append(out.detach()))
-    model.recalibrate_norms([(x, torch.zeros(6))], batches=1)
-    (out,) = conv_outputs
-    assert out.shape[:2] == (5, 6)  # the hybrid-coded sequence, not the ANN's single analog step
-    bn = model.net[1]
-    torch.testing.assert_close(bn.running_mean, out.mean((0, 1, 3, 4)))
-    torch.testing.assert_close(bn.running_var, out.transpose(0, 2).flatten(1).var(1))
-    assert bn.momentum == 0.1 and model.training
+    assert fired.tolist() == [True, False, False]
+    assert dt.tolist() == [2, -1, -1]  # A: spike at step 2 of 4, 2 steps before the end; B, C never

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from spikingjelly.activation_based.base import MemoryModule
+from torch import nn
 
 from bench import registry
 from bench.config import load_config
@@ -35,7 +36,8 @@ def built(request, workdir):
 
 
 def assert_trains_one_step(model, x, y, num_classes: int) -> None:
-    """Logits of the right shape, a finite loss, finite gradients for every parameter, some nonzero."""
+    """Logits of the right shape, a finite loss, finite gradients for every parameter, and a nonzero
+    gradient at the first synaptic layer: the loss reaches back through every layer to the input."""
     logits = model(x)
     assert logits.shape == (len(y), num_classes)
     loss = model.compute_loss(logits, y)
@@ -43,7 +45,8 @@ def assert_trains_one_step(model, x, y, num_classes: int) -> None:
     loss.backward()
     grads = [p.grad for p in model.parameters() if p.requires_grad]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
-    assert any(g.abs().sum() > 0 for g in grads)
+    first = next(iter(model.synaptic_layers().values())).module
+    assert first.weight.grad.abs().sum() > 0, "no gradient reaches the first synaptic layer"
 
 
 def test_forward_backward_gives_finite_loss_and_gradients(built):
@@ -84,7 +87,10 @@ def test_neuron_state_does_not_leak_between_batches(built):
 def test_declares_its_synaptic_layers_with_bit_widths(built):
     _, model = built
     layers = model.synaptic_layers()
-    assert layers and all(layer.weight_bits in (1, 2, 4, 8, 16, 32) for layer in layers.values())
+    # every conv/linear layer of the network, and all in full precision before any training
+    convs = {name for name, m in model.named_modules() if isinstance(m, nn.Conv1d | nn.Conv2d | nn.Linear)}
+    assert set(layers) == convs and all(layer.module is model.get_submodule(n) for n, layer in layers.items())
+    assert {layer.weight_bits for layer in layers.values()} == {32}
 
 
 def test_non_finite_loss_stops_training_with_a_clear_error(workdir):

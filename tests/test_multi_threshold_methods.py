@@ -50,7 +50,7 @@ def test_time_steps_must_divide_the_frames():
     with pytest.raises(ConfigError, match=r"time_steps=3 does not divide data.frames=16.*\[1, 2, 4, 8, 16\]"):
         CompressedEventSNN(num_classes=10, input_shape=(2, 34, 34), kind="event", frames=16, time_steps=3)
     cfg = load_config("compressed_event", "nmnist_sim", ["method.time_steps=5"])
-    with pytest.raises(ConfigError, match="time_steps=5 does not divide data.frames=16"):
+    with pytest.raises(ConfigError, match="time_steps=5 does not divide data.frames=6"):
         build(cfg, "compressed_event", "nmnist_sim")
 
 
@@ -104,3 +104,48 @@ def test_compressed_event_records_learnt_time_constants():
     assert all(
         d["tau"] == pytest.approx(2.0) and d["synaptic_alpha"] == pytest.approx(0.5) for d in details.values()
     )
+
+
+def test_multi_threshold_neuron_at_the_config_defaults_by_hand():
+    cfg = load_config("multi_threshold", "mnist5k")
+    assert (cfg.method.tau, cfg.method.v_threshold, cfg.method.levels) == (1.25, 0.5, 3)
+    _, model = build(cfg, "multi_threshold", "mnist5k")
+    neuron = model.net[2]
+    # STBP charge h = (1 - 1/1.25) v + x = 0.2 v + x; amplitude = #{k = 1..3: h >= 0.5 k}; hard reset.
+    # Neuron 1: h = 0.3, 0.36, 0.072 + 1.2 = 1.272 (2 spikes, reset), 0.1.
+    # Neuron 2: h = 1.6 (3, reset), 0.2, 0.04 + 0.7 = 0.74 (1, reset), 3.0 (3: at most K).
+    x = torch.tensor([[0.3, 1.6], [0.3, 0.2], [1.2, 0.7], [0.1, 3.0]])
+    spikes = neuron(x)
+    assert spikes.T.tolist() == [[0, 0, 2, 0], [3, 0, 1, 3]]
+    assert neuron.v.tolist() == pytest.approx([0.1, 0.0])
+
+
+def test_rate_readout_and_mse_loss_by_hand():
+    model = MultiThresholdSNN(num_classes=3, input_shape=(1, 2, 2), layers="4FC", levels=3)
+    output = torch.tensor([[3.0, 0.0, 1.0], [2.0, 1.0, 0.0]]).view(2, 1, 3)  # voting amplitudes, T = 2
+    rate = model.readout(output)  # count / (T K)
+    torch.testing.assert_close(rate, torch.tensor([[5 / 6, 1 / 6, 1 / 6]]))
+    # MSE to the one-hot label 0: ((1/6)^2 * 3) / 3
+    loss = model.compute_loss(rate, torch.tensor([0]))
+    assert loss.item() == pytest.approx(1 / 36)
+
+
+def test_a_synaptic_conv_block_over_two_steps_by_hand():
+    model = CompressedEventSNN(num_classes=2, input_shape=(1, 2, 2), time_steps=2, layers="1C3-MP2")
+    conv, norm, neuron, pool = model.net[:4]
+    with torch.no_grad():
+        conv.weight.zero_()
+        conv.weight[0, 0, 1, 1] = 1.0  # the centre tap: the conv passes its input through
+    model.eval()  # BN at its initial statistics: x / sqrt(1 + eps)
+    # Filter J = 0.5 J + 0.5 x (alpha 0.5), PLIF charge h = v + (J - v) / 2 (tau 2), K = 3 thresholds of
+    # 0.25, soft reset v = h - 0.25 amplitude. Pixels [a, b; c, d]:
+    # step 1, x = 0.4, 1.2, 0, 2.2: J = x / 2, h = x / 4 = 0.1 (0), 0.3 (1), 0 (0), 0.55 (2);
+    #   v = 0.1, 0.05, 0, 0.05.
+    # step 2, x = 0.4, 0, 0.6, 2.2: J = 0.3, 0.3, 0.3, 1.65; h = 0.2 (0), 0.175 (0), 0.15 (0), 0.85 (3).
+    currents = torch.tensor([[0.4, 1.2, 0.0, 2.2], [0.4, 0.0, 0.6, 2.2]]).view(2, 1, 1, 2, 2)
+    with torch.no_grad():
+        spikes = neuron(norm(conv(currents)))
+        pooled = pool(spikes)
+    assert spikes.flatten(1).tolist() == [[0, 1, 0, 2], [0, 0, 0, 3]]
+    assert neuron.v.flatten().tolist() == pytest.approx([0.2, 0.175, 0.15, 0.1], rel=1e-4)
+    assert pooled.flatten().tolist() == [2, 3]  # max pooling of each step's amplitudes

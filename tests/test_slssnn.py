@@ -112,16 +112,30 @@ def test_metrics_see_T_neuron_updates_per_neuron_and_binary_inputs_after_the_fir
     x = torch.rand(2, 1, 6, 6)
     totals, layers = measure(model, lambda: model(x), samples=2)
     conv, fc, classifier = layers["net.0.synapse"], layers["net.3.synapse"], layers["net.4"]
-    # The image at each of the 4 steps: 6x6 outputs x 9 taps (padding 1) x 4 output channels, all MACs;
-    # 16 x 16 of the taps reach a real input (border-aware dense ops).
-    assert conv["input"] == "analog" and conv["macs"] == conv["padded_dense_ops"] == 4 * 36 * 9 * 4
-    assert conv["dense_ops"] == 4 * 16 * 16 * 4
+    # The image is the same at each of the 4 steps, so it is convolved once: 6x6 outputs x 9 taps
+    # (padding 1) x 4 output channels, all MACs; 16 x 16 of the taps reach a real input (dense ops).
+    assert conv["input"] == "analog" and conv["macs"] == conv["padded_dense_ops"] == 36 * 9 * 4
+    assert conv["dense_ops"] == 16 * 16 * 4 and conv["ann_macs"] == 36 * 9 * 4
     # pooled spike counts: NeuroBench's effective MACs (the nonzero pooled inputs x their fan-out)
     assert fc["input"] == "pooled spikes" and fc["macs"] == fc["effective_ops"] and fc["acs"] == 0
     assert classifier["input"] == "spikes"
     assert layers["net.0.neuron"]["neuron_updates"] == 4 * 4 * 6 * 6  # T x channels x H x W
     assert layers["net.3.neuron"]["neuron_updates"] == 4 * 8
-    assert totals["time_steps"] == 4 and totals["energy_uj"] > 0
+    assert totals["time_steps"] == 4
+    assert totals["energy_uj"] == pytest.approx((totals["macs"] * 4.6 + totals["acs"] * 0.9) / 1e6)
+
+
+def test_a_static_image_is_convolved_once_with_the_same_result_as_T_times():
+    torch.manual_seed(0)
+    model = small_model(time_steps=4).eval()
+    block = model.net[0]
+    image = torch.rand(2, 1, 6, 6)
+    calls = []
+    block.synapse.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
+    once = block.spatial(model.encode(image))  # the expanded image: stride 0 over time
+    every_step = block.spatial(model.encode(image).contiguous())  # the same values, T separate steps
+    assert calls == [1, 4]
+    torch.testing.assert_close(once, every_step)
 
 
 def test_readout_spikes_gives_count_over_T():

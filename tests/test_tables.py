@@ -236,3 +236,47 @@ def test_energy_plot_points_legend_and_axis(tmp_path):
     assert ax.xaxis.get_major_formatter()(10.0, 0) == "10"
     assert [ax.xaxis.get_minor_formatter()(v, 0) for v in (2.0, 3.0, 5.0)] == ["2", "", "5"]
     plt.close(fig)
+
+
+def test_a_row_is_one_experiment_labelled_by_its_variant_or_its_settings(tmp_path, monkeypatch):
+    def with_config(record, variant=None, **method):
+        config = {
+            "seed": record["seed"],
+            "method": {"lr": 0.001, **method},
+            "paths": {"results": str(tmp_path)},
+        }
+        return {**record, "config": config, "variant": variant}
+
+    # single runs: the same method at two learning rates is two rows, labelled by the setting
+    write_record(with_config(make("a", "lif_sg", 0, 4, 0.97, 5.0, 4.0, 1e6, 9e5, 0.1, 100.0, 1, 1)), tmp_path)
+    write_record(with_config(make("b", "lif_sg", 1, 4, 0.95, 5.0, 4.0, 1e6, 9e5, 0.1, 100.0, 1, 1)), tmp_path)
+    write_record(
+        with_config(make("c", "lif_sg", 0, 4, 0.10, 9.0, 1.0, 1e6, 9e5, 0.1, 100.0, 1, 1), lr=1e9), tmp_path
+    )
+    # a sweep with a reference variant: the others are compared with it
+    sweeps = tmp_path / "configs" / "sweeps"
+    sweeps.mkdir(parents=True)
+    (sweeps / "abl.yaml").write_text("description: an ablation\nreference: twin\n")
+    monkeypatch.setattr("bench.tables.CONFIG_DIR", tmp_path / "configs")
+    for run_id, seed, acc, energy, storage, variant, policy in (
+        ("t0", 0, 0.980, 4.0, 400.0, "twin", "none"),
+        ("t1", 1, 0.970, 4.0, 400.0, "twin", "none"),
+        ("f0", 0, 0.970, 3.0, 300.0, "full", "storage"),
+        ("f1", 1, 0.966, 3.0, 300.0, "full", "storage"),
+    ):
+        record = make(run_id, "albsnn", seed, 1, acc, energy, 8.0, 1e6, 1e5, 0.3, storage, 1, 1)
+        write_record({**with_config(record, variant, policy=policy), "sweep": "abl"}, tmp_path)
+    regenerate(tmp_path)
+
+    runs = (tmp_path / "tables" / "runs.md").read_text()
+    assert "| dataset | method | T | variant | n |" in runs
+    assert "| mnist5k | lif_sg | 4 | method.lr=0.001 | 2 | 96.00 ± 1.41 |" in runs
+    assert "| mnist5k | lif_sg | 4 | method.lr=1000000000.0 | 1 | 10.00 |" in runs  # never averaged in
+    ablation = (tmp_path / "tables" / "abl.md").read_text()
+    header = "| dataset | method | T | variant | n | accuracy (%) |"
+    assert header in ablation and "| Δ accuracy vs twin (pt) | energy vs twin | storage vs twin |" in ablation
+    assert "| mnist5k | albsnn | 1 | full | 2 | 96.80 ± 0.28 |" in ablation
+    assert ablation.rstrip().splitlines()[-2].endswith("| -0.70 | 0.750 | 0.750 |")  # full vs twin
+    assert ablation.rstrip().splitlines()[-1].endswith("| - | - | - |")  # the twin itself
+    readme = (tmp_path / "README.md").read_text()
+    assert "| albsnn | 1 | full | 2 | 96.80 ± 0.28 |" in readme and "| -0.70 | 0.750 | 0.750 |" in readme
