@@ -14,28 +14,38 @@ optional last phase, ``bwo_epochs``).
 Lineage [L] (BSO, Liang et al. 2025, citing ALBSNN): ``sign(0) = +1``, latent full-precision weights,
 straight-through estimator ``dsign/dW = 1[|W| <= 1]``, first layer and classifier in full precision.
 
-Reconstructions [R] (``papers.md`` §3, §1.1):
+Reconstructions [R] (``papers.md`` §3, §1.1; the paper's ALE formula and selection rule are unknown):
 
 * binarisation (XNOR-Net style): ``W_b = alpha sign(W)``, ``alpha = ||W_c||_1 / n`` per output channel;
   backward ``dL/dW = dL/dW_b 1[|W| <= 1]``.
-* accuracy loss estimator of layer l, ``papers.md``'s two forms: ``estimator=output`` (default), the
-  relative error binarisation causes in the layer's output on a calibration batch (the first training
-  batch of the epoch, through the current network in eval mode),
-  ``ALE_l = ||conv(x; W_l) - conv(x; alpha_l sign W_l)||^2 / ||conv(x; W_l)||^2``; ``estimator=weight``,
-  ``ALE_l = ||W_l - alpha_l sign(W_l)||_F^2 / ||W_l||_F^2`` on the latent weights. On mnist5k the weight
-  form ranks the second conv first although binarising it costs the most accuracy; the output form does
-  not (it sees the layer's inputs).
-* selection, re-evaluated at the start of every ``select_every``-th epoch in the first ``select_until``
-  of the epochs, then kept so the network settles with a fixed set of binary layers (our choice; at
-  ``select_until=1`` a layer can switch at the last epoch, right before test). The first epoch trains in
-  full precision: at initialisation every layer's ALE is that of the init distribution (0.25 for
-  uniform weights), which says nothing about the layer. ``policy=storage`` binarises the lowest-ALE
-  layers, greedily, until ``storage_saving`` of the full-precision storage is saved, then un-binarises,
-  highest ALE first, every chosen layer the target does not need (layers differ in size by orders of
-  magnitude, so the plain greedy may binarise far more than the target);
-  ``threshold`` binarises every layer with ``ALE < ale_threshold``; ``all`` every candidate; ``none``
-  nothing (the full-precision twin). Candidates: every conv but the first and the classifier.
-  ``papers.md``'s extra condition (validation accuracy within delta of full precision) is not applied.
+* accuracy loss estimator (ALE) of layer l, ``estimator=loss`` (default): the measured increase of the
+  training loss (the method's cross-entropy) when layer l alone is binarised and every other candidate is
+  in full precision, network in eval mode, on a fixed calibration set: ``calibration_batches`` training
+  batches drawn once when training starts (a fixed shuffle and augmentation under a forked RNG, so every
+  epoch and every DDP rank sees the same images and the training samples are those of the
+  full-precision twin; capped by ``limit_train_batches``). The estimate is in loss units (nats), so it
+  predicts what binarising costs now. BN keeps its running statistics, so the estimate includes how far
+  binarising moves each channel's statistics (most of the cost on mnist5k, and what training on the
+  binary weights absorbs first; with BN re-estimated on the calibration set every single layer there
+  costs about 0.1 nats and the order is noise). ``papers.md``'s two relative-error forms stay as options;
+  they have no loss scale and hardly differ between layers (issue 15: 0.19-0.27 for every layer in the
+  published mnist5k records, so layer size decided): ``estimator=weight``,
+  ``||W_l - alpha_l sign W_l||^2 / ||W_l||^2`` (0.25 for any uniform weight distribution, whatever the
+  layer does), and ``estimator=output``, the same relative error on the layer's output for the first
+  calibration batch.
+* selection: the network trains in full precision while the layers are chosen. At the start of every
+  epoch from epoch 1 on (epoch 0 would see the random init), the ALE is measured, smoothed across epochs
+  (``s <- ale_momentum s + (1 - ale_momentum) ALE``) and the policy picks its layers from the smoothed
+  ALE. Once ``stable_epochs`` consecutive picks agree (at the latest at epoch
+  ``ceil(select_until max_epochs)``, or when BWO starts) the pick is applied and frozen for the rest of
+  training: a choice can no longer flip on noise, and the binarised layers train with their binary
+  weights from then on. ``policy=storage`` binarises the lowest-ALE layers, greedily, until
+  ``storage_saving`` of the full-precision storage is saved, then un-binarises, highest ALE first, every
+  chosen layer the target does not need (layers differ in size by orders of magnitude, so the plain
+  greedy may binarise far more than the target); ``threshold``, ``papers.md``'s "estimated loss within
+  delta": the lowest-ALE layers while their summed ALE stays within ``delta`` (losses add to first
+  order); ``all`` every candidate; ``none`` nothing, and no estimates (the full-precision twin).
+  Candidates: every conv but the first and the classifier.
 * neuron: STBP LIF (``k_tau`` 0.2, i.e. tau 1.25; ``V_th`` 0.25; hard reset; rectangular surrogate of
   width 1) after BN, the shared ``MultiThresholdLIF`` with one level. Direct encoding.
 * GAP head: the last conv has one channel per class (full precision) and BN, like every conv here; its
@@ -57,11 +67,14 @@ Energy and storage (``papers.md`` §1.5): binarised layers still cost ACs on spi
 
 from __future__ import annotations
 
+import itertools
+import math
 from collections.abc import Callable, Sequence
 
 import torch
 from spikingjelly.activation_based import layer
 from torch import nn
+from torch.utils.data import DataLoader
 
 from bench.errors import ConfigError
 from bench.registry import register_method
@@ -72,7 +85,10 @@ from methods.common.neurons import MultiThresholdLIF
 SMALL_NET = "32C3-MP2-64C3-MP2-128C3-MP2-128C3"
 VGG11 = "64C3-MP2-128C3-MP2-256C3-256C3-MP2-512C3-512C3-MP2-512C3-512C3"
 POLICIES = ("storage", "threshold", "all", "none")
-ESTIMATORS = ("output", "weight")
+ESTIMATORS = ("loss", "output", "weight")
+CALIBRATION_SEED = 0  # the calibration set is the same in every run and on every rank
+
+Batches = Sequence[tuple[torch.Tensor, torch.Tensor]]
 
 
 def default_layers(input_shape: Sequence[int]) -> str:
@@ -121,6 +137,21 @@ def output_error(conv: nn.Conv2d, x: torch.Tensor) -> float:
     full = nn.Conv2d._conv_forward(conv, x, weight, None)
     binary = nn.Conv2d._conv_forward(conv, x, scaling_factors(weight) * sign(weight), None)
     return float((full - binary).square().sum() / full.square().sum().clamp(min=torch.finfo(x.dtype).tiny))
+
+
+def rounded(values: dict[str, float]) -> dict[str, float]:
+    return {name: round(value, 6) for name, value in values.items()}
+
+
+def calibration_set(loader: DataLoader, count: int, device: torch.device) -> list[tuple[torch.Tensor, ...]]:
+    """``count`` batches of ``loader``'s dataset, the same at every call: a fixed shuffle and augmentation,
+    drawn under a forked RNG so the training run's own random stream is left as it was."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(CALIBRATION_SEED)
+        fixed = DataLoader(
+            loader.dataset, batch_size=loader.batch_size, shuffle=True, collate_fn=loader.collate_fn
+        )
+        return [(x.to(device), y.to(device)) for x, y in itertools.islice(fixed, count)]
 
 
 class BinaryConv2d(layer.Conv2d):
@@ -182,7 +213,7 @@ def choose_layers(
     total_bits: int,
     policy: str,
     storage_saving: float,
-    ale_threshold: float,
+    delta: float,
 ) -> list[str]:
     """The candidate layers to binarise under ``policy`` (see the module docstring), lowest ALE first."""
     ranked = sorted(estimates, key=estimates.get)
@@ -191,7 +222,8 @@ def choose_layers(
     if policy == "all":
         return ranked
     if policy == "threshold":
-        return [name for name in ranked if estimates[name] < ale_threshold]
+        within = itertools.accumulate(estimates[name] for name in ranked)
+        return [name for name, total in zip(ranked, within, strict=True) if total <= delta]
     target, chosen = storage_saving * total_bits, []
     for name in ranked:
         if sum(saved_bits[n] for n in chosen) >= target:
@@ -253,11 +285,13 @@ class ALBSNN(BenchMethod):
         v_threshold: float = 0.25,
         tau: float = 1.25,
         surrogate_a: float = 1.0,
-        estimator: str = "output",
+        estimator: str = "loss",
+        calibration_batches: int = 8,
         policy: str = "storage",
         storage_saving: float = 0.2,
-        ale_threshold: float = 0.3,
-        select_every: int = 1,
+        delta: float = 1.0,
+        ale_momentum: float = 0.5,
+        stable_epochs: int = 3,
         select_until: float = 0.5,
         bwo_epochs: int = 0,
         bwo_lr: float = 1.0e-3,
@@ -274,23 +308,25 @@ class ALBSNN(BenchMethod):
                 f"method.storage_saving={storage_saving} must lie in (0, 1): the fraction of the "
                 "full-precision weight storage the storage policy saves by binarising layers."
             )
-        if int(select_every) < 1 or int(bwo_epochs) < 0:
+        if not 0 <= ale_momentum < 1 or not 0 <= select_until <= 1:
             raise ConfigError(
-                f"method.select_every must be >= 1 epoch (got {select_every}) and method.bwo_epochs >= 0 "
-                f"(got {bwo_epochs})."
+                f"method.ale_momentum={ale_momentum} must lie in [0, 1) (the weight of the past in the "
+                f"smoothed ALE) and method.select_until={select_until} in [0, 1] (the fraction of the "
+                "epochs by which the selection is frozen)."
             )
-        self.policy, self.storage_saving, self.ale_threshold = policy, float(storage_saving), ale_threshold
-        if not 0 <= select_until <= 1:
+        if int(calibration_batches) < 1 or int(stable_epochs) < 1 or int(bwo_epochs) < 0:
             raise ConfigError(
-                f"method.select_until={select_until} must lie in [0, 1]: the fraction of the epochs during "
-                "which the selection is re-evaluated (it is then kept for the rest of training)."
+                f"method.calibration_batches (got {calibration_batches}) and method.stable_epochs (got "
+                f"{stable_epochs}) must be >= 1, method.bwo_epochs >= 0 (got {bwo_epochs})."
             )
-        self.select_every, self.select_until = int(select_every), float(select_until)
+        self.estimator, self.calibration_batches = estimator, int(calibration_batches)
+        self.policy, self.storage_saving, self.delta = policy, float(storage_saving), float(delta)
+        self.ale_momentum, self.stable_epochs = float(ale_momentum), int(stable_epochs)
+        self.select_until = float(select_until)
         self.bwo_epochs = int(bwo_epochs)
         self.bwo_lr, self.bwo_flip_threshold = float(bwo_lr), float(bwo_flip_threshold)
-        self.estimator = estimator
-        self.history: list[dict] = []  # one entry per selection / BWO epoch, for the run record
-        self.pending: dict | None = None  # a selection waiting for this epoch's first batch
+        self.calibration: list[tuple[torch.Tensor, ...]] = []  # drawn when training starts
+        self.history: list[dict] = []  # one entry per estimate / BWO epoch, for the run record
 
         def make_neuron():
             return MultiThresholdLIF(
@@ -306,7 +342,7 @@ class ALBSNN(BenchMethod):
         spec = default_layers(input_shape) if layers == "auto" else layers
         self.net = gap_network(input_shape, num_classes, spec, make_neuron)
 
-    # --- layer selection ---------------------------------------------------------------------------
+    # --- estimators and layer selection --------------------------------------------------------------
     def candidates(self) -> dict[str, BinaryConv2d]:
         return {name: m for name, m in self.named_modules() if isinstance(m, BinaryConv2d)}
 
@@ -320,73 +356,122 @@ class ALBSNN(BenchMethod):
         ]
         return sum(stored) / sum(full)
 
+    def calibration_loss(self, batches: Batches) -> float:
+        """The method's loss, averaged over every sample of ``batches``."""
+        total = sum(float(self.compute_loss(self(x), y)) * len(y) for x, y in batches)
+        return total / sum(len(y) for _, y in batches)
+
     @torch.no_grad()
-    def estimate(self, x: torch.Tensor | None = None) -> dict[str, float]:
-        """Every candidate's ALE now; the output-space estimator runs the network (eval mode) on the
-        calibration batch ``x`` to get each layer's input."""
+    def estimate(self, batches: Batches = ()) -> dict[str, float]:
+        """Every candidate's ALE on the calibration ``batches``, each layer binarised alone, the others in
+        full precision, in eval mode; the binarised flags and the mode are restored afterwards."""
         layers = self.candidates()
         if self.estimator == "weight":
             return {name: weight_error(m.weight) for name, m in layers.items()}
-        if x is None:
-            raise ValueError("the output-space estimator needs a calibration batch x.")
+        if not batches:
+            raise ValueError(f"the {self.estimator} estimator needs calibration batches.")
+        was_training, binarised = self.training, {name: bool(m.binarised) for name, m in layers.items()}
         inputs: dict[str, torch.Tensor] = {}
-        hooks = [
-            m.register_forward_hook(lambda _, args, out, name=name: inputs.__setitem__(name, args[0]))
-            for name, m in layers.items()
-        ]
-        was_training = self.training
+        hooks = []
         try:
             self.eval()
-            self(x)
+            for m in layers.values():
+                m.binarised.fill_(False)
+            if self.estimator == "output":
+                hooks = [
+                    m.register_forward_hook(lambda _, args, out, name=name: inputs.__setitem__(name, args[0]))
+                    for name, m in layers.items()
+                ]
+                self(batches[0][0])
+                return {name: output_error(m, inputs[name].flatten(0, 1)) for name, m in layers.items()}
+            full = self.calibration_loss(batches)
+            estimates = {}
+            for name, m in layers.items():
+                m.binarised.fill_(True)
+                estimates[name] = self.calibration_loss(batches) - full
+                m.binarised.fill_(False)
+            return estimates
         finally:
             self.train(was_training)
             for hook in hooks:
                 hook.remove()
-        return {name: output_error(m, inputs[name].flatten(0, 1)) for name, m in layers.items()}
+            for name, m in layers.items():
+                m.binarised.fill_(binarised[name])
 
-    def select(self, x: torch.Tensor | None = None) -> tuple[list[str], dict[str, float]]:
-        """Evaluate the estimators and binarise the layers the policy picks: (chosen, estimates)."""
+    def choose(self, estimates: dict[str, float]) -> list[str]:
+        """The layers ``policy`` binarises given ``estimates``, in network order."""
         layers = self.candidates()
-        estimates = self.estimate(x)
         saved = {name: m.storage_bits(False) - m.storage_bits(True) for name, m in layers.items()}
         total = sum(full_precision_bits(s.module) for s in super().synaptic_layers().values())
-        chosen = choose_layers(estimates, saved, total, self.policy, self.storage_saving, self.ale_threshold)
-        for name, m in layers.items():
+        chosen = choose_layers(estimates, saved, total, self.policy, self.storage_saving, self.delta)
+        return [name for name in layers if name in chosen]
+
+    def binarise(self, chosen: Sequence[str]) -> None:
+        for name, m in self.candidates().items():
             m.binarised.fill_(name in chosen)
-        return [name for name in layers if name in chosen], estimates
+
+    def select(self, batches: Batches = ()) -> tuple[list[str], dict[str, float]]:
+        """Estimate, choose and binarise at once (no smoothing): (chosen, estimates)."""
+        estimates = self.estimate(batches)
+        chosen = self.choose(estimates)
+        self.binarise(chosen)
+        return chosen, estimates
+
+    def frozen(self) -> bool:
+        return any(entry.get("frozen") for entry in self.history)
+
+    # --- training hooks ------------------------------------------------------------------------------
+    def on_train_start(self) -> None:
+        """Draw the calibration set: the same batches at every epoch and on every rank."""
+        if self.policy != "none" and self.estimator != "weight":
+            count = min(self.calibration_batches, self.trainer.num_training_batches)
+            self.calibration = calibration_set(self.trainer.train_dataloader, count, self.device)
 
     def on_train_epoch_start(self) -> None:
-        """Schedule a selection for this epoch's first batch (the calibration batch); the first BWO epoch
-        selects once more and freezes the selection."""
+        """Until frozen, from epoch 1 on: estimate, smooth, choose; freeze the choice once it is stable, at
+        the ``select_until`` deadline or when BWO starts. The first BWO epoch starts BWO on the frozen
+        layers."""
         epoch, layers = self.current_epoch, self.candidates()
-        self.pending = None
         in_bwo = self.bwo_epochs > 0 and epoch >= self.trainer.max_epochs - self.bwo_epochs
-        if in_bwo and any(bool(m.bwo) for m in layers.values()):
+        if in_bwo and self.frozen():
+            if not any(bool(m.bwo) for m in layers.values()):
+                for m in layers.values():
+                    if m.binarised:
+                        m.start_bwo()
             self.history.append({"epoch": epoch, "bwo": True, "flips": 0})
             return
-        frozen = self.history and epoch >= self.select_until * self.trainer.max_epochs
-        if in_bwo or not (epoch == 0 or epoch % self.select_every or frozen):
-            self.pending = {"epoch": epoch, "bwo": in_bwo}
-
-    def on_train_batch_start(self, batch, batch_idx: int) -> None:
-        if self.pending is None:
+        if self.policy == "none" or self.frozen() or (epoch == 0 and not in_bwo):
             return
-        pending, self.pending = self.pending, None
-        chosen, estimates = self.select(batch[0])
-        entry = {
-            "epoch": pending["epoch"],
-            "binarised": chosen,
-            "ale": {name: round(value, 6) for name, value in estimates.items()},
-            "storage_ratio": round(self.storage_ratio(), 6),
-        }
-        if pending["bwo"]:
-            for name in chosen:
-                self.candidates()[name].start_bwo()
+        raw = self.estimate(self.calibration)
+        # Identical data give identical estimates on every rank; the mean also absorbs float noise.
+        mean = self.trainer.strategy.reduce(
+            torch.tensor(list(raw.values()), device=self.device), reduce_op="mean"
+        )
+        raw = dict(zip(raw, mean.tolist(), strict=True))
+        last = next((e["ale_smoothed"] for e in reversed(self.history) if "ale_smoothed" in e), raw)
+        momentum = self.ale_momentum
+        smoothed = {name: momentum * last[name] + (1 - momentum) * raw[name] for name in raw}
+        choice = self.choose(smoothed)
+        choices = [*(e["choice"] for e in self.history if "choice" in e), choice]
+        stable = len(choices) >= self.stable_epochs and all(
+            c == choice for c in choices[-self.stable_epochs :]
+        )
+        deadline = max(1, math.ceil(self.select_until * self.trainer.max_epochs))
+        entry = {"epoch": epoch, "ale": rounded(raw), "ale_smoothed": rounded(smoothed), "choice": choice}
+        entry["frozen"] = stable or epoch >= deadline or in_bwo
+        if entry["frozen"]:
+            self.binarise(choice)
+        entry.update(binarised=[name for name, m in layers.items() if m.binarised])
+        entry.update(storage_ratio=round(self.storage_ratio(), 6))
+        if in_bwo:
+            for name in choice:
+                layers[name].start_bwo()
             entry.update(bwo=True, flips=0)
         self.history.append(entry)
-        self.log("albsnn/binarised_layers", float(len(chosen)))
+        self.log("albsnn/binarised_layers", float(len(entry["binarised"])))
         self.log("albsnn/storage_ratio", entry["storage_ratio"])
-        self.print(f"albsnn epoch {entry['epoch']}: binarised {chosen or 'no layer'}, ALE {entry['ale']}")
+        state = "frozen" if entry["frozen"] else "not yet applied"
+        self.print(f"albsnn epoch {epoch}: ALE {entry['ale_smoothed']} (smoothed), choice {choice} ({state})")
 
     def on_before_optimizer_step(self, optimizer) -> None:
         """BWO: update alpha and the signs from dL/dW_b; the latent weights get no optimiser step."""
@@ -408,6 +493,9 @@ class ALBSNN(BenchMethod):
     def run_details(self) -> dict:
         return {
             "policy": self.policy,
+            "estimator": self.estimator,
+            "calibration_samples": sum(len(y) for _, y in self.calibration),
+            "frozen_at_epoch": next((e["epoch"] for e in self.history if e.get("frozen")), None),
             "binarised": [name for name, m in self.candidates().items() if m.binarised],
             "storage_ratio": self.storage_ratio(),
             "selection_per_epoch": self.history,

@@ -16,6 +16,7 @@ from methods.albsnn import (
     ALBSNN,
     BinaryConv2d,
     binarize,
+    calibration_set,
     choose_layers,
     default_layers,
     output_error,
@@ -62,13 +63,46 @@ def test_output_error_of_a_layer_with_known_weights_and_inputs():
 
 
 def test_output_estimator_sees_the_network_inputs_and_picks_the_exactly_binary_layer():
-    model = constructed_model(policy="storage", storage_saving=0.2)
-    chosen, estimates = model.select(torch.rand(4, 1, 8, 8))
+    model = constructed_model(estimator="output", policy="storage", storage_saving=0.2)
+    chosen, estimates = model.select([(torch.rand(4, 1, 8, 8), torch.tensor([0, 1, 0, 1]))])
     assert chosen == ["net.3"] and estimates["net.3"] == pytest.approx(0.0, abs=1e-12)
     assert estimates["net.6"] > 0.01
     assert model.training  # the calibration forward ran in eval mode and restored the mode
-    with pytest.raises(ValueError, match="calibration batch"):
+    with pytest.raises(ValueError, match="calibration batches"):
         model.select()  # the output form needs a calibration batch
+
+
+def test_loss_estimator_is_the_loss_increase_with_each_layer_binarised_alone_in_eval_mode():
+    model = constructed_model()
+    model.net[6].binarised.fill_(True)  # estimated with every other candidate in full precision
+    batches = [(torch.rand(4, 1, 8, 8), torch.tensor([0, 1, 1, 0])) for _ in range(2)]
+    estimates = model.estimate(batches)
+    assert model.training and bool(model.net[6].binarised) and not model.net[3].binarised  # all restored
+
+    def loss(binary: str | None) -> float:
+        model.eval()
+        for name, m in model.candidates().items():
+            m.binarised.fill_(name == binary)
+        with torch.no_grad():
+            return sum(float(F.cross_entropy(model(x), y)) for x, y in batches) / 2
+
+    full = loss(None)
+    assert estimates["net.3"] == pytest.approx(0.0, abs=1e-6)  # its weights are binary already
+    assert estimates["net.6"] == pytest.approx(loss("net.6") - full, abs=1e-6)
+    assert abs(estimates["net.6"]) > 1e-4
+
+
+def test_calibration_set_is_the_same_every_time_and_leaves_the_training_rng_alone():
+    data = TensorDataset(torch.arange(64.0).view(64, 1), torch.arange(64))
+    loader = DataLoader(data, batch_size=8, shuffle=True)
+    state = torch.get_rng_state()
+    first = calibration_set(loader, 3, torch.device("cpu"))
+    assert torch.equal(torch.get_rng_state(), state)
+    torch.rand(5)  # a training run moves the global RNG on
+    second = calibration_set(loader, 3, torch.device("cpu"))
+    assert len(first) == 3 and all(len(y) == 8 for _, y in first)
+    assert all(torch.equal(a[1], b[1]) for a, b in zip(first, second, strict=True))
+    assert torch.cat([y for _, y in first]).tolist() != list(range(24))  # shuffled, not the first batches
 
 
 ESTIMATES = {"a": 0.1, "b": 0.3, "c": 0.2}
@@ -76,7 +110,7 @@ SAVED = {"a": 100, "b": 500, "c": 300}
 
 
 @pytest.mark.parametrize(
-    "policy, saving, threshold, expected",
+    "policy, saving, delta, expected",
     [
         ("storage", 0.05, 0.0, ["a"]),  # a saves 100 >= 5 % of 2000
         ("storage", 0.2, 0.0, ["a", "c"]),  # a alone saves 100 < 400; a + c save 400
@@ -84,14 +118,15 @@ SAVED = {"a": 100, "b": 500, "c": 300}
         ("storage", 0.3, 0.0, ["a", "b"]),
         ("storage", 0.4, 0.0, ["c", "b"]),  # a + c + b save 900; c + b alone 800
         ("storage", 0.45, 0.0, ["a", "c", "b"]),  # 900 needed: all three
-        ("threshold", 0.2, 0.25, ["a", "c"]),
-        ("threshold", 0.2, 0.1, []),  # strictly below the threshold
+        ("threshold", 0.2, 0.31, ["a", "c"]),  # summed ALE 0.1 + 0.2 within delta; + b would be 0.6
+        ("threshold", 0.2, 0.29, ["a"]),
+        ("threshold", 0.2, 0.05, []),
         ("all", 0.2, 0.0, ["a", "c", "b"]),
         ("none", 0.2, 1.0, []),
     ],
 )
-def test_policies_choose_the_expected_layers(policy, saving, threshold, expected):
-    assert choose_layers(ESTIMATES, SAVED, 2000, policy, saving, threshold) == expected
+def test_policies_choose_the_expected_layers(policy, saving, delta, expected):
+    assert choose_layers(ESTIMATES, SAVED, 2000, policy, saving, delta) == expected
 
 
 def constructed_model(**options) -> ALBSNN:
@@ -116,8 +151,8 @@ def constructed_model(**options) -> ALBSNN:
         # 30 %: net.3 saves too little, net.6 enough on its own, so net.3 is dropped again.
         ({"policy": "storage", "storage_saving": 0.3}, ["net.6"], (33408 - 17600) / 33408),
         ({"policy": "storage", "storage_saving": 0.6}, ["net.3", "net.6"], (33408 - 26272) / 33408),
-        ({"policy": "threshold", "ale_threshold": 0.15}, ["net.3"], (33408 - 8672) / 33408),
-        ({"policy": "threshold", "ale_threshold": 0.25}, ["net.3", "net.6"], (33408 - 26272) / 33408),
+        ({"policy": "threshold", "delta": 0.15}, ["net.3"], (33408 - 8672) / 33408),
+        ({"policy": "threshold", "delta": 0.25}, ["net.3", "net.6"], (33408 - 26272) / 33408),
         ({"policy": "none"}, [], 1.0),
     ],
 )
@@ -179,7 +214,7 @@ def test_networks_per_input_size(shape, expected):
 
 def test_gap_head_first_layer_and_classifier_stay_full_precision():
     model = ALBSNN(num_classes=10, input_shape=(1, 28, 28), policy="all")
-    model.select(torch.rand(2, 1, 28, 28))
+    model.select([(torch.rand(2, 1, 28, 28), torch.tensor([3, 7]))])
     convs = [m for m in model.net if isinstance(m, torch.nn.Conv2d)]
     assert not isinstance(convs[0], BinaryConv2d) and not isinstance(convs[-1], BinaryConv2d)
     assert convs[-1].out_channels == 10 and all(bool(m.binarised) for m in convs[1:-1])
@@ -192,6 +227,10 @@ def test_bad_options_are_config_errors():
         ALBSNN(num_classes=10, input_shape=(1, 28, 28), policy="greedy")
     with pytest.raises(ConfigError, match="storage_saving=1.5"):
         ALBSNN(num_classes=10, input_shape=(1, 28, 28), storage_saving=1.5)
+    with pytest.raises(ConfigError, match="calibration_batches"):
+        ALBSNN(num_classes=10, input_shape=(1, 28, 28), calibration_batches=0)
+    with pytest.raises(ConfigError, match="estimator='relative'"):
+        ALBSNN(num_classes=10, input_shape=(1, 28, 28), estimator="relative")
     with pytest.raises(ConfigError, match="no FC layers"):
         ALBSNN(num_classes=10, input_shape=(1, 28, 28), layers="32C3-128FC")
 
@@ -207,34 +246,123 @@ SHORT = [
 ]
 
 
-def test_run_records_the_layers_chosen_per_epoch_and_the_storage_saving(workdir):
-    record = run("albsnn", "mnist5k", [*SHORT, "trainer.max_epochs=4", "method.select_until=0.5"]).record
+def test_run_records_the_estimates_and_choices_per_epoch_and_freezes_by_the_deadline(workdir):
+    overrides = [*SHORT, "trainer.max_epochs=4", "method.select_until=0.5", "method.stable_epochs=3"]
+    record = run("albsnn", "mnist5k", overrides).record
     details = record["method_details"]
-    epochs = details["selection_per_epoch"]
-    assert [entry["epoch"] for entry in epochs] == [1]  # epoch 0 in full precision; kept from epoch 2
-    assert all(set(entry["ale"]) == {"net.4", "net.7", "net.11"} for entry in epochs)
-    assert details["binarised"] == epochs[-1]["binarised"] != []
+    first, last = details["selection_per_epoch"]  # epoch 0 in full precision; frozen at 2 (the deadline)
+    assert (first["epoch"], first["frozen"], first["binarised"]) == (1, False, [])  # trains on in FP
+    assert (last["epoch"], last["frozen"], details["frozen_at_epoch"]) == (2, True, 2)
+    assert all(set(entry["ale"]) == {"net.4", "net.7", "net.11"} for entry in (first, last))
+    assert details["binarised"] == last["binarised"] == last["choice"] != []
+    assert details["calibration_samples"] == 3 * 128  # calibration_batches 8, capped by limit_train_batches
     assert record["metrics"]["storage_fp32_ratio"] == pytest.approx(details["storage_ratio"])
     assert details["storage_ratio"] <= 0.8
 
 
-def test_bwo_phase_moves_alpha_and_signs_only_while_full_precision_layers_train_on():
-    model = constructed_model(policy="all", bwo_epochs=1, bwo_lr=0.1, bwo_flip_threshold=0.0)
-    latent = {name: m.weight.detach().clone() for name, m in model.candidates().items()}
-    first = model.net[0].weight.detach().clone()
+def fit(model: ALBSNN, epochs: int) -> list[dict]:
+    """Train on 8 random 8x8 images (2 batches) for ``epochs``; the run record's selection per epoch."""
     data = TensorDataset(torch.rand(8, 1, 8, 8), torch.tensor([0, 1] * 4))
     trainer = pl.Trainer(
-        max_epochs=1,
+        max_epochs=epochs,
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
     )
     trainer.fit(model, DataLoader(data, batch_size=4))
-    (entry,) = model.run_details()["selection_per_epoch"]  # BWO from the first epoch, after a selection
-    assert entry["binarised"] == ["net.3", "net.6"] and entry["bwo"] and entry["flips"] > 0
+    return model.run_details()["selection_per_epoch"]
+
+
+A, B = {"net.3": 0.1, "net.6": 0.3}, {"net.3": 0.5, "net.6": 0.1}  # A picks net.3, B net.6
+
+
+@pytest.mark.parametrize(
+    "estimates, options, smoothed, frozen_at, chosen",
+    [
+        # Epoch 2 alone would pick net.6 (0.2 < 0.3); smoothed, net.3 (0.2 < 0.25) stays the choice.
+        ([A, {"net.3": 0.3, "net.6": 0.2}], {}, {"net.3": 0.2, "net.6": 0.25}, 2, ["net.3"]),
+        ([A, B, B], {}, {"net.3": 0.4, "net.6": 0.15}, 3, ["net.6"]),  # a new choice must hold twice
+        ([A, B, A], {"select_until": 0.5}, {"net.3": 0.2, "net.6": 0.25}, 3, ["net.3"]),  # deadline 3
+        ([B], {"stable_epochs": 1, "ale_momentum": 0.0}, B, 1, ["net.6"]),
+    ],
+)
+def test_the_smoothed_choice_is_applied_and_frozen_once_stable_or_at_the_deadline(
+    estimates, options, smoothed, frozen_at, chosen
+):
+    defaults = {"policy": "storage", "storage_saving": 0.2, "stable_epochs": 2, "select_until": 1.0}
+    model = constructed_model(**{**defaults, **options})
+    script = iter(estimates)
+    model.estimate = lambda batches: dict(next(script))  # one per epoch until frozen, then never again
+    history = fit(model, 6)
+    assert [entry["epoch"] for entry in history] == list(range(1, frozen_at + 1))
+    assert all(entry["binarised"] == [] and not entry["frozen"] for entry in history[:-1])  # FP till then
+    last = history[-1]
+    assert last["frozen"] and last["binarised"] == last["choice"] == chosen
+    assert last["ale_smoothed"] == pytest.approx(smoothed)
+    assert [name for name, m in model.candidates().items() if m.binarised] == chosen
+    assert model.run_details()["frozen_at_epoch"] == frozen_at
+
+
+def test_bwo_starts_on_the_frozen_layers_and_moves_alpha_and_signs_while_full_precision_layers_train_on():
+    model = constructed_model(policy="all", stable_epochs=1, bwo_epochs=1, bwo_lr=0.1, bwo_flip_threshold=0.0)
+    first = model.net[0].weight.detach().clone()
+    frozen, bwo = fit(model, 3)[-2:]
+    latent = {name: m.weight.detach().clone() for name, m in model.candidates().items()}
+    assert (frozen["epoch"], frozen["frozen"], frozen["binarised"]) == (1, True, ["net.3", "net.6"])
+    assert bwo == {"epoch": 2, "bwo": True, "flips": bwo["flips"]} and bwo["flips"] > 0
+    assert model.run_details()["calibration_samples"] == 8  # both batches of the training loader
+    for name, m in model.candidates().items():
+        assert m.binarised and m.bwo
+        assert not torch.equal(m.bwo_alpha, scaling_factors(latent[name]))
+    assert not torch.equal(model.net[0].weight, first)
+
+
+def test_bwo_freezes_the_choice_when_it_starts_before_the_selection_has_settled():
+    model = constructed_model(policy="all", bwo_epochs=1, bwo_lr=0.1, bwo_flip_threshold=0.0)
+    latent = {name: m.weight.detach().clone() for name, m in model.candidates().items()}
+    (entry,) = fit(model, 1)  # BWO from the first epoch, after one estimate
+    assert (
+        entry["frozen"] and entry["bwo"] and entry["binarised"] == ["net.3", "net.6"] and entry["flips"] > 0
+    )
     for name, m in model.candidates().items():
         assert m.binarised and m.bwo
         assert torch.equal(m.weight.abs(), latent[name].abs())  # the latent weights only change sign
-        assert not torch.equal(m.bwo_alpha, scaling_factors(latent[name]))
-    assert not torch.equal(model.net[0].weight, first)
+
+
+def test_the_loss_estimate_ranks_layers_by_the_held_out_accuracy_binarising_each_alone_loses():
+    """net.7 reads a one-channel bottleneck through 3x3 kernels (9 weights per output channel): binarising
+    it costs far more accuracy than binarising the bottleneck conv net.3 (72 weights per channel). net.7
+    keeps its uniform init (weight-space error 0.25) while net.3 trains (about 0.35), so the weight-space
+    estimator ranks the costly layer as the cheap one: only an estimate that sees the loss gets the order."""
+    torch.manual_seed(4)
+    prototypes = torch.randn(8, 1, 8, 8)
+
+    def samples(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        y = torch.randint(0, 8, (n,))
+        return prototypes[y] + torch.randn(n, 1, 8, 8), y
+
+    (x, y), (x_test, y_test) = samples(1024), samples(1024)
+    model = ALBSNN(num_classes=8, input_shape=(1, 8, 8), layers="8C3-1C3-MP2-64C3", policy="none")
+    model.net[7].weight.requires_grad_(False)
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    for _ in range(100):
+        i = torch.randint(0, 1024, (64,))
+        loss = model.compute_loss(model(x[i]), y[i])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    estimates = model.estimate([(x[k : k + 128], y[k : k + 128]) for k in range(0, 1024, 128)])
+
+    @torch.no_grad()
+    def accuracy_lost(layer: str) -> float:
+        model.eval()
+        full = (model(x_test).argmax(1) == y_test).float().mean()
+        model.net[int(layer[4:])].binarised.fill_(True)
+        binary = (model(x_test).argmax(1) == y_test).float().mean()
+        model.net[int(layer[4:])].binarised.fill_(False)
+        return float(full - binary)
+
+    assert accuracy_lost("net.7") > accuracy_lost("net.3") + 0.1  # the known order, by a clear margin
+    assert estimates["net.7"] > estimates["net.3"]
+    assert weight_error(model.net[7].weight) < weight_error(model.net[3].weight)  # the old form's blind spot
