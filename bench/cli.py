@@ -13,10 +13,11 @@ import sys
 from pathlib import Path
 
 from omegaconf import OmegaConf
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from bench import CONFIG_DIR, registry
+from bench import CONFIG_DIR, check_config_dir, registry
 from bench.errors import BenchError
 
 console = Console()
@@ -31,34 +32,40 @@ def _yaml_descriptions(folder: Path) -> list[tuple[str, str]]:
     return rows
 
 
-def cmd_list(args: argparse.Namespace) -> int:
-    methods = Table(title="Methods (--method)", title_justify="left")
-    methods.add_column("key", style="bold cyan")
-    methods.add_column("description")
-    for key, cls in registry.methods().items():
-        methods.add_row(key, registry.describe(cls))
-    console.print(methods)
+def whole_table(title: str, columns: list[str], rows: list[tuple[str, ...]], whole: int = 1) -> Table:
+    """A table whose first ``whole`` columns (keys, names and short facts) are never truncated: as wide as
+    their longest entry; the other columns wrap, and fold words too long for them (nothing is cut off with
+    an ellipsis, whatever the terminal's width)."""
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    for i, column in enumerate(columns):
+        if i < whole:
+            width = max([len(column), *(len(row[i]) for row in rows)])
+            table.add_column(column, style="bold cyan" if i == 0 else None, no_wrap=True, min_width=width)
+        else:
+            table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*row)
+    return table
 
-    datasets = Table(title="Datasets (--dataset)", title_justify="left")
-    for column in ("key", "kind", "input C,H,W", "classes", "train / val / test", "embedded", "description"):
-        datasets.add_column(column, style="bold cyan" if column == "key" else None)
+
+def cmd_list(args: argparse.Namespace) -> int:
+    rows = [(key, registry.describe(cls)) for key, cls in registry.methods().items()]
+    console.print(whole_table("Methods (--method)", ["key", "description"], rows))
+
+    facts, descriptions = [], []
     for key, cls in registry.datasets().items():
+        kind = cls.kind + (f", {cls.frames} fr." if cls.frames else "")
         shape = "x".join(str(s) for s in cls.input_shape)
-        kind = cls.kind + (f" ({cls.frames} frames)" if cls.frames else "")
-        embedded = "yes" if cls.embedded else "no (download)"
-        datasets.add_row(key, kind, shape, str(cls.num_classes), cls.sizes, embedded, registry.describe(cls))
-    console.print(datasets)
+        data = "embedded" if cls.embedded else "download"
+        facts.append((key, kind, shape, str(cls.num_classes), data, cls.sizes))
+        descriptions.append((key, registry.describe(cls)))
+    columns = ["key", "kind", "C,H,W", "classes", "data", "train / val / test"]
+    console.print(whole_table("Datasets (--dataset)", columns, facts, whole=5))
+    console.print(whole_table("", ["dataset", "description"], descriptions))
 
     for title, folder in (("Sweeps", "sweeps"), ("Energy cost tables", "energy")):
-        table = Table(title=f"{title} (configs/{folder}/)", title_justify="left")
-        table.add_column("name", style="bold cyan")
-        table.add_column("description")
-        rows = _yaml_descriptions(CONFIG_DIR / folder)
-        for name, description in rows:
-            table.add_row(name, description)
-        if not rows:
-            table.add_row("-", "none yet")
-        console.print(table)
+        rows = _yaml_descriptions(CONFIG_DIR / folder) or [("-", "none yet")]
+        console.print(whole_table(f"{title} (configs/{folder}/)", ["name", "description"], rows))
     return 0
 
 
@@ -103,21 +110,30 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     sweep = sweeps.load_sweep(args.file)
     if args.dry_run:
-        table = Table(title=f"sweep {sweep.name}: {len(sweep.cells)} cells, in order", title_justify="left")
-        for column in ("#", "method", "dataset", "variant", "seed", "state", "overrides"):
-            table.add_column(column)
+        # Overrides shared by every cell, then by every cell of a variant, are printed once above the
+        # table (lines wrap at spaces, nothing is cut), so the table keeps each cell's own ones.
+        def shared(cells) -> list[str]:
+            return [o for o in cells[0].overrides if all(o in c.overrides for c in cells)]
+
+        common = shared(sweep.cells)
+        console.print(f"sweep {sweep.name}: {len(sweep.cells)} cells, in order", style="italic")
+        if common:
+            console.print("every cell: " + "  ".join(common))
+        by_variant = {}
+        for variant in dict.fromkeys(c.variant for c in sweep.cells if c.variant):
+            own = [o for o in shared([c for c in sweep.cells if c.variant == variant]) if o not in common]
+            by_variant[variant] = own
+            console.print(f"variant {variant}: " + ("  ".join(own) or "(no overrides)"))
+        rows = []
         for i, cell in enumerate(sweep.cells):
-            state, _ = sweeps.cell_state(cell)
-            table.add_row(
-                str(i),
-                cell.method,
-                cell.dataset,
-                cell.variant,
-                str(cell.seed),
-                state,
-                " ".join(cell.overrides),
-            )
-        console.print(table)
+            listed = {*common, *by_variant.get(cell.variant, [])}
+            own = "\n".join(o for o in cell.overrides if o not in listed)
+            rows.append((str(i), cell.method, cell.dataset, cell.variant, str(cell.seed)))
+            rows[-1] += (sweeps.cell_state(cell)[0], own)
+        columns = ["#", "method", "dataset", "variant", "seed", "state", "other overrides"]
+        if not any(row[-1] for row in rows):
+            columns, rows = columns[:-1], [row[:-1] for row in rows]
+        console.print(whole_table("", columns, rows, whole=6))
         return 0
     if args.executor == "local":
         log_dir = Path(os.environ.get("SNNBENCH_LOGS", "logs")) / "sweeps" / sweep.name
@@ -241,6 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        check_config_dir()
         return args.func(args)
     except BenchError as error:
         notes = " ".join(getattr(error, "__notes__", []))

@@ -12,11 +12,17 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+import logging
+import math
 from pathlib import Path
+from typing import get_args
 
 import pytorch_lightning as pl
+import yaml
+from lightning_fabric.connector import _PRECISION_INPUT_STR
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
+from pytorch_lightning.accelerators import AcceleratorRegistry
 
 from bench import CONFIG_DIR
 from bench.errors import ConfigError
@@ -37,7 +43,7 @@ NON_IDENTITY_KEYS = ("paths", "data.root", "trainer.enable_progress_bar", "varia
 def _read_yaml(path: Path) -> DictConfig:
     try:
         cfg = OmegaConf.load(path)
-    except (OSError, OmegaConfBaseException, ValueError) as error:
+    except (OSError, OmegaConfBaseException, ValueError, yaml.YAMLError) as error:
         raise ConfigError(f"Could not read config file {path}: {error}") from error
     if not isinstance(cfg, DictConfig):
         raise ConfigError(f"Config file {path} must hold a mapping of keys, not {type(cfg).__name__}.")
@@ -121,6 +127,87 @@ def _check_group(group: str, values: DictConfig, target: type, exclude=(), check
             raise ConfigError(f"{group}.{name} is required by {target.__name__} but not set.")
 
 
+def check_time_steps(time_steps: int, frames: int | None) -> None:
+    """Event data: each of the T time steps integrates an equal group of the ``frames`` fine frames."""
+    if int(time_steps) < 1:
+        raise ConfigError(f"method.time_steps must be >= 1, got {time_steps}.")
+    if frames is not None and int(frames) % int(time_steps):
+        divisors = [t for t in range(1, int(frames) + 1) if int(frames) % t == 0]
+        raise ConfigError(
+            f"method.time_steps={time_steps} does not divide data.frames={frames}: each time step "
+            f"integrates an equal group of fine event frames. Use a time_steps in {divisors}, or change "
+            "data.frames."
+        )
+
+
+def _check_finite(cfg: DictConfig) -> None:
+    """No inf or nan anywhere: no run can use one, and a run record (strict JSON) cannot hold one."""
+    flat = OmegaConf.to_container(cfg, resolve=True)
+
+    def walk(node, where: str):
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(value, f"{where}.{key}" if where else str(key))
+        elif isinstance(node, list):
+            for i, value in enumerate(node):
+                walk(value, f"{where}[{i}]")
+        elif isinstance(node, float) and not math.isfinite(node):
+            raise ConfigError(f"{where}={node} is not a finite number; give a finite value.")
+
+    walk(flat, "")
+
+
+def _construct(group: str, cls: type, values: DictConfig):
+    """Build ``cls`` from a config group, a bad value becoming a ConfigError that names the group."""
+    try:
+        return cls(**OmegaConf.to_container(values, resolve=True))
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"Bad {group}.* value for {cls.__name__}: {error}") from error
+
+
+#: Trainer keys that depend on the machine (a sweep is checked on a login node, run on GPU nodes): their
+#: values are checked by name here and for real when the run builds its Trainer, before any record exists.
+DEVICE_KEYS = ("accelerator", "devices", "num_nodes", "strategy", "precision")
+
+
+def _check_trainer(values: DictConfig) -> None:
+    """Lightning checks trainer values when a Trainer is built (16 ms, no files written): build one on the
+    CPU with the machine-dependent keys left out, and check those by name. The epoch budget is checked
+    here, as Lightning accepts 0."""
+    kwargs = OmegaConf.to_container(values, resolve=True)
+    max_epochs, max_steps = kwargs.get("max_epochs"), kwargs.get("max_steps", -1)
+    if isinstance(max_epochs, int) and max_epochs != -1 and max_epochs < 1:
+        raise ConfigError(
+            f"trainer.max_epochs={max_epochs} trains nothing: give at least 1 (or -1 with trainer.max_steps)."
+        )
+    if max_steps == 0:
+        raise ConfigError("trainer.max_steps=0 trains nothing: give at least 1, or -1 for no step limit.")
+    accelerators = {"auto", "gpu", *AcceleratorRegistry.available_accelerators()}
+    if kwargs.get("accelerator", "auto") not in accelerators:
+        raise ConfigError(
+            f"trainer.accelerator={kwargs['accelerator']!r} is not one of {', '.join(sorted(accelerators))}."
+        )
+    precisions = [*get_args(_PRECISION_INPUT_STR), "64", "32", "16", "bf16", 64, 32, 16]
+    if kwargs.get("precision", "32-true") not in precisions:
+        raise ConfigError(
+            f"trainer.precision={kwargs['precision']!r} is not a Lightning precision; use one of "
+            f"{', '.join(get_args(_PRECISION_INPUT_STR))}."
+        )
+    portable = {key: value for key, value in kwargs.items() if key not in DEVICE_KEYS}
+    quiet = {"logger": False, "enable_checkpointing": False, "enable_progress_bar": False}
+    chatter = logging.getLogger("pytorch_lightning.utilities.rank_zero")
+    level = chatter.level
+    chatter.setLevel(logging.WARNING)
+    try:
+        pl.Trainer(**{**portable, **quiet, "enable_model_summary": False, "accelerator": "cpu", "devices": 1})
+    except Exception as error:  # Lightning raises ValueError, TypeError, MisconfigurationException, ...
+        raise ConfigError(f"Lightning rejects the trainer.* settings {portable}: {error}") from error
+    finally:
+        chatter.setLevel(level)
+
+
 def validate(cfg: DictConfig, method_cls: type, dataset_cls: type) -> None:
     """Check every key against the class that receives it; raise :class:`ConfigError` naming valid keys."""
     unknown = set(cfg) - set(TOP_LEVEL_KEYS)
@@ -138,12 +225,19 @@ def validate(cfg: DictConfig, method_cls: type, dataset_cls: type) -> None:
             raise ConfigError(
                 f"{key} must be a sweep's or variant's name (a string) or null, got {cfg[key]!r}."
             )
+    _check_finite(cfg)
     _check_group("method", cfg.method, method_cls, exclude=DATASET_FACTS)
     _check_group("data", cfg.data, dataset_cls)
     _check_group("metrics", cfg.metrics, EnergyMetrics)
-    EnergyMetrics(**OmegaConf.to_container(cfg.metrics, resolve=True))  # checks every value
     # Trainer arguments take unions (devices: int | str | list): Lightning checks their values itself.
     _check_group("trainer", cfg.trainer, pl.Trainer, exclude=RUNNER_OWNED_TRAINER_KEYS, check_types=False)
+    # Values: the constructors that receive them check them (cheap: nothing touches the disk or trains).
+    datamodule = _construct("data", dataset_cls, cfg.data)
+    if datamodule.kind == "event":
+        time_steps = cfg.method.get("time_steps", constructor_keys(method_cls)["time_steps"].default)
+        check_time_steps(time_steps, datamodule.frames)
+    _construct("metrics", EnergyMetrics, cfg.metrics)
+    _check_trainer(cfg.trainer)
     if set(cfg.paths) != {"results", "logs"}:
         raise ConfigError(f"paths must hold exactly `results` and `logs`, got {sorted(cfg.paths)}.")
 

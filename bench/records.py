@@ -77,6 +77,14 @@ def read_record(path: Path) -> dict:
         ) from error
 
 
+def read_status(path: Path) -> str | None:
+    """The status of the record at ``path``; None when there is none or it is unreadable."""
+    try:
+        return json.loads(path.read_text()).get("status")
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return None
+
+
 def write_record(record: dict, results_dir: str | Path) -> Path:
     """Write ``record`` atomically to ``<results>/runs/<run_id>.json`` and return its path.
 
@@ -85,12 +93,8 @@ def write_record(record: dict, results_dir: str | Path) -> Path:
     directory = runs_dir(results_dir)
     directory.mkdir(parents=True, exist_ok=True)
     target = directory / f"{record['run_id']}.json"
-    if record["status"] != "ok" and target.exists():
-        try:
-            if json.loads(target.read_text()).get("status") == "ok":
-                return target
-        except (OSError, json.JSONDecodeError):
-            pass
+    if record["status"] != "ok" and read_status(target) == "ok":
+        return target
     fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=f".{record['run_id']}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as handle:

@@ -6,11 +6,10 @@ one record: ``ok`` with its metrics, or ``failed`` with the error.
 
 from __future__ import annotations
 
-import json
+import csv
 import logging
 import os
 import shutil
-import socket
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,13 +19,18 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint, RichProgressBar
 from pytorch_lightning.loggers import CSVLogger, WandbLogger
+from pytorch_lightning.loggers.csv_logs import ExperimentWriter
+from pytorch_lightning.loggers.logger import rank_zero_experiment
 from pytorch_lightning.plugins.environments import SLURMEnvironment
 from pytorch_lightning.utilities import rank_zero_only
 
+from bench import claims
 from bench import config as config_mod
+from bench.claims import claim_path
 from bench.errors import BenchError, ConfigError, TrainingError
+from bench.guards import DivergenceGuard
 from bench.metrics import EnergyMetrics
-from bench.records import device_name, git_state, package_versions, runs_dir, write_record
+from bench.records import device_name, git_state, package_versions, read_status, runs_dir, write_record
 from bench.registry import get_dataset, get_method
 
 
@@ -66,11 +70,36 @@ def checkpoint_dir(cfg: DictConfig, rid: str) -> Path:
     return Path(cfg.paths.logs) / "checkpoints" / rid
 
 
+class _ContinuingWriter(ExperimentWriter):
+    """Lightning's CSV writer deletes an existing ``metrics.csv`` (its folder is the run id's); a resumed
+    run continues it: the earlier epochs' rows stay and new rows are appended under the same header."""
+
+    def _check_log_dir_exists(self) -> None:
+        if self._fs.isfile(self.metrics_file_path):
+            with self._fs.open(self.metrics_file_path, "r", newline="") as file:
+                self.metrics_keys = sorted(next(csv.reader(file), []))
+
+
+class ResumableCSVLogger(CSVLogger):
+    """CSVLogger whose writer continues the log when ``resuming`` is set (a fresh run starts a new log)."""
+
+    resuming = False  # set by the runner once it knows the run resumes from a checkpoint
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> ExperimentWriter:
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            writer = _ContinuingWriter if self.resuming else ExperimentWriter
+            self._experiment = writer(log_dir=self.log_dir)
+        return self._experiment
+
+
 def make_logger(cfg: DictConfig, method: str, dataset: str, rid: str):
     """The training logger, its version pinned to the run id so a resumed run continues the same log."""
     logs = Path(cfg.paths.logs)
     if cfg.logger == "csv":
-        return CSVLogger(save_dir=logs, name=f"{method}/{dataset}", version=rid)
+        return ResumableCSVLogger(save_dir=logs, name=f"{method}/{dataset}", version=rid)
     if cfg.logger == "wandb":
         try:
             import wandb  # noqa: F401
@@ -106,13 +135,19 @@ def build_trainer(cfg: DictConfig, method: str, dataset: str, rid: str, callback
         # Requeue has one owner, the sweep's submitit task; Lightning's SIGUSR1 auto-requeue stays off.
         plugins.append(SLURMEnvironment(auto_requeue=False))
     logger = make_logger(cfg, method, dataset, rid)
-    return pl.Trainer(
-        **trainer_kwargs,
-        callbacks=callbacks,
-        logger=logger,
-        plugins=plugins or None,
-        default_root_dir=str(cfg.paths.logs),
-    )
+    try:
+        return pl.Trainer(
+            **trainer_kwargs,
+            callbacks=callbacks,
+            logger=logger,
+            plugins=plugins or None,
+            default_root_dir=str(cfg.paths.logs),
+        )
+    except Exception as error:  # a device or precision this machine lacks: Lightning says which
+        raise ConfigError(
+            f"Lightning cannot build a Trainer from trainer.* {trainer_kwargs} on this machine: "
+            f"{type(error).__name__}: {error}"
+        ) from error
 
 
 def dataset_facts(datamodule) -> dict:
@@ -151,10 +186,13 @@ def run(
 ) -> RunResult:
     """Train, validate and test ``method`` on ``dataset``; write and return the run record.
 
-    Config errors are raised before anything is recorded (nothing ran). Any error after that leaves a
-    ``failed`` record (``interrupted`` for Ctrl+C, SIGTERM or a SLURM preemption) and is re-raised. A run
-    whose ``last.ckpt`` exists (an interrupted earlier attempt with the same run id) resumes from it; the
-    checkpoint is deleted once the ``ok`` record is written.
+    Everything a config decides (DataModule, method, metrics callback, Trainer) is built and checked before
+    anything is recorded, so a config mistake leaves no record. Then the run claims its run id (one run id
+    runs once, see :mod:`bench.claims`); any error after that leaves a ``failed`` record (``interrupted``
+    for Ctrl+C, SIGTERM or a SLURM preemption) and is re-raised. A run whose ``last.ckpt`` exists (an
+    interrupted earlier attempt with the same run id) resumes from it; an unreadable one is moved aside and
+    the run starts from scratch, saying so in its record. The checkpoint is deleted once the ``ok`` record
+    is written.
     """
     overrides = [*overrides, *([f"seed={seed}"] if seed is not None else [])]
     cfg = config_mod.load_config(method, dataset, overrides)
@@ -178,17 +216,17 @@ def run(
     }
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule, model = build(cfg, method, dataset)  # constructors check their arguments: nothing ran yet
-    last = checkpoint_dir(cfg, rid) / "last.ckpt"
-    resume = str(last) if last.exists() else None
+    energy = EnergyMetrics(**_to_kwargs(cfg.metrics))
+    trainer = build_trainer(cfg, method, dataset, rid, callbacks=[energy, DivergenceGuard()])
+    claim = claim_path(cfg.paths.results, rid)
+    mine = claims.claim(claim) if rank_zero_only.rank == 0 else None
+    keep_claim = False
     start = time.perf_counter()
-    marker = _mark_running(cfg, rid)
     try:
+        resume = _resume_point(cfg, rid, record)
+        if isinstance(trainer.logger, ResumableCSVLogger):
+            trainer.logger.resuming = resume is not None
         record["dataset_facts"] = dataset_facts(datamodule)
-        if resume:
-            record["resumed_from_epoch"] = _checkpoint_epoch(last)
-            _log.warning("%s: resuming from %s (epoch %d)", rid, last, record["resumed_from_epoch"])
-        energy = EnergyMetrics(**_to_kwargs(cfg.metrics))
-        trainer = build_trainer(cfg, method, dataset, rid, callbacks=[energy])
         trainer.fit(model, datamodule=datamodule, ckpt_path=resume)
         if trainer.interrupted:
             raise KeyboardInterrupt
@@ -201,22 +239,53 @@ def run(
         record["status"] = "ok"
     except BaseException as error:
         interrupted = isinstance(error, KeyboardInterrupt | SystemExit)
+        # A preempted SLURM task is requeued by submitit: its claim stays, so the cell remains its own.
+        keep_claim = interrupted and claims.slurm_job() is not None
         record["status"] = "interrupted" if interrupted else "failed"
         record["error"] = describe_error(error)
         record["wall_time_s"] = round(time.perf_counter() - start, 3)
-        path = _write(record, cfg)
-        marker.unlink(missing_ok=True)
+        path = runs_dir(cfg.paths.results) / f"{rid}.json"
+        kept = read_status(path) == "ok"
+        if not kept:
+            path = _write(record, cfg)
         if interrupted:
             # Lightning turns Ctrl+C into SystemExit after its own shutdown; say what happened.
             error = TrainingError(record["error"])
-        error.add_note(f"The {record['status']} run is recorded in {path}.")
+        if kept:
+            error.add_note(f"The ok record of this run in {path} is kept; this attempt is not recorded.")
+        else:
+            error.add_note(f"The {record['status']} run is recorded in {path}.")
         raise error from None
+    finally:
+        if mine is not None and not keep_claim:
+            claims.release(claim, mine)
     record["wall_time_s"] = round(time.perf_counter() - start, 3)
     path = _write(record, cfg)
-    marker.unlink(missing_ok=True)
     if rank_zero_only.rank == 0:
         shutil.rmtree(checkpoint_dir(cfg, rid), ignore_errors=True)
     return RunResult(record, path)
+
+
+def _resume_point(cfg: DictConfig, rid: str, record: dict) -> str | None:
+    """``last.ckpt`` to resume from, or None. An unreadable one (a crash mid-write, a full disk) is moved
+    aside as ``last.ckpt.corrupt-<time>`` and the run starts from scratch; the record says so."""
+    last = checkpoint_dir(cfg, rid) / "last.ckpt"
+    if not last.exists():
+        return None
+    try:
+        record["resumed_from_epoch"] = _checkpoint_epoch(last)
+    except Exception as error:  # torch.load raises RuntimeError, EOFError, UnpicklingError, KeyError, ...
+        aside = last.with_name(f"last.ckpt.corrupt-{datetime.now(UTC):%Y%m%dT%H%M%S}")
+        if rank_zero_only.rank == 0:
+            last.rename(aside)
+        record["resume_note"] = (
+            f"{last} could not be read ({type(error).__name__}: {error}); it was moved to {aside} and the "
+            "run started from scratch."
+        )
+        _log.warning("%s: %s", rid, record["resume_note"])
+        return None
+    _log.warning("%s: resuming from %s (epoch %d)", rid, last, record["resumed_from_epoch"])
+    return str(last)
 
 
 def _write(record: dict, cfg: DictConfig) -> Path:
@@ -233,20 +302,6 @@ def _checkpoint_epoch(path: Path) -> int:
     import torch
 
     return int(torch.load(path, map_location="cpu", weights_only=False, mmap=True)["epoch"]) + 1
-
-
-def _mark_running(cfg: DictConfig, rid: str) -> Path:
-    """``<results>/running/<run_id>.json`` while the run is in progress: ``bench status`` reads it."""
-    path = Path(cfg.paths.results) / "running" / f"{rid}.json"
-    if rank_zero_only.rank == 0:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        job = os.environ.get("SLURM_ARRAY_JOB_ID")
-        task = os.environ.get("SLURM_ARRAY_TASK_ID")
-        slurm_job = f"{job}_{task}" if job and task else os.environ.get("SLURM_JOB_ID")
-        marker = {"host": socket.gethostname(), "pid": os.getpid(), "slurm_job_id": slurm_job}
-        marker["started_at"] = datetime.now(UTC).isoformat(timespec="seconds")
-        path.write_text(json.dumps(marker))
-    return path
 
 
 def describe_error(error: BaseException) -> str:

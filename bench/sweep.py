@@ -5,7 +5,7 @@ subprocesses or on SLURM as one submitit job array. Every cell runs ``bench run`
 A sweep file (``configs/sweeps/<name>.yaml``)::
 
     description: what the sweep is for (shown by `bench list`)
-    methods: [ann, lif_sg]            # registry keys
+    methods: [ann, lif_sg]            # registry keys, or `all` (every registered method)
     datasets: [mnist5k]
     seeds: [0, 1, 2]
     overrides: {trainer.max_epochs: 3}            # every cell (same keys as `bench run ... key=value`)
@@ -31,7 +31,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -40,7 +39,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from bench import CONFIG_DIR
+from bench import CONFIG_DIR, claims, registry
 from bench import config as config_mod
 from bench.errors import BenchError, ConfigError
 from bench.records import read_record, runs_dir
@@ -152,9 +151,13 @@ def _yaml_value(value) -> str:
 
 
 def _names(cfg: DictConfig, key: str, path: Path) -> list:
+    """``methods`` / ``datasets``: a list of registry keys, or ``all`` (every registered one, so a method
+    added later joins the sweeps that say so without an edit)."""
     value = cfg.get(key)
+    if value == "all":
+        return list(registry.methods() if key == "methods" else registry.datasets())
     if not isinstance(value, ListConfig) or len(value) == 0:
-        raise ConfigError(f"Sweep file {path} needs a non-empty list `{key}`, got {value!r}.")
+        raise ConfigError(f"Sweep file {path} needs a non-empty list `{key}` or `all`, got {value!r}.")
     return list(value)
 
 
@@ -262,39 +265,14 @@ def load_sweep(name_or_path: str, check: bool = True) -> Sweep:
 
 
 # --- cell states -------------------------------------------------------------------------------------
-def marker_dir(results: str | Path) -> Path:
-    """``<results>/running/<run_id>.json`` marks a cell being run (host, pid, SLURM job)."""
-    return Path(results) / "running"
-
-
-def _alive(marker: dict) -> bool:
-    if marker.get("slurm_job_id") and shutil.which("squeue"):
-        out = subprocess.run(
-            ["squeue", "-h", "-j", marker["slurm_job_id"], "-o", "%T"], capture_output=True, text=True
-        )
-        return out.returncode == 0 and out.stdout.strip() in ("RUNNING", "COMPLETING", "CONFIGURING")
-    if marker.get("host") != socket.gethostname():
-        return True  # another machine: trust the marker
-    try:
-        os.kill(int(marker["pid"]), 0)
-    except (OSError, ValueError, KeyError):
-        return False
-    return True
-
-
 def cell_state(cell: Cell) -> tuple[str, dict | None]:
-    """(state, record or None): done / failed / running / pending. An ``interrupted`` record is pending:
-    the next run resumes it."""
+    """(state, record or None): done / failed / running / pending. A live claim (bench.claims) is
+    ``running``, a requeued SLURM job waiting in the queue included; a stale one is removed. An
+    ``interrupted`` record is pending: the next run resumes it."""
     cfg = cell.config()
     rid = config_mod.run_id(cell.method, cell.dataset, cfg)
-    marker_path = marker_dir(cfg.paths.results) / f"{rid}.json"
-    if marker_path.exists():
-        try:
-            marker = read_record(marker_path)
-        except BenchError:
-            marker = {}
-        if _alive(marker):
-            return "running", None
+    if claims.remove_if_stale(claims.claim_path(cfg.paths.results, rid)):
+        return "running", None
     path = runs_dir(cfg.paths.results) / f"{rid}.json"
     if not path.exists():
         return "pending", None
@@ -427,13 +405,29 @@ def slurm_parameters(sweep: Sweep, options: dict) -> dict:
     return params
 
 
-def wait_for_array(array_id: str, poll_s: float = 2.0) -> None:
+def wait_for_array(array_id: str, poll_s: float = 2.0, unreachable_s: float = 300.0) -> None:
     """Block until SLURM lists no task of the job array (finished, failed or cancelled; a requeued task
-    stays listed). Polls ``squeue``, which needs no accounting database, unlike ``sacct``."""
+    stays listed). Polls ``squeue``, which needs no accounting database, unlike ``sacct``; if squeue has
+    not answered for ``unreachable_s`` (slurmctld down), stop waiting with a clear error."""
+    last_answer = time.monotonic()
     while True:
-        out = subprocess.run(["squeue", "-h", "-j", array_id, "-o", "%i"], capture_output=True, text=True)
-        if out.returncode == 0 and not out.stdout.strip():
-            return
+        try:
+            out = subprocess.run(
+                ["squeue", "-h", "-j", array_id, "-o", "%i"], capture_output=True, text=True, timeout=60
+            )
+            answered = out.returncode == 0 or "Invalid job id" in out.stderr
+        except (OSError, subprocess.TimeoutExpired):
+            answered = False
+        if answered:
+            if out.returncode != 0 or not out.stdout.strip():
+                return
+            last_answer = time.monotonic()
+        elif time.monotonic() - last_answer > unreachable_s:
+            raise BenchError(
+                f"squeue has not answered for {unreachable_s:.0f} s (slurmctld down or unreachable?), so "
+                f"--wait stops waiting for job array {array_id}. Its tasks may still run and write their "
+                "records: check later with `bench status`."
+            )
         time.sleep(poll_s)
 
 

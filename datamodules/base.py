@@ -15,6 +15,8 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from bench.errors import ConfigError
+
 
 def default_data_root() -> Path:
     """``$SNNBENCH_DATA``, else ``~/.cache/snnbench``."""
@@ -64,6 +66,10 @@ class BenchDataModule(pl.LightningDataModule):
 
     def __init__(self, root: str | None = None, batch_size: int = 128, num_workers: int = 0):
         super().__init__()
+        if int(batch_size) < 1 or int(num_workers) < 0:
+            raise ConfigError(
+                f"data.batch_size={batch_size} must be >= 1 and data.num_workers={num_workers} >= 0."
+            )
         self.root = Path(root).expanduser() if root else default_data_root()
         self.batch_size = int(batch_size)
         self.num_workers = int(num_workers)

@@ -68,9 +68,13 @@ def _check_range(events: Events, path: Path, height: int, width: int, what: str,
 
 
 # --- N-MNIST .bin --------------------------------------------------------------------------------------
-def read_nmnist_bin(path: str | Path, height: int = 34, width: int = 34) -> Events:
-    """Decode an N-MNIST ``.bin`` file (no header; 40-bit big-endian records, see data-formats.md §4)."""
-    hint = f"Re-extract it from the official N-MNIST archive ({NMNIST_URL})."
+def read_nmnist_bin(path: str | Path, height: int = 34, width: int = 34, hint: str | None = None) -> Events:
+    """Decode an N-MNIST ``.bin`` file (no header; 40-bit big-endian records, see data-formats.md §4).
+
+    ``hint`` ends every error message: how to get a good copy (default: re-extract the official archive;
+    generated data such as nmnist_sim says how to regenerate it instead).
+    """
+    hint = hint or f"Re-extract it from the official N-MNIST archive ({NMNIST_URL})."
     try:
         raw = load_ATIS_bin(path)
     except OSError as error:

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torchvision.transforms import v2
 
-from bench.errors import DataError
+from bench.errors import ConfigError, DataError
 from bench.registry import register_dataset
 from datamodules.base import BenchDataModule, TensorImageDataset, stratified_split
 
@@ -54,6 +54,8 @@ class MNIST5k(BenchDataModule):
         crop_padding: int = 2,
     ):
         super().__init__(root, batch_size, num_workers)
+        if not 0 < float(val_fraction) < 1:
+            raise ConfigError(f"data.val_fraction must lie strictly between 0 and 1, got {val_fraction}.")
         self.val_fraction = float(val_fraction)
         self.augment = bool(augment)
         self.crop_padding = int(crop_padding)

@@ -7,6 +7,7 @@ official test set is the test split; validation is carved from Train, stratified
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,9 @@ from datamodules.event_frames import EventFrameDataModule, SampleIndex, list_fil
 from datamodules.events import NMNIST_URL, Events, read_nmnist_bin
 
 DIGITS = tuple(str(d) for d in range(10))
+OFFICIAL_SIZES = {"Train": 60_000, "Test": 10_000}
+
+log = logging.getLogger(__name__)
 
 
 @register_dataset("nmnist")
@@ -32,6 +36,12 @@ class NMNIST(EventFrameDataModule):
     source = f"the official Train.zip and Test.zip of N-MNIST, {NMNIST_URL}"
 
     def index(self) -> SampleIndex:
+        index = self.scan()
+        self.check_complete(index)
+        return index
+
+    def scan(self) -> SampleIndex:
+        """Every ``.bin`` under ``Train/<digit>/`` and ``Test/<digit>/`` (an empty class is an error)."""
         root = self.require_dir(self.data_dir, "the dataset folder")
         paths: list[Path] = []
         labels: list[int] = []
@@ -51,5 +61,25 @@ class NMNIST(EventFrameDataModule):
                 is_test += [split == "Test"] * len(files)
         return SampleIndex(paths, np.array(labels, dtype=np.int64), test=np.array(is_test))
 
+    def check_complete(self, index: SampleIndex) -> None:
+        """Warn when the split sizes differ from the official 60,000 / 10,000 recordings.
+
+        Only a warning: the archives carry no file list, so a smaller tree may be a deliberate subset
+        (or a test fixture); the warning gives the counts found and where to get the full set.
+        """
+        found = {"Train": int((~index.test).sum()), "Test": int(index.test.sum())}
+        if found != OFFICIAL_SIZES:
+            log.warning(
+                "N-MNIST under %s holds %s Train / %s Test recordings, not the official %s / %s, so its "
+                "splits differ from everyone else's. Unless this subset is deliberate, re-extract %s.",
+                self.data_dir,
+                *(f"{n:,}" for n in (*found.values(), *OFFICIAL_SIZES.values())),
+                self.source,
+            )
+
+    def repair_hint(self) -> str:
+        """How to replace a missing or corrupt file (generated data says how to regenerate it instead)."""
+        return f"Re-extract it from the official N-MNIST archive ({NMNIST_URL})."
+
     def read(self, path: Path) -> Events:
-        return read_nmnist_bin(path, *self.sensor)
+        return read_nmnist_bin(path, *self.sensor, hint=self.repair_hint())

@@ -14,15 +14,16 @@ digit. This module replays that in simulation, so the neuromorphic path runs end
 The streams are written in N-MNIST's own ``.bin`` format and layout (``Train|Test/<digit>/<id>.bin``, id =
 the digit's index in mnist5k) under ``<root>/nmnist_sim/``, and then go through exactly the N-MNIST reader
 and frame pipeline. Generation is vectorised over digits (one loop over the 300 time steps), takes
-seconds, is deterministic given the seed, and runs once: ``generator.json`` marks a complete set. The
-split is mnist5k's: the 1,000 mnist5k test digits are ``Test/``, and the same stratified 10 % of the rest
-is the validation set (3,600 / 400 / 1,000).
+seconds, is deterministic given the seed, and runs once: ``generator.json`` marks a complete set and
+records how many recordings it holds, so a file deleted later is an error, not a silently smaller
+dataset. The split is mnist5k's: the 1,000 mnist5k test digits are ``Test/``, and the same stratified
+10 % of the rest is the validation set (3,600 / 400 / 1,000). The files are generated, so the fix for a
+missing or corrupt one is to delete the folder (it is regenerated), not to fetch an archive.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,7 +33,7 @@ import numpy as np
 from bench.errors import DataError
 from bench.registry import register_dataset
 from datamodules.base import stratified_split
-from datamodules.event_frames import SampleIndex
+from datamodules.event_frames import SampleIndex, owner_tag, remove_orphans
 from datamodules.events import Events, encode_nmnist_bin
 from datamodules.mnist5k import SPLIT_SEED as MNIST5K_SPLIT_SEED
 from datamodules.mnist5k import load_mnist5k
@@ -51,6 +52,7 @@ MISMATCH = 0.02  # per-pixel threshold standard deviation (fixed pattern of the 
 DARK = 0.15  # black level of the monitor relative to white: log(DARK + intensity) stays finite
 NOISE_HZ = 0.1  # background-activity events per pixel per second
 CHUNK = 500  # digits simulated at once (results do not depend on it)
+GENERATING = ".generating-"  # a generation in progress: .generating-<host>-<pid>
 _PAD = 8
 
 
@@ -146,14 +148,23 @@ def simulate(images: np.ndarray, seed: int = SIM_SEED, first_id: int = 0) -> Ite
             yield _finish(rows[bounds[d] : bounds[d + 1]], digit_rng, duration)
 
 
-def generate(folder: Path, seed: int = SIM_SEED) -> dict:
-    """Write the 5,000 simulated recordings as N-MNIST ``.bin`` files under ``folder`` (atomically)."""
-    images, labels = load_mnist5k()
-    pool, test = stratified_split(labels, 0.2, MNIST5K_SPLIT_SEED)
+def layout(labels: np.ndarray) -> list[str]:
+    """Digit i's file relative to the folder, ``Train|Test/<digit>/<i:05d>.bin`` (mnist5k's test digits
+    are ``Test/``)."""
+    _, test = stratified_split(labels, 0.2, MNIST5K_SPLIT_SEED)
     is_test = np.zeros(len(labels), dtype=bool)
     is_test[test] = True
+    return [f"{'Test' if is_test[i] else 'Train'}/{labels[i]}/{i:05d}.bin" for i in range(len(labels))]
+
+
+def generate(folder: Path, seed: int = SIM_SEED) -> dict:
+    """Write the 5,000 simulated recordings as N-MNIST ``.bin`` files under ``folder`` (atomically);
+    leftovers of a generation that was killed are removed first."""
+    images, labels = load_mnist5k()
+    files = layout(labels)
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".generating-{os.getpid()}"
+    remove_orphans(folder, GENERATING)
+    tmp = folder / f"{GENERATING}{owner_tag()}"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         for split in ("Train", "Test"):
@@ -161,8 +172,7 @@ def generate(folder: Path, seed: int = SIM_SEED) -> dict:
                 (tmp / split / str(digit)).mkdir(parents=True)
         total = 0
         for i, events in enumerate(simulate(images, seed)):
-            split = "Test" if is_test[i] else "Train"
-            (tmp / split / str(labels[i]) / f"{i:05d}.bin").write_bytes(encode_nmnist_bin(events))
+            (tmp / files[i]).write_bytes(encode_nmnist_bin(events))
             total += events.size
         for split in ("Train", "Test"):
             shutil.rmtree(folder / split, ignore_errors=True)
@@ -185,20 +195,50 @@ class NMNISTSim(NMNIST):
     expected_layout = "Train|Test/<digit>/<id>.bin, generated from the mnist5k digits"
     source = "the simulator in datamodules/nmnist_sim.py (delete the folder to regenerate it)"
 
-    def generated(self) -> bool:
+    def marker(self) -> dict | None:
+        """``generator.json`` if it marks a complete set made by this simulator version and seed."""
         try:
             marker = json.loads((self.data_dir / "generator.json").read_text())
         except (OSError, ValueError):
-            return False
-        return marker.get("version") == SIM_VERSION and marker.get("seed") == SIM_SEED
+            return None
+        if marker.get("version") == SIM_VERSION and marker.get("seed") == SIM_SEED:
+            return marker
+        return None
 
     def index(self) -> SampleIndex:
-        if not self.generated():
+        marker = self.marker()
+        if marker is None:
             try:
-                generate(self.data_dir)
+                marker = generate(self.data_dir)
             except OSError as error:
                 raise DataError(
                     f"Could not write the simulated N-MNIST recordings to {self.data_dir}: {error}. "
                     "Point data.root (or $SNNBENCH_DATA) at a writable folder."
                 ) from error
-        return super().index()
+        index = self.scan()
+        ids = sorted(int(path.stem) if path.stem.isdigit() else -1 for path in index.paths)
+        if ids != list(range(marker["samples"])):  # the generator writes ids 0..samples-1, once each
+            raise self.missing(self.difference(index, marker["samples"]))
+        return index
+
+    def difference(self, index: SampleIndex, expected: int) -> str:
+        """What is missing (and what is extra) on disk compared with what the generator wrote."""
+        found = {path.relative_to(self.data_dir).as_posix() for path in index.paths}
+        wanted = layout(load_mnist5k()[1])
+        missing = [str(self.data_dir / f) for f in wanted if f not in found]
+        extra = sorted(str(self.data_dir / f) for f in found.difference(wanted))
+        what = f"generator.json records {expected:,} recordings, and {len(index):,} .bin files were found"
+        if missing:
+            what += f"; {len(missing):,} missing, e.g. {', '.join(missing[:3])}"
+        if extra:
+            what += f"; {len(extra):,} not made by the generator, e.g. {', '.join(extra[:3])}"
+        return what
+
+    def missing(self, what: str) -> DataError:
+        return DataError(f"The nmnist_sim dataset is incomplete: {what}. {self.repair_hint()}")
+
+    def repair_hint(self) -> str:
+        return (
+            f"It is generated data: delete the folder {self.data_dir} and the next run regenerates it from "
+            "the embedded mnist5k digits (about 30 s)."
+        )

@@ -20,7 +20,9 @@ from spikingjelly.activation_based.neuron import BaseNode
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from bench.errors import ConfigError, TrainingError
+from bench.config import check_time_steps
+from bench.errors import ConfigError
+from bench.guards import diverged
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
 SCHEDULERS = ("cosine", "none")
@@ -66,15 +68,7 @@ class BenchMethod(pl.LightningModule):
             )
         if scheduler not in SCHEDULERS:
             raise ConfigError(f"method.scheduler={scheduler!r} is not supported; use {SCHEDULERS}.")
-        if int(time_steps) < 1:
-            raise ConfigError(f"method.time_steps must be >= 1, got {time_steps}.")
-        if kind == "event" and frames is not None and int(frames) % int(time_steps):
-            divisors = [t for t in range(1, int(frames) + 1) if int(frames) % t == 0]
-            raise ConfigError(
-                f"method.time_steps={time_steps} does not divide data.frames={frames}: each time step "
-                f"integrates an equal group of fine event frames. Use a time_steps in {divisors}, or change "
-                "data.frames."
-            )
+        check_time_steps(time_steps, frames if kind == "event" else None)
         self.save_hyperparameters()
         self.num_classes = int(num_classes)
         self.input_shape = tuple(int(s) for s in input_shape)
@@ -144,14 +138,18 @@ class BenchMethod(pl.LightningModule):
         return loss
 
     def training_step(self, batch, batch_idx):
-        loss = self._step(batch, "train")
-        if not torch.isfinite(loss):
-            raise TrainingError(
-                f"The training loss became {loss.item()} at epoch {self.current_epoch}, batch "
-                f"{batch_idx} ({type(self).__name__}, lr={self.hparams.lr}). Training diverged: lower "
-                "method.lr, or use trainer.precision=32-true if you trained in reduced precision."
-            )
-        return loss
+        # A non-finite or exploding loss is caught by the runner's DivergenceGuard (bench/guards.py).
+        return self._step(batch, "train")
+
+    def optimizer_step(self, *args, **kwargs):
+        """An absurd learning rate overflows inside the optimiser before any loss is non-finite: report it
+        as the divergence it is."""
+        try:
+            return super().optimizer_step(*args, **kwargs)
+        except RuntimeError as error:
+            if "overflow" not in str(error):
+                raise
+            raise diverged(self, f"The optimiser step overflowed ({error})") from error
 
     def validation_step(self, batch, batch_idx):
         self._step(batch, "val")

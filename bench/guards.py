@@ -1,0 +1,78 @@
+"""The divergence guard: a run whose training loss is non-finite, or stays far above its starting value,
+fails with a clear message instead of finishing ``ok`` at chance accuracy.
+
+The rule (stated in the README): the losses of every ``window`` training steps are checked together (one
+host synchronisation per window, not one per step); the run has diverged when a window holds a non-finite
+loss, or when the mean loss of ``patience`` consecutive windows, or of the last (partial) window at the end
+of training, exceeds ``factor`` times the starting loss, the loss of the run's first step (floored at
+``floor``, so a near-zero start cannot make every later loss look diverged).
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import Callback
+
+from bench.errors import TrainingError
+
+
+def diverged(model: pl.LightningModule, what: str) -> TrainingError:
+    """The error every divergence ends with: what happened, where, and the advice."""
+    lr = getattr(model.hparams, "lr", None)
+    return TrainingError(
+        f"{what} at epoch {model.current_epoch}, step {model.global_step} ({type(model).__name__}, "
+        f"lr={lr}). Training diverged: lower method.lr, or use trainer.precision=32-true if you trained "
+        "in reduced precision."
+    )
+
+
+class DivergenceGuard(Callback):
+    """Fails the run on a non-finite loss or one ``factor`` x above its start (see the module doc)."""
+
+    def __init__(self, window: int = 10, patience: int = 3, factor: float = 100.0, floor: float = 0.01):
+        self.window, self.patience, self.factor, self.floor = window, patience, factor, floor
+        self.start: float | None = None
+        self.losses: list[torch.Tensor] = []
+        self.high_windows = 0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        if loss is None:
+            return
+        self.losses.append(loss.detach().float().reshape(()))
+        if self.start is None or len(self.losses) >= self.window:
+            self.check(pl_module, final=False)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        if self.losses:
+            self.check(pl_module, final=True)
+
+    def check(self, pl_module: pl.LightningModule, final: bool) -> None:
+        losses = torch.stack(self.losses).cpu()  # the window's one synchronisation
+        self.losses = []
+        if not torch.isfinite(losses).all():
+            bad = float(losses[~torch.isfinite(losses)][0])
+            raise diverged(pl_module, f"The training loss became {bad}")
+        if self.start is None:
+            self.start = float(losses[0])
+            return
+        mean, limit = float(losses.mean()), self.factor * max(self.start, self.floor)
+        self.high_windows = self.high_windows + 1 if mean > limit else 0
+        if self.high_windows >= self.patience or (final and mean > limit):
+            raise diverged(
+                pl_module,
+                f"The training loss stayed at {mean:.3g} ({mean / max(self.start, self.floor):.3g}x its "
+                f"starting value {self.start:.3g}; the limit is {self.factor:g}x)",
+            )
+
+    def state_dict(self) -> dict:
+        return {"start": self.start, "high_windows": self.high_windows}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.start = state_dict.get("start")
+        self.high_windows = state_dict.get("high_windows", 0)
+        if self.start is not None and not math.isfinite(self.start):
+            self.start = None
