@@ -7,10 +7,13 @@ one record: ``ok`` with its metrics, or ``failed`` with the error.
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import os
 import shutil
+import sys
 import time
+import traceback
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -313,3 +316,27 @@ def describe_error(error: BaseException) -> str:
     if isinstance(error, BenchError):
         return str(error)
     return f"{type(error).__name__}: {error}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m bench.runner '{"method": ..., "dataset": ..., "overrides": [...]}'``: one run, as a
+    sweep's local cells start it. Exit 0 when it ends ``ok``; otherwise the error (a one-paragraph message,
+    or the traceback of an unexpected error, in the cell's log) and 1, or 130 when interrupted."""
+    spec = json.loads((argv if argv is not None else sys.argv[1:])[0])
+    quiet_lightning()
+    try:
+        result = run(spec["method"], spec["dataset"], spec.get("overrides", []))
+    except KeyboardInterrupt:
+        return 130
+    except BenchError as error:
+        print(" ".join([f"error: {error}", *getattr(error, "__notes__", [])]), file=sys.stderr)
+        return 130 if "Interrupted" in str(error) else 1
+    except Exception:
+        traceback.print_exc()
+        return 1
+    print(f"{result.record['status']}: {result.path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

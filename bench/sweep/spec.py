@@ -1,0 +1,231 @@
+"""A sweep file, read and expanded into cells (the format is in :mod:`bench.sweep`'s docstring)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from bench import CONFIG_DIR, registry
+from bench import config as config_mod
+from bench.errors import BenchError, ConfigError
+
+SWEEP_KEYS = (
+    "description",
+    "methods",
+    "datasets",
+    "seeds",
+    "overrides",
+    "per_dataset",
+    "per_method",
+    "grid",
+    "variants",
+    "reference",
+    "exclude",
+    "slurm",
+)
+#: Sweep-file ``slurm`` keys -> submitit's AutoExecutor parameters.
+SLURM_KEYS = {
+    "partition": "slurm_partition",
+    "cpus_per_task": "cpus_per_task",
+    "gpus_per_node": "gpus_per_node",
+    "mem_gb": "mem_gb",
+    "timeout_min": "timeout_min",
+    "array_parallelism": "slurm_array_parallelism",
+    "account": "slurm_account",
+    "qos": "slurm_qos",
+    "constraint": "slurm_constraint",
+    "signal_delay_s": "slurm_signal_delay_s",
+    "max_num_timeout": "slurm_max_num_timeout",
+}
+
+
+@dataclass(frozen=True)
+class Cell:
+    sweep: str
+    method: str
+    dataset: str
+    variant: str
+    seed: int
+    overrides: tuple[str, ...]
+
+    @property
+    def args(self) -> list[str]:
+        """The ``bench run`` overrides of this cell, its seed and its sweep's name included."""
+        variant = [f"variant={json.dumps(self.variant)}"] if self.variant else []
+        return [*self.overrides, *variant, f"seed={self.seed}", f"sweep={self.sweep}"]
+
+    @property
+    def label(self) -> str:
+        variant = f" [{self.variant}]" if self.variant else ""
+        return f"{self.method} on {self.dataset}{variant} seed {self.seed}"
+
+    def config(self) -> DictConfig:
+        return config_mod.load_config(self.method, self.dataset, self.args)
+
+    def run_id(self) -> str:
+        return config_mod.run_id(self.method, self.dataset, self.config())
+
+
+@dataclass
+class Sweep:
+    name: str
+    description: str
+    cells: list[Cell]
+    slurm: dict
+
+
+def resolve_sweep_path(name_or_path: str) -> Path:
+    """A sweep file path, or a sweep name under ``configs/sweeps/``."""
+    path = Path(name_or_path)
+    if path.exists():
+        return path
+    named = CONFIG_DIR / "sweeps" / f"{name_or_path.removesuffix('.yaml')}.yaml"
+    if named.exists():
+        return named
+    known = ", ".join(sorted(p.stem for p in (CONFIG_DIR / "sweeps").glob("*.yaml")))
+    raise ConfigError(f"Sweep file {name_or_path} does not exist. Known sweeps (configs/sweeps/): {known}.")
+
+
+def _dotlist(mapping, where: str) -> list[str]:
+    """``{method.lr: 0.1, trainer: {max_epochs: 3}}`` -> ``["method.lr=0.1", "trainer.max_epochs=3"]``."""
+    if mapping is None:
+        return []
+    if not isinstance(mapping, DictConfig):
+        raise ConfigError(f"{where} must be a mapping of config keys to values, got {mapping!r}.")
+    flat: list[str] = []
+    for key, value in mapping.items():
+        if isinstance(value, DictConfig):
+            flat += [f"{key}.{item}" for item in _dotlist(value, where)]
+        else:
+            flat.append(f"{key}={_yaml_value(value)}")
+    return flat
+
+
+def _yaml_value(value) -> str:
+    if isinstance(value, ListConfig):
+        value = OmegaConf.to_container(value)
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, list):
+        return "[" + ",".join(_yaml_value(v) for v in value) + "]"
+    return str(value)
+
+
+def _names(cfg: DictConfig, key: str, path: Path) -> list:
+    """``methods`` / ``datasets``: a list of registry keys, or ``all`` (every registered one, so a method
+    added later joins the sweeps that say so without an edit)."""
+    value = cfg.get(key)
+    if value == "all":
+        return list(registry.methods() if key == "methods" else registry.datasets())
+    if not isinstance(value, ListConfig) or len(value) == 0:
+        raise ConfigError(f"Sweep file {path} needs a non-empty list `{key}` or `all`, got {value!r}.")
+    return list(value)
+
+
+def _variants(cfg: DictConfig, path: Path) -> list[tuple[str, list[str]]]:
+    """Named override sets: the product of ``variants`` and ``grid`` (one unnamed variant without them)."""
+    named = [("", [])]
+    if cfg.get("variants") is not None:
+        if not isinstance(cfg.variants, DictConfig) or len(cfg.variants) == 0:
+            raise ConfigError(f"Sweep file {path}: `variants` must map names to override mappings.")
+        named = [
+            (str(k), _dotlist(v or OmegaConf.create({}), f"variants.{k}")) for k, v in cfg.variants.items()
+        ]
+    grid = cfg.get("grid")
+    if grid is None:
+        return named
+    if not isinstance(grid, DictConfig) or not all(isinstance(v, ListConfig) and v for v in grid.values()):
+        raise ConfigError(f"Sweep file {path}: `grid` must map config keys to non-empty lists of values.")
+    combos = []
+    for values in itertools.product(*grid.values()):
+        pairs = [f"{key}={_yaml_value(value)}" for key, value in zip(grid.keys(), values, strict=True)]
+        combos.append((",".join(pairs), pairs))
+    return [
+        (",".join(n for n in (name, combo) if n), [*overrides, *pairs])
+        for name, overrides in named
+        for combo, pairs in combos
+    ]
+
+
+def _excluded(cell: Cell, rules: list[dict]) -> bool:
+    """Whether every field of some rule matches the cell: method, dataset, seed, a named variant, or a
+    config key's value as the cell sets it."""
+    fields = {"method": cell.method, "dataset": cell.dataset, "seed": cell.seed}
+    given = dict(item.split("=", 1) for item in cell.overrides)
+
+    def matches(key, value) -> bool:
+        if key == "variant":
+            return str(value) in cell.variant.split(",")
+        if key in fields:
+            return str(fields[key]) == str(value)
+        return given.get(key) == _yaml_value(value)
+
+    return any(all(matches(k, v) for k, v in rule.items()) for rule in rules)
+
+
+def load_sweep(name_or_path: str, check: bool = True) -> Sweep:
+    """Read and expand a sweep file; with ``check``, every cell's config is merged and validated (unknown
+    methods, datasets or keys are reported before anything runs)."""
+    path = resolve_sweep_path(name_or_path)
+    cfg = config_mod._read_yaml(path)
+    unknown = set(cfg) - set(SWEEP_KEYS)
+    if unknown:
+        raise ConfigError(
+            f"Sweep file {path} has unknown key(s) {', '.join(sorted(unknown))}. Valid keys: "
+            f"{', '.join(SWEEP_KEYS)}."
+        )
+    methods, datasets = _names(cfg, "methods", path), _names(cfg, "datasets", path)
+    seeds = list(cfg.get("seeds") or [0])
+    if not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+        raise ConfigError(f"Sweep file {path}: `seeds` must be a list of integers, got {seeds}.")
+    common = _dotlist(cfg.get("overrides"), "overrides")
+    per_dataset = cfg.get("per_dataset") or OmegaConf.create({})
+    per_method = cfg.get("per_method") or OmegaConf.create({})
+    for group, keys, known in (("per_dataset", per_dataset, datasets), ("per_method", per_method, methods)):
+        stray = set(keys) - set(known)
+        if stray:
+            raise ConfigError(
+                f"Sweep file {path}: `{group}` names {', '.join(sorted(stray))}, which the sweep does not "
+                f"run; it runs {', '.join(known)}."
+            )
+    rules = [OmegaConf.to_container(r) for r in (cfg.get("exclude") or [])]
+    if not all(isinstance(r, dict) and r for r in rules):
+        raise ConfigError(f"Sweep file {path}: `exclude` must be a list of non-empty mappings.")
+    slurm = OmegaConf.to_container(cfg.get("slurm") or OmegaConf.create({}))
+    stray = set(slurm) - set(SLURM_KEYS)
+    if stray:
+        raise ConfigError(
+            f"Sweep file {path}: unknown `slurm` key(s) {', '.join(sorted(stray))}. Valid: "
+            f"{', '.join(SLURM_KEYS)}."
+        )
+    variants = _variants(cfg, path)
+    reference = cfg.get("reference")
+    if reference is not None and reference not in {name for name, _ in variants}:
+        raise ConfigError(
+            f"Sweep file {path}: `reference: {reference}` names no variant; variants: "
+            f"{', '.join(name for name, _ in variants)}."
+        )
+    cells = []
+    for dataset, method in itertools.product(datasets, methods):
+        base = [
+            *common,
+            *_dotlist(per_dataset.get(dataset), f"per_dataset.{dataset}"),
+            *_dotlist(per_method.get(method), f"per_method.{method}"),
+        ]
+        for (variant, overrides), seed in itertools.product(variants, seeds):
+            cell = Cell(path.stem, method, dataset, variant, int(seed), tuple([*base, *overrides]))
+            if not _excluded(cell, rules):
+                cells.append(cell)
+    if check:
+        for cell in cells:
+            try:
+                cell.config()
+            except BenchError as error:
+                raise type(error)(f"Sweep {path.stem}, cell {cell.label}: {error}") from error
+    return Sweep(path.stem, str(cfg.get("description", "")), cells, slurm)

@@ -1,0 +1,39 @@
+"""A cell's state, from its record and its claim: done / failed / running / pending."""
+
+from __future__ import annotations
+
+from bench import claims
+from bench import config as config_mod
+from bench.records import read_record, runs_dir
+from bench.sweep.spec import Cell, Sweep
+
+#: A cell's record states, as ``bench status`` shows them.
+STATES = ("done", "failed", "running", "pending")
+
+
+def cell_state(cell: Cell) -> tuple[str, dict | None]:
+    """(state, record or None): done / failed / running / pending. A live claim (bench.claims) is
+    ``running``, a requeued SLURM job waiting in the queue included; a stale one is removed. An
+    ``interrupted`` record is pending: the next run resumes it."""
+    cfg = cell.config()
+    rid = config_mod.run_id(cell.method, cell.dataset, cfg)
+    if claims.remove_if_stale(claims.claim_path(cfg.paths.results, rid)):
+        return "running", None
+    path = runs_dir(cfg.paths.results) / f"{rid}.json"
+    if not path.exists():
+        return "pending", None
+    record = read_record(path)
+    status = record.get("status")
+    return {"ok": "done", "failed": "failed"}.get(status, "pending"), record
+
+
+def cells_to_run(sweep: Sweep, retry_failed: bool) -> tuple[list[Cell], dict[str, int]]:
+    """The cells that need a run, and a count of the others by state."""
+    todo, skipped = [], {"done": 0, "failed": 0, "running": 0}
+    for cell in sweep.cells:
+        state, _ = cell_state(cell)
+        if state == "pending" or (state == "failed" and retry_failed):
+            todo.append(cell)
+        else:
+            skipped[state] += 1
+    return todo, skipped
