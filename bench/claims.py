@@ -41,10 +41,6 @@ LIVE_SLURM_STATES = frozenset(
 )
 
 
-def claim_path(results: str | Path, rid: str) -> Path:
-    return Path(results) / "running" / f"{rid}.json"
-
-
 def slurm_job() -> str | None:
     """This process's SLURM job as ``squeue -j`` names it (``<array>_<task>`` for an array task)."""
     job, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")

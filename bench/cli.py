@@ -19,6 +19,7 @@ from rich.table import Table
 
 from bench import CONFIG_DIR, check_config_dir, registry
 from bench.errors import BenchError
+from bench.results import paths
 
 console = Console()
 err_console = Console(stderr=True)
@@ -97,9 +98,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_tables(args: argparse.Namespace) -> int:
-    from bench.tables import regenerate
+    from bench.results.publish import regenerate
 
-    results = args.results or os.environ.get("SNNBENCH_RESULTS", "results")
+    results = args.results or paths.results_root()
     for path in regenerate(results):
         console.print(f"wrote {path}")
     return 0
@@ -136,7 +137,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         console.print(whole_table("", columns, rows, whole=6))
         return 0
     if args.executor == "local":
-        log_dir = Path(os.environ.get("SNNBENCH_LOGS", "logs")) / "sweeps" / sweep.name
+        log_dir = paths.sweep_log_dir(paths.logs_root(), sweep.name)
         not_ok = sweeps.run_local(
             sweep, args.max_parallel or 1, args.retry_failed, log_dir, echo=console.print
         )
@@ -149,7 +150,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             "timeout_min": args.timeout_min,
             "array_parallelism": args.max_parallel,
         }
-        log_root = Path(os.environ.get("SNNBENCH_LOGS", "logs"))
+        log_root = paths.logs_root()
         jobs = sweeps.submit_slurm(sweep, args.retry_failed, options, log_root, echo=console.print)
         if not args.wait:
             console.print(f"`bench status {args.file}` shows the cells' progress.")

@@ -29,12 +29,12 @@ from pytorch_lightning.utilities import rank_zero_only
 
 from bench import claims
 from bench import config as config_mod
-from bench.claims import claim_path
 from bench.errors import BenchError, ConfigError, TrainingError
 from bench.guards import DivergenceGuard
 from bench.metrics import EnergyMetrics
-from bench.records import device_name, git_state, package_versions, read_status, runs_dir, write_record
 from bench.registry import get_dataset, get_method
+from bench.results.paths import checkpoint_dir, claim_path, runs_dir
+from bench.results.records import device_name, git_state, package_versions, read_status, write_record
 
 
 @dataclass
@@ -66,11 +66,6 @@ def build(cfg: DictConfig, method: str, dataset: str):
     except (TypeError, ValueError) as error:
         raise ConfigError(f"Could not build method {method} from its config: {error}") from error
     return datamodule, model
-
-
-def checkpoint_dir(cfg: DictConfig, rid: str) -> Path:
-    """Where a run keeps ``last.ckpt``: keyed by run id, so a re-run or a requeued task finds it."""
-    return Path(cfg.paths.logs) / "checkpoints" / rid
 
 
 class _ContinuingWriter(ExperimentWriter):
@@ -130,7 +125,10 @@ def build_trainer(cfg: DictConfig, method: str, dataset: str, rid: str, callback
     if trainer_kwargs.get("enable_checkpointing", True):
         # The newest epoch only, as last.ckpt, overwritten at every epoch end.
         latest = ModelCheckpoint(
-            dirpath=checkpoint_dir(cfg, rid), filename="last", save_top_k=1, enable_version_counter=False
+            dirpath=checkpoint_dir(cfg.paths.logs, rid),
+            filename="last",
+            save_top_k=1,
+            enable_version_counter=False,
         )
         callbacks.append(latest)
     plugins = []
@@ -265,14 +263,14 @@ def run(
     record["wall_time_s"] = round(time.perf_counter() - start, 3)
     path = _write(record, cfg)
     if rank_zero_only.rank == 0:
-        shutil.rmtree(checkpoint_dir(cfg, rid), ignore_errors=True)
+        shutil.rmtree(checkpoint_dir(cfg.paths.logs, rid), ignore_errors=True)
     return RunResult(record, path)
 
 
 def _resume_point(cfg: DictConfig, rid: str, record: dict) -> str | None:
     """``last.ckpt`` to resume from, or None. An unreadable one (a crash mid-write, a full disk) is moved
     aside as ``last.ckpt.corrupt-<time>`` and the run starts from scratch; the record says so."""
-    last = checkpoint_dir(cfg, rid) / "last.ckpt"
+    last = checkpoint_dir(cfg.paths.logs, rid) / "last.ckpt"
     if not last.exists():
         return None
     try:

@@ -7,7 +7,6 @@ constructed, without touching the disk, so tests and ``bench list`` can read the
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -16,11 +15,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from bench.errors import ConfigError
-
-
-def default_data_root() -> Path:
-    """``$SNNBENCH_DATA``, else ``~/.cache/snnbench``."""
-    return Path(os.environ.get("SNNBENCH_DATA", "~/.cache/snnbench")).expanduser()
+from bench.results import paths
 
 
 def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -70,7 +65,7 @@ class BenchDataModule(pl.LightningDataModule):
             raise ConfigError(
                 f"data.batch_size={batch_size} must be >= 1 and data.num_workers={num_workers} >= 0."
             )
-        self.root = Path(root).expanduser() if root else default_data_root()
+        self.root = Path(root).expanduser() if root else paths.data_root()
         self.batch_size = int(batch_size)
         self.num_workers = int(num_workers)
         self.train_set = self.val_set = self.test_set = None

@@ -19,7 +19,8 @@ from bench import claims
 from bench.config import load_config, run_id
 from bench.errors import BenchError, ConfigError, TrainingError
 from bench.guards import DivergenceGuard
-from bench.runner import ResumableCSVLogger, checkpoint_dir, run
+from bench.results.paths import checkpoint_dir
+from bench.runner import ResumableCSVLogger, run
 from bench.sweep import cell_state, load_sweep, wait_for_array
 
 QUICK = [f"{k}={v}" for k, v in TINY.items()] + [
@@ -222,7 +223,7 @@ def test_a_failed_rerun_says_the_existing_ok_record_is_kept(workdir, monkeypatch
 def test_a_corrupt_last_checkpoint_is_moved_aside_and_the_run_starts_from_scratch(workdir):
     overrides = [*QUICK, "trainer.enable_checkpointing=true"]
     cfg = load_config("ann", "mnist5k", overrides)
-    folder = checkpoint_dir(cfg, run_id("ann", "mnist5k", cfg))
+    folder = checkpoint_dir(cfg.paths.logs, run_id("ann", "mnist5k", cfg))
     folder.mkdir(parents=True)
     (folder / "last.ckpt").write_bytes(b"PK\x03\x04 not a zip archive")
     record = run("ann", "mnist5k", overrides).record

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from bench import records
+from bench.results import records
 
 
 def record(status="ok", **extra):

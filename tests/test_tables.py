@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import csv
 
-from bench.records import write_record
-from bench.tables import regenerate
+from bench.results.publish import regenerate
+from bench.results.records import write_record
 
 KEYS = (
     "test_acc",
@@ -196,7 +196,8 @@ def test_energy_plot_points_legend_and_axis(tmp_path):
     marker per T; the axis turns logarithmic only when the energies span more than 10x."""
     import matplotlib.pyplot as plt
 
-    from bench.tables import _plot_dataset, group_records, method_colors
+    from bench.results.aggregate import group_records
+    from bench.results.plots import _plot_dataset, method_colors
 
     records = [
         make("a0", "ann", 0, 1, 0.98, 20.0, 1.0, 0, 4e6, None, 3220.5, 1000, 1000),
@@ -257,7 +258,7 @@ def test_a_row_is_one_experiment_labelled_by_its_variant_or_its_settings(tmp_pat
     sweeps = tmp_path / "configs" / "sweeps"
     sweeps.mkdir(parents=True)
     (sweeps / "abl.yaml").write_text("description: an ablation\nreference: twin\n")
-    monkeypatch.setattr("bench.tables.CONFIG_DIR", tmp_path / "configs")
+    monkeypatch.setattr("bench.results.publish.CONFIG_DIR", tmp_path / "configs")
     for run_id, seed, acc, energy, storage, variant, policy in (
         ("t0", 0, 0.980, 4.0, 400.0, "twin", "none"),
         ("t1", 1, 0.970, 4.0, 400.0, "twin", "none"),

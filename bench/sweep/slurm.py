@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from bench.errors import BenchError
+from bench.results import paths
 from bench.sweep.spec import SLURM_KEYS, Sweep
 from bench.sweep.state import cells_to_run
 
@@ -88,7 +89,7 @@ def submit_slurm(sweep: Sweep, retry_failed: bool, options: dict, log_root: Path
     )
     if not todo:
         return []
-    executor = submitit.AutoExecutor(folder=log_root / "slurm" / sweep.name, cluster="slurm")
+    executor = submitit.AutoExecutor(folder=paths.slurm_dir(log_root, sweep.name), cluster="slurm")
     params = slurm_parameters(sweep, options)
     executor.update_parameters(**params)
     task = _checkpointable()()

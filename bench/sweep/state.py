@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from bench import claims
 from bench import config as config_mod
-from bench.records import read_record, runs_dir
+from bench.results.paths import claim_path, runs_dir
+from bench.results.records import read_record
 from bench.sweep.spec import Cell, Sweep
 
 #: A cell's record states, as ``bench status`` shows them.
@@ -17,7 +18,7 @@ def cell_state(cell: Cell) -> tuple[str, dict | None]:
     ``interrupted`` record is pending: the next run resumes it."""
     cfg = cell.config()
     rid = config_mod.run_id(cell.method, cell.dataset, cfg)
-    if claims.remove_if_stale(claims.claim_path(cfg.paths.results, rid)):
+    if claims.remove_if_stale(claim_path(cfg.paths.results, rid)):
         return "running", None
     path = runs_dir(cfg.paths.results) / f"{rid}.json"
     if not path.exists():

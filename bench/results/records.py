@@ -19,6 +19,7 @@ import torch
 
 from bench import PROJECT_ROOT
 from bench.errors import BenchError
+from bench.results.paths import runs_dir
 
 VERSIONED_PACKAGES = (
     "snnbench",
@@ -30,10 +31,6 @@ VERSIONED_PACKAGES = (
     "omegaconf",
     "numpy",
 )
-
-
-def runs_dir(results_dir: str | Path) -> Path:
-    return Path(results_dir) / "runs"
 
 
 def git_state(root: Path = PROJECT_ROOT) -> dict:

@@ -1,0 +1,64 @@
+"""Every place snnbench reads or writes, and the environment variables that move them: one owner.
+
+``results/`` (``$SNNBENCH_RESULTS``): ``runs/<run_id>.json`` records, ``running/<run_id>.json`` claims,
+``tables/``, ``plots/``, ``README.md``. ``logs/`` (``$SNNBENCH_LOGS``): ``checkpoints/<run_id>/last.ckpt``,
+``<method>/<dataset>/<run_id>/`` training logs, ``sweeps/<sweep>/`` local cell logs, ``slurm/<sweep>/``
+submitit files. The data root (``$SNNBENCH_DATA``, else ``~/.cache/snnbench``) holds ``<dataset key>/``.
+``configs/defaults.yaml`` reads the defaults through the ``snnbench_path`` resolver, so they are written here
+only.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+ENVIRONMENT = {"results": "SNNBENCH_RESULTS", "logs": "SNNBENCH_LOGS", "data": "SNNBENCH_DATA"}
+FALLBACK = {"results": "results", "logs": "logs", "data": "~/.cache/snnbench"}
+
+
+def default(kind: str) -> str:
+    """The default ``results``, ``logs`` or ``data`` location: its environment variable, else the fallback
+    (as written: ``~`` is expanded where the path is used)."""
+    return os.environ.get(ENVIRONMENT[kind], FALLBACK[kind])
+
+
+def results_root() -> Path:
+    return Path(default("results"))
+
+
+def logs_root() -> Path:
+    return Path(default("logs"))
+
+
+def data_root() -> Path:
+    return Path(default("data")).expanduser()
+
+
+def runs_dir(results: str | Path) -> Path:
+    return Path(results) / "runs"
+
+
+def claim_path(results: str | Path, rid: str) -> Path:
+    return Path(results) / "running" / f"{rid}.json"
+
+
+def tables_dir(results: str | Path) -> Path:
+    return Path(results) / "tables"
+
+
+def plots_dir(results: str | Path) -> Path:
+    return Path(results) / "plots"
+
+
+def checkpoint_dir(logs: str | Path, rid: str) -> Path:
+    """Where a run keeps ``last.ckpt``: keyed by run id, so a re-run or a requeued task finds it."""
+    return Path(logs) / "checkpoints" / rid
+
+
+def sweep_log_dir(logs: str | Path, sweep: str) -> Path:
+    return Path(logs) / "sweeps" / sweep
+
+
+def slurm_dir(logs: str | Path, sweep: str) -> Path:
+    return Path(logs) / "slurm" / sweep
