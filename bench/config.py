@@ -31,7 +31,7 @@ from bench.registry import get_dataset, get_method
 from bench.results import paths
 
 # configs/defaults.yaml reads the default locations (and their environment variables) from one owner.
-OmegaConf.register_new_resolver("snnbench_path", paths.default, replace=True)
+OmegaConf.register_resolver("snnbench_path", paths.default, replace=True)
 
 #: Facts the runner takes from the DataModule and passes to the method; never set in configs.
 DATASET_FACTS = ("num_classes", "input_shape", "kind", "frames")

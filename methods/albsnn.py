@@ -79,7 +79,7 @@ from torch.utils.data import DataLoader
 from bench.errors import ConfigError
 from bench.registry import register_method
 from methods.base import BenchMethod, SynapticLayer
-from methods.common.networks import _token, sized_layers
+from methods.common.networks import parse_layers, sized_layers
 from methods.common.neurons import MultiThresholdLIF
 
 SMALL_NET = "32C3-MP2-64C3-MP2-128C3-MP2-128C3"
@@ -241,28 +241,19 @@ def gap_network(
     """``Conv-BN-neuron`` blocks and pooling from a layer string, then a full-precision classifier conv
     (one channel per class) with BN and global average pooling; every conv after the first is a
     BinaryConv2d. BN on the class maps gives the averaged logits a trainable scale from the start."""
-    in_channels, height, width = (int(s) for s in input_shape)
     blocks: list[nn.Module] = []
-    first = True
-    for token in (t for t in layers.split("-") if t):
-        kind, size, kernel = _token(token)
-        if kind == "C":
-            conv_class = layer.Conv2d if first else BinaryConv2d
-            blocks += [
-                conv_class(in_channels, size, kernel, padding=kernel // 2, bias=False, step_mode="m"),
-                layer.BatchNorm2d(size, step_mode="m"),
-                make_neuron(),
-            ]
-            in_channels, first = size, False
-        elif kind in ("AP", "MP") and min(height, width) >= kernel:
-            blocks.append((layer.AvgPool2d if kind == "AP" else layer.MaxPool2d)(kernel, step_mode="m"))
-            height, width = height // kernel, width // kernel
-        else:
-            raise ConfigError(
-                f"albsnn layer {token!r} does not fit {layers!r}: use <n>C<k> convs and AP<k> / MP<k> "
-                "pooling no larger than the maps; there are no FC layers (global average pooling replaces "
-                "them)."
+    why = ": global average pooling replaces FC layers"
+    in_channels, first = int(input_shape[0]), True
+    for spec in parse_layers(layers, input_shape, allowed="C AP MP", why=why):
+        if spec.kind == "C":
+            conv = (layer.Conv2d if first else BinaryConv2d)(
+                spec.inputs, spec.size, spec.kernel, padding=spec.kernel // 2, bias=False, step_mode="m"
             )
+            blocks += [conv, layer.BatchNorm2d(spec.size, step_mode="m"), make_neuron()]
+            in_channels, first = spec.size, False
+        else:
+            pool = layer.AvgPool2d if spec.kind == "AP" else layer.MaxPool2d
+            blocks.append(pool(spec.kernel, step_mode="m"))
     blocks += [
         layer.Conv2d(in_channels, num_classes, 3, padding=1, bias=False, step_mode="m"),
         layer.BatchNorm2d(num_classes, step_mode="m"),

@@ -50,7 +50,7 @@ from torch import nn
 from bench.errors import ConfigError
 from bench.registry import register_method
 from methods.base import BenchMethod
-from methods.common.networks import _token, sized_layers
+from methods.common.networks import output_features, parse_layers, sized_layers
 
 SMALL_NET = "32C3-AP2-64C3-AP2-256FC"
 VGG11 = "64C3-AP2-128C3-AP2-256C3-256C3-AP2-512C3-512C3-AP2-512C3-512C3"
@@ -135,34 +135,24 @@ def stcb_network(
 ) -> nn.Sequential:
     """STCBs from a layer string (``64C3`` conv block, ``AP2`` average pooling, ``256FC`` linear block),
     then a linear classifier on the last trains (an STCB itself for ``readout="spikes"``)."""
-    in_channels, height, width = (int(s) for s in input_shape)
     blocks: list[nn.Module] = []
-    flat = None
-    for token in (t for t in layers.split("-") if t):
-        kind, size, kernel = _token(token)
-        if kind == "C" and flat is None:
-            conv = layer.Conv2d(in_channels, size, kernel, padding=kernel // 2, bias=False, step_mode="m")
-            blocks.append(STCB(conv, nn.BatchNorm2d(size), v_threshold))
-            in_channels = size
-        elif kind == "AP" and flat is None and min(height, width) >= kernel:
-            blocks.append(layer.AvgPool2d(kernel, step_mode="m"))
-            height, width = height // kernel, width // kernel
-        elif kind == "FC":
-            if flat is None:
-                blocks.append(layer.Flatten(step_mode="m"))
-                flat = in_channels * height * width
-            linear = layer.Linear(flat, size, bias=False, step_mode="m")
-            blocks.append(STCB(linear, nn.BatchNorm1d(size), v_threshold))
-            flat = size
-        else:
-            raise ConfigError(
-                f"slssnn layer {token!r} does not fit {layers!r}: use <n>C<k> conv blocks and AP<k> average "
-                "pooling (max pooling is not a function of spike counts) before any <n>FC linear blocks, "
-                "with pooling no larger than the maps."
+    why = ": max pooling is not a function of spike counts, and STCBs integrate whole trains"
+    parsed = parse_layers(layers, input_shape, allowed="C AP FC", why=why)
+    for spec in parsed:
+        if spec.kind == "C":
+            conv = layer.Conv2d(
+                spec.inputs, spec.size, spec.kernel, padding=spec.kernel // 2, bias=False, step_mode="m"
             )
-    if flat is None:
+            blocks.append(STCB(conv, nn.BatchNorm2d(spec.size), v_threshold))
+        elif spec.kind == "AP":
+            blocks.append(layer.AvgPool2d(spec.kernel, step_mode="m"))
+        else:
+            blocks += [layer.Flatten(step_mode="m")] if spec.flattens else []
+            linear = layer.Linear(spec.inputs, spec.size, bias=False, step_mode="m")
+            blocks.append(STCB(linear, nn.BatchNorm1d(spec.size), v_threshold))
+    if not any(spec.kind == "FC" for spec in parsed):
         blocks.append(layer.Flatten(step_mode="m"))
-        flat = in_channels * height * width
+    flat = output_features(parsed, input_shape)
     if readout == "spikes":
         linear = layer.Linear(flat, num_classes, bias=False, step_mode="m")
         blocks.append(STCB(linear, nn.BatchNorm1d(num_classes), v_threshold))

@@ -231,7 +231,7 @@ def test_bad_options_are_config_errors():
         ALBSNN(num_classes=10, input_shape=(1, 28, 28), calibration_batches=0)
     with pytest.raises(ConfigError, match="estimator='relative'"):
         ALBSNN(num_classes=10, input_shape=(1, 28, 28), estimator="relative")
-    with pytest.raises(ConfigError, match="no FC layers"):
+    with pytest.raises(ConfigError, match="global average pooling replaces FC layers"):
         ALBSNN(num_classes=10, input_shape=(1, 28, 28), layers="32C3-128FC")
 
 

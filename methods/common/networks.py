@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from spikingjelly.activation_based import layer
 from torch import nn
@@ -51,20 +52,86 @@ def conv_net(
     return nn.Sequential(*blocks)
 
 
+@dataclass(frozen=True)
+class Layer:
+    """One parsed layer of the notation, with the shapes around it: ``kind`` is ``C`` (conv, ``size``
+    output channels, ``kernel``), ``AP`` / ``MP`` (pooling by ``kernel``) or ``FC`` (``size`` units);
+    ``inputs`` is what it reads (channels, or features: the flattened maps for the first FC) and
+    ``height`` x ``width`` the maps after it (0 x 0 from the first FC on)."""
+
+    token: str
+    kind: str
+    size: int
+    kernel: int
+    inputs: int
+    height: int
+    width: int
+    flattens: bool = False  # the first FC: the maps before it are flattened
+
+
+NOTATION = (
+    "'<channels>C<kernel>' (conv block, e.g. 128C3), 'AP<k>' / 'MP<k>' (average / max pooling) and "
+    "'<units>FC' (linear block), joined by '-'"
+)
+
+
 def _token(token: str) -> tuple[str, int, int]:
-    """``"128C3"`` -> (C, 128, 3); ``"AP2"`` -> (AP, 0, 2); ``"512FC"`` -> (FC, 512, 0)."""
     match = re.fullmatch(r"(\d+)C(\d+)|(AP|MP)(\d+)|(\d+)FC", token)
     if match is None:
-        raise ConfigError(
-            f"layer {token!r} is not understood: use '<channels>C<kernel>' (conv-BN-neuron, e.g. 128C3), "
-            "'AP<k>' / 'MP<k>' (average / max pooling) or '<units>FC' (linear-neuron)."
-        )
+        raise ConfigError(f"layer {token!r} is not understood: use {NOTATION}.")
     conv_out, kernel, pool, size, units = match.groups()
     if conv_out:
         return "C", int(conv_out), int(kernel)
     if pool:
         return pool, 0, int(size)
     return "FC", int(units), 0
+
+
+def parse_layers(
+    layers: str | Sequence[str], input_shape: Sequence[int], allowed: str = "C AP MP FC", why: str = ""
+) -> list[Layer]:
+    """The one parser of the papers' layer notation (``32C3-AP2-32C3-AP2-128FC``) for every method: each
+    layer with the shapes around it. Convs and pooling come before any FC, pooling must fit the maps,
+    and a method may allow fewer kinds (``why`` says why, in the error)."""
+    tokens = [t for t in layers.split("-") if t] if isinstance(layers, str) else list(layers)
+    channels, height, width = (int(s) for s in input_shape)
+    parsed: list[Layer] = []
+    features = 0  # > 0 from the first FC on
+    for token in tokens:
+        kind, size, kernel = _token(token)
+        problem = None
+        if kind not in allowed.split():
+            problem = f"this method takes only {allowed.replace(' ', ', ')} layers{why}"
+        elif kind != "FC" and features:
+            problem = "convs and pooling must come before the first FC layer"
+        elif kind in ("AP", "MP") and min(height, width) < kernel:
+            problem = f"pooling by {kernel} does not fit the {height}x{width} maps at that point"
+        if problem:
+            raise ConfigError(f"layer {token!r} does not fit {'-'.join(tokens)!r}: {problem} ({NOTATION}).")
+        if kind == "C":
+            parsed.append(Layer(token, kind, size, kernel, channels, height, width))
+            channels = size
+        elif kind in ("AP", "MP"):
+            height, width = height // kernel, width // kernel
+            parsed.append(Layer(token, kind, channels, kernel, channels, height, width))
+        else:
+            first = not features
+            inputs = channels * height * width if first else features
+            parsed.append(Layer(token, kind, size, 0, inputs, 0, 0, flattens=first))
+            features = size
+    return parsed
+
+
+def output_features(layers: list[Layer], input_shape: Sequence[int]) -> int:
+    """What the classifier after ``layers`` reads: the last FC's units, else the flattened maps."""
+    if layers and layers[-1].kind == "FC":
+        return layers[-1].size
+    channels, height, width = (int(s) for s in input_shape)
+    convs = [layer for layer in layers if layer.kind == "C"]
+    channels = convs[-1].size if convs else channels
+    if layers:
+        height, width = layers[-1].height, layers[-1].width
+    return channels * height * width
 
 
 def sized_layers(input_shape: Sequence[int], small: str, large: str, stem: str) -> str:
@@ -100,41 +167,31 @@ def layer_stack(
     output population of n neurons per class, averaged per class (spikingjelly's ``VotingLayer``), so the
     readout is a firing rate (the STBP / PLIF output layer).
     """
-    if isinstance(layers, str):
-        layers = [token for token in layers.split("-") if token]
-    in_channels, height, width = (int(s) for s in input_shape)
     blocks: list[nn.Module] = []
-    flat = None
-    for token in layers:
-        kind, size, kernel = _token(token)
-        if kind == "C":
-            if flat is not None:
-                raise ConfigError(f"conv layer {token!r} after a fully connected layer in {list(layers)}.")
+    parsed = parse_layers(layers, input_shape)
+    for spec in parsed:
+        if spec.kind == "C":
             blocks += [
-                layer.Conv2d(in_channels, size, kernel, padding=kernel // 2, bias=False, step_mode="m"),
-                layer.BatchNorm2d(size, step_mode="m"),
+                layer.Conv2d(
+                    spec.inputs, spec.size, spec.kernel, padding=spec.kernel // 2, bias=False, step_mode="m"
+                ),
+                layer.BatchNorm2d(spec.size, step_mode="m"),
                 make_neuron(),
             ]
-            in_channels = size
-        elif kind in ("AP", "MP"):
-            if flat is not None or height < kernel or width < kernel:
-                raise ConfigError(f"pooling {token!r} does not fit the {height}x{width} maps at that point.")
-            pool = layer.AvgPool2d if kind == "AP" else layer.MaxPool2d
-            blocks.append(pool(kernel, step_mode="m"))
-            height, width = height // kernel, width // kernel
+        elif spec.kind in ("AP", "MP"):
+            blocks.append(
+                (layer.AvgPool2d if spec.kind == "AP" else layer.MaxPool2d)(spec.kernel, step_mode="m")
+            )
         else:
-            if flat is None:
-                blocks.append(layer.Flatten(step_mode="m"))
-                flat = in_channels * height * width
+            blocks += [layer.Flatten(step_mode="m")] if spec.flattens else []
             blocks += [
-                layer.Linear(flat, size, bias=False, step_mode="m"),
-                layer.BatchNorm1d(size, step_mode="m"),
+                layer.Linear(spec.inputs, spec.size, bias=False, step_mode="m"),
+                layer.BatchNorm1d(spec.size, step_mode="m"),
                 make_neuron(),
             ]
-            flat = size
-    if flat is None:
+    if not any(spec.kind == "FC" for spec in parsed):
         blocks.append(layer.Flatten(step_mode="m"))
-        flat = in_channels * height * width
+    flat = output_features(parsed, input_shape)
     if voting > 0:
         blocks += [
             layer.Linear(flat, num_classes * voting, step_mode="m"),
