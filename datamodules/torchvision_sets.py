@@ -1,235 +1,30 @@
-"""MNIST, Fashion-MNIST, CIFAR-10 and CIFAR-100 through torchvision's own dataset classes, plus the shared
-base of the static image sets (also used by ``tiny_imagenet``).
+"""MNIST, Fashion-MNIST, CIFAR-10 and CIFAR-100 through torchvision's own dataset classes, on the shared
+base of the static image sets (``datamodules/static_images.py``).
 
 Each set lives in ``<root>/<key>/`` exactly as torchvision's download leaves it (``<root>/mnist/MNIST/raw/``,
 ``<root>/cifar10/cifar-10-batches-py/``, ...). Files are checked before torchvision reads them (IDX headers
 against file sizes, CIFAR md5s, a pickle that will not load) so that a bad file is reported by name instead
 of as a traceback from inside torchvision. The splits are read whole into memory as uint8 ``[N, C, H, W]``
 (150 MB for CIFAR), so the per-sample transforms are tensor ops rather than PIL round trips.
-
-Downloads fail fast: a reachability probe bounded by ``download_timeout`` runs first (a machine without
-internet gets a :class:`DataError` in seconds, not a hang), and the download itself runs under that socket
-timeout. The probe is skipped when the archives torchvision would fetch already lie on disk.
 """
 
 from __future__ import annotations
 
 import math
 import pickle
-import socket
 import struct
-import threading
-import urllib.request
-from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import urlparse
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 from torchvision import datasets
-from torchvision.datasets.utils import calculate_md5, check_integrity
-from torchvision.transforms import v2
+from torchvision.datasets.utils import calculate_md5
 
-from bench.errors import ConfigError, DataError
+from bench.errors import DataError
 from bench.registry import register_dataset
-from datamodules.base import BenchDataModule, TensorImageDataset, stratified_split
-
-SPLIT_SEED = 0  # fixes the train/val split for good, independent of the run's seed
-
-
-def probe(url: str, timeout: float) -> str | None:
-    """``None`` if a TCP connection to the URL's host (or its proxy) opens within ``timeout``, else why not.
-
-    Runs in a daemon thread so that even a hanging DNS lookup cannot hold the caller past ``timeout``.
-    """
-    target = urlparse(urllib.request.getproxies().get(urlparse(url).scheme) or url)
-    port = target.port or (443 if target.scheme == "https" else 80)
-    outcome = [f"no answer within {timeout:g} s"]
-
-    def connect() -> None:
-        try:
-            socket.create_connection((target.hostname, port), timeout=timeout).close()
-            outcome[0] = None
-        except OSError as error:
-            outcome[0] = f"{type(error).__name__}: {error}"
-
-    thread = threading.Thread(target=connect, daemon=True)
-    thread.start()
-    thread.join(timeout)
-    return outcome[0]
-
-
-@contextmanager
-def socket_timeout(seconds: float):
-    """Bound every blocking socket call (connect, each read) made by urllib inside the block."""
-    previous = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(seconds)
-    try:
-        yield
-    finally:
-        socket.setdefaulttimeout(previous)
-
-
-class SplitView(Dataset):
-    """``base[indices[i]]`` with ``transform`` applied to the image: train and val share one base dataset."""
-
-    def __init__(self, base: Dataset, indices: np.ndarray, transform):
-        self.base, self.indices, self.transform = base, indices, transform
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, i):
-        image, label = self.base[int(self.indices[i])]
-        return self.transform(image), label
-
-
-class StaticImageData(BenchDataModule):
-    """Base of the static image sets: presence checks, fail-fast download, fixed stratified val split.
-
-    Subclasses say where the files are (``_required``), how to fetch them (``_fetch``, ``_archives``), how to
-    check them (``_check_files``) and how to read a split as a dataset of uint8 ``[C, H, W]`` images.
-    """
-
-    kind = "static"
-    title: str  # the dataset's name in messages
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    default_crop_padding: int
-    default_hflip: bool
-    download_urls: tuple[str, ...]  # probed before a download; the first is the one to fetch by hand
-    layout: str  # the expected tree under data_dir, for messages
-    source: str = ""  # where to get the files by hand, if not download_urls[0]
-
-    def __init__(
-        self,
-        root: str | None = None,
-        batch_size: int = 128,
-        num_workers: int = 0,
-        val_fraction: float = 0.1,
-        augment: bool = True,
-        crop_padding: int | None = None,
-        hflip: bool | None = None,
-        download: bool = True,
-        download_timeout: float = 10.0,
-    ):
-        super().__init__(root, batch_size, num_workers)
-        if not 0 < float(val_fraction) < 1:
-            raise ConfigError(f"data.val_fraction must lie strictly between 0 and 1, got {val_fraction}.")
-        self.val_fraction = float(val_fraction)
-        self.augment = bool(augment)
-        self.crop_padding = self.default_crop_padding if crop_padding is None else int(crop_padding)
-        self.hflip = self.default_hflip if hflip is None else bool(hflip)
-        self.download = bool(download)
-        self.download_timeout = float(download_timeout)
-
-    # -- what subclasses provide ---------------------------------------------------------------------------
-    def _required(self) -> list[Path]:
-        """Paths that must exist before the dataset can be read."""
-        raise NotImplementedError
-
-    def _archives(self) -> list[tuple[Path, str]]:
-        """(path, md5) of the archives whose presence makes a download work offline."""
-        raise NotImplementedError
-
-    def _fetch(self) -> None:
-        """Download (or extract) the dataset into ``data_dir``."""
-        raise NotImplementedError
-
-    def _check_files(self) -> None:
-        """Raise :class:`DataError` naming the first file that is corrupt."""
-
-    def _read(self, train: bool) -> tuple[Dataset, np.ndarray]:
-        """The train or test split as a dataset of (uint8 image, label), plus its labels."""
-        raise NotImplementedError
-
-    # -- shared flow ---------------------------------------------------------------------------------------
-    def _missing(self) -> list[Path]:
-        return [path for path in self._required() if not path.exists()]
-
-    def _where_to_get(self) -> str:
-        """The sentence every data error ends with: the expected tree and where to get the files."""
-        return (
-            f"Expected {self.root}/{self.layout}. Get it from {self.source or self.download_urls[0]}, or set "
-            f"data.root to the folder that holds {self.registry_key}/."
-        )
-
-    def _missing_error(self, missing: list[Path]) -> DataError:
-        how = (
-            "data.download is true, so prepare_data() (which the Trainer calls first) downloads it there."
-            if self.download
-            else "data.download is false, so nothing was downloaded."
-        )
-        return DataError(
-            f"{self.title} is not in {self.data_dir}: {missing[0]} is missing. {how} {self._where_to_get()}"
-        )
-
-    def prepare_data(self) -> None:
-        """Download once if the files are missing and ``download`` is on; sets no state."""
-        missing = self._missing()
-        if not missing:
-            return
-        if not self.download:
-            raise self._missing_error(missing)
-        if not all(check_integrity(path, md5) for path, md5 in self._archives()):
-            reasons = [(url, probe(url, self.download_timeout)) for url in self.download_urls]
-            if all(why for _, why in reasons):
-                tried = "; ".join(f"{url} ({why})" for url, why in reasons)
-                raise DataError(
-                    f"Downloading {self.title} to {self.data_dir} failed: could not reach {tried}. Is this "
-                    f"machine offline? {self._where_to_get()} Then data.download=false "
-                    "skips the download."
-                )
-        try:
-            with socket_timeout(self.download_timeout):
-                self._fetch()
-        except DataError:
-            raise
-        except Exception as error:  # network, md5 or archive errors from torchvision/urllib: one message
-            raise DataError(
-                f"Downloading {self.title} to {self.data_dir} failed: {type(error).__name__}: {error}. "
-                f"{self._where_to_get()}"
-            ) from error
-        missing = self._missing()
-        if missing:
-            raise DataError(
-                f"The {self.title} download finished but {missing[0]} is still missing. "
-                f"{self._where_to_get()}"
-            )
-
-    def transforms(self) -> tuple[v2.Compose, v2.Compose]:
-        """(train, eval) transforms of a uint8 ``[C, H, W]`` image: augmentation, then scale + normalise."""
-        normalize = [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(self.mean), list(self.std))]
-        augment = []
-        if self.augment:
-            augment.append(v2.RandomCrop(self.input_shape[1:], padding=self.crop_padding))
-            if self.hflip:
-                augment.append(v2.RandomHorizontalFlip())
-        return v2.Compose(augment + normalize), v2.Compose(normalize)
-
-    def setup(self, stage: str | None = None) -> None:
-        if self.test_set is not None:
-            return
-        missing = self._missing()
-        if missing:
-            raise self._missing_error(missing)
-        self._check_files()
-        train_base, train_labels = self._read(train=True)
-        test_base, test_labels = self._read(train=False)
-        for labels, split in ((train_labels, "train"), (test_labels, "test")):
-            if len(labels) == 0 or labels.min() < 0 or labels.max() >= self.num_classes:
-                raise DataError(
-                    f"The {split} labels of {self.title} in {self.data_dir} are not {self.num_classes} "
-                    f"classes 0..{self.num_classes - 1} (found {len(labels)} labels"
-                    + (f" from {labels.min()} to {labels.max()})." if len(labels) else ").")
-                    + f" {self._where_to_get()}"
-                )
-        train_idx, val_idx = stratified_split(train_labels, self.val_fraction, SPLIT_SEED)
-        train_tf, eval_tf = self.transforms()
-        self.train_set = SplitView(train_base, train_idx, train_tf)
-        self.val_set = SplitView(train_base, val_idx, eval_tf)
-        self.test_set = SplitView(test_base, np.arange(len(test_labels)), eval_tf)
+from datamodules.base import TensorImageDataset
+from datamodules.static_images import StaticImageData
 
 
 class TorchvisionImages(StaticImageData):

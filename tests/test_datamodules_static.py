@@ -30,8 +30,9 @@ from torchvision.transforms import v2
 from bench import registry
 from bench.errors import DataError
 from bench.runner import run
+from datamodules.static_images import probe
 from datamodules.tiny_imagenet import TinyImageNet
-from datamodules.torchvision_sets import CIFAR10, CIFAR100, MNIST, FashionMNIST, probe
+from datamodules.torchvision_sets import CIFAR10, CIFAR100, MNIST, FashionMNIST
 
 STATIC = {
     "mnist": MNIST,

@@ -19,10 +19,11 @@ def test_mnist5k_split_is_fixed_stratified_and_disjoint():
     dm.setup()
     assert (len(dm.train_set), len(dm.val_set), len(dm.test_set)) == (3600, 400, 1000)
     for subset, per_class in ((dm.train_set, 360), (dm.val_set, 40), (dm.test_set, 100)):
-        assert subset.labels.bincount().tolist() == [per_class] * 10
+        assert subset.base.labels[subset.indices].bincount().tolist() == [per_class] * 10
+    assert not set(dm.train_set.indices) & set(dm.val_set.indices)  # both index the 4,000 training digits
     again = MNIST5k(val_fraction=0.1)
     again.setup()
-    assert (again.test_set.images == dm.test_set.images).all()
+    assert (again.test_set.base.images == dm.test_set.base.images).all()
     image, label = dm.test_set[0]
     assert image.shape == (1, 28, 28) and image.dtype.is_floating_point
 
