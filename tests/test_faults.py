@@ -19,8 +19,9 @@ from bench import claims
 from bench.config import load_config, run_id
 from bench.errors import BenchError, ConfigError, TrainingError
 from bench.guards import DivergenceGuard
+from bench.loggers import ResumableCSVLogger
 from bench.results.paths import checkpoint_dir
-from bench.runner import ResumableCSVLogger, run
+from bench.runner import run
 from bench.sweep import cell_state, load_sweep, wait_for_array
 
 QUICK = [f"{k}={v}" for k, v in TINY.items()] + [
