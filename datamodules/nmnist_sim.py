@@ -195,6 +195,12 @@ class NMNISTSim(NMNIST):
     expected_layout = "Train|Test/<digit>/<id>.bin, generated from the mnist5k digits"
     source = "the simulator in datamodules/nmnist_sim.py (delete the folder to regenerate it)"
 
+    @classmethod
+    def fixture(cls, root: Path) -> None:
+        """None: generating the 5,000 recordings takes half a minute; nmnist_sim is N-MNIST's format and
+        reader (the ``nmnist`` fixture) fed by the simulator, which test_datamodules_events.py checks."""
+        return None
+
     def marker(self) -> dict | None:
         """``generator.json`` if it marks a complete set made by this simulator version and seed."""
         try:

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import struct
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,8 +16,8 @@ import torch
 from bench.errors import ConfigError, DataError
 from datamodules import nmnist_sim
 from datamodules.base import stratified_split
-from datamodules.cifar10_dvs import CIFAR10DVS, CLASSES
-from datamodules.dvs_gesture import DVSGesture
+from datamodules.cifar10_dvs import AEDAT2_HEADER, CIFAR10DVS, CLASSES, aedat2_record, write_cifar10_dvs
+from datamodules.dvs_gesture import AEDAT31_HEADER, GESTURE_CSV, DVSGesture, aedat31_packet, write_gesture
 from datamodules.events import (
     Events,
     encode_nmnist_bin,
@@ -29,39 +27,8 @@ from datamodules.events import (
     read_nmnist_bin,
 )
 from datamodules.mnist5k import load_mnist5k
-from datamodules.nmnist import NMNIST
+from datamodules.nmnist import HAND, NMNIST, nmnist_record, write_nmnist
 from datamodules.nmnist_sim import NMNISTSim
-
-
-# --- writers in the official formats -------------------------------------------------------------------
-def nmnist_record(x: int, y: int, p: int, t: int) -> bytes:
-    """40-bit big-endian: x (8) | y (8) | p (1) | t (23)."""
-    return bytes([x, y, (p << 7) | (t >> 16), (t >> 8) & 0xFF, t & 0xFF])
-
-
-AEDAT2_HEADER = (
-    b"#!AER-DAT2.0\r\n# This is a raw AE data file - do not edit\r\n"
-    b"# Data format is int32 address, int32 timestamp (8 bytes total), repeated for each event\r\n"
-    b"# Timestamps tick is 1 us\r\n"
-)
-AEDAT31_HEADER = (
-    b"#!AER-DAT3.1\r\n#Format: RAW\r\n#Source 1: DVS128\r\n"
-    b"#Start-Time: 2017-01-01 00:00:00 (TZ+0000)\r\n#!END-HEADER\r\n"
-)
-
-
-def aedat2_record(x_raw: int, y_raw: int, p_raw: int, t: int, external: bool = False) -> bytes:
-    return struct.pack(">II", (external << 15) | (y_raw << 8) | (x_raw << 1) | p_raw, t)
-
-
-def aedat31_packet(events, overflow: int = 0, kind: int = 1) -> bytes:
-    """One packet: 28-byte little-endian header + (data, timestamp) per event (x, y, p, t[, valid])."""
-    body = b"".join(
-        struct.pack("<Ii", (e[0] << 17) | (e[1] << 2) | (e[2] << 1) | (e[4] if len(e) > 4 else 1), e[3])
-        for e in events
-    )
-    n = len(events)
-    return struct.pack("<hhiiiiii", kind, 1, 8, 4, overflow, n, n, n) + body
 
 
 def reference_frames(events, frames, split_by, height, width, scale=1):
@@ -76,32 +43,6 @@ def reference_frames(events, frames, split_by, height, width, scale=1):
             k = min((t - min(ts)) // max((max(ts) - min(ts)) // frames, 1), frames - 1)
         out[k, p, y // scale, x // scale] += 1
     return out
-
-
-# --- N-MNIST fixture -----------------------------------------------------------------------------------
-#: Hand-made sample Train/7/00070.bin: (x, y, p, t).
-HAND = [(1, 2, 1, 0), (1, 2, 1, 10), (33, 0, 0, 20), (0, 33, 0, 30), (5, 5, 1, 40), (5, 5, 0, 90)]
-
-
-def nmnist_sample(digit: int, k: int) -> list[tuple[int, int, int, int]]:
-    if (digit, k) == (7, 0):
-        return HAND
-    n = 5 + digit + 3 * k
-    return [((3 * i + digit) % 34, (5 * i + k) % 34, i % 2, 1000 * i + digit) for i in range(n)]
-
-
-def write_nmnist(folder: Path) -> dict[Path, list]:
-    """Train: 2 samples per digit, Test: 1 (ids 10*digit + k); returns {path: events}."""
-    truth = {}
-    for split, per_class in (("Train", 2), ("Test", 1)):
-        for digit in range(10):
-            (folder / split / str(digit)).mkdir(parents=True, exist_ok=True)
-            for k in range(per_class):
-                events = nmnist_sample(digit, k + (2 if split == "Test" else 0))
-                path = folder / split / str(digit) / f"{10 * digit + k:05d}.bin"
-                path.write_bytes(b"".join(nmnist_record(*e) for e in events))
-                truth[path] = events
-    return truth
 
 
 def items(dm, dataset):
@@ -244,29 +185,6 @@ def test_bad_frame_options_are_config_errors():
         CIFAR10DVS(split="random")
 
 
-# --- CIFAR10-DVS fixture -------------------------------------------------------------------------------
-IDS = (0, 1, 2, 3, 4, 100, 101, 102, 103, 104)
-
-
-def write_cifar10_dvs(folder: Path) -> dict[Path, list]:
-    """10 classes x ids 0-4 and 100-104; returns {path: [(x_raw, y_raw, p_raw, t)]} (pixel events only)."""
-    truth = {}
-    for label, name in enumerate(CLASSES):
-        (folder / name).mkdir(parents=True)
-        for i in IDS:
-            if (label, i) == (0, 0):
-                events = [(0, 0, 0, 0), (127, 5, 1, 5)]
-            else:
-                n = 3 + (label + i) % 5
-                events = [((7 * k + label) % 128, (13 * k + i) % 128, k % 2, 100 * k) for k in range(n)]
-            records = b"".join(aedat2_record(*e) for e in events)
-            records += aedat2_record(3, 3, 1, 999, external=True)  # dropped
-            path = folder / name / f"cifar10_{name}_{i}.aedat"
-            path.write_bytes(AEDAT2_HEADER + records)
-            truth[path] = events
-    return truth
-
-
 def test_aedat2_reader_follows_spikingjelly_orientation(tmp_path):
     path = tmp_path / "a.aedat"
     path.write_bytes(AEDAT2_HEADER + aedat2_record(0, 0, 0, 0) + aedat2_record(127, 5, 1, 5))
@@ -326,43 +244,8 @@ def test_cifar10_dvs_errors_name_the_file_and_the_problem(tmp_path):
         CIFAR10DVS(root=str(tmp_path)).prepare_data()
 
 
-# --- DVS128 Gesture fixture ----------------------------------------------------------------------------
-GESTURE_CSV = {
-    "user01_fluorescent": [(1, 1000, 2000), (2, 2000, 3000), (8, 3000, 4000), (8, 5000, 6000)],
-    "user02_lab": [(1, 100, 200), (2, 300, 400), (8, 500, 600)],
-    "user24_led": [(1, 10, 20), (11, 30, 40)],
-}
-
-
-def gesture_events(name: str) -> list[tuple]:
-    """(x, y, p, t[, valid]) around and inside the CSV windows of ``name``."""
-    rows = GESTURE_CSV[name]
-    events = [(120, 3, 1, rows[0][1] - 1)]  # before the first window
-    for r, (_, start, end) in enumerate(rows):
-        for k in range(2 + r):
-            events.append(((5 * k + r) % 128, (9 * k + 7 * r) % 128, k % 2, start + k))
-        events.append((0, 0, 1, end - 1))
-        events.append((1, 1, 0, start + 1, 0))  # invalid (valid mark 0): dropped
-    events.append((127, 127, 0, rows[-1][2]))  # at the last window's end: excluded
-    return sorted(events, key=lambda e: e[3])
-
-
 def expected_window_counts(name: str) -> list[int]:
     return [3 + r for r in range(len(GESTURE_CSV[name]))]  # 2 + r events + the one at end - 1
-
-
-def write_gesture(folder: Path) -> None:
-    folder.mkdir(parents=True)
-    (folder / "trials_to_train.txt").write_text("user01_fluorescent.aedat\nuser02_lab.aedat\n")
-    (folder / "trials_to_test.txt").write_text("user24_led.aedat\n\n")
-    for name, rows in GESTURE_CSV.items():
-        lines = ["class,startTime_usec,endTime_usec", *(f"{c},{s},{e}" for c, s, e in rows)]
-        (folder / f"{name}_labels.csv").write_text("\n".join(lines) + "\n")
-        events = gesture_events(name)
-        half = len(events) // 2
-        special = aedat31_packet([(0, 0, 0, 7), (0, 0, 0, 8)], kind=0)  # a non-polarity packet, skipped
-        data = aedat31_packet(events[:half]) + special + aedat31_packet(events[half:])
-        (folder / f"{name}.aedat").write_bytes(AEDAT31_HEADER + data)
 
 
 def test_aedat31_reader_decodes_packets_overflow_and_valid_marks(tmp_path):

@@ -9,21 +9,16 @@ local server that never answers, so they fail within seconds.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import pickle
 import shutil
 import socket
-import struct
 import time
 import urllib.request
 import zipfile
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 from torchvision import datasets
 from torchvision.transforms import v2
 
@@ -31,8 +26,18 @@ from bench import registry
 from bench.errors import DataError
 from bench.runner import run
 from datamodules.static_images import probe
-from datamodules.tiny_imagenet import TinyImageNet
-from datamodules.torchvision_sets import CIFAR10, CIFAR100, MNIST, FashionMNIST
+from datamodules.tiny_imagenet import COLOURS, WNIDS, TinyImageNet, write_tiny_imagenet
+from datamodules.torchvision_sets import (
+    CIFAR10,
+    CIFAR100,
+    MNIST,
+    FashionMNIST,
+    fixture_datamodule,
+    md5,
+    write_cifar10,
+    write_cifar100,
+    write_mnist,
+)
 
 STATIC = {
     "mnist": MNIST,
@@ -41,34 +46,6 @@ STATIC = {
     "cifar100": CIFAR100,
     "tiny_imagenet": TinyImageNet,
 }
-
-
-def md5(path) -> str:
-    return hashlib.md5(path.read_bytes()).hexdigest()
-
-
-# -- MNIST / Fashion-MNIST: IDX ------------------------------------------------------------------------------
-def write_idx(path, array: np.ndarray) -> None:
-    """magic 0x0800 + ndim (uint8 data), big-endian uint32 dims, then the raw bytes."""
-    header = struct.pack(f">I{array.ndim}I", 0x0800 + array.ndim, *array.shape)
-    path.write_bytes(header + array.astype(np.uint8).tobytes())
-
-
-def idx_split(n_per_class: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    labels = rng.permutation(np.repeat(np.arange(10), n_per_class)).astype(np.uint8)
-    return rng.integers(0, 256, (len(labels), 28, 28), dtype=np.uint8), labels
-
-
-def write_mnist(data_dir, class_name: str) -> dict[str, np.ndarray]:
-    raw = data_dir / class_name / "raw"
-    raw.mkdir(parents=True)
-    (train_x, train_y), (test_x, test_y) = idx_split(4, 1), idx_split(1, 2)
-    write_idx(raw / "train-images-idx3-ubyte", train_x)
-    write_idx(raw / "train-labels-idx1-ubyte", train_y)
-    write_idx(raw / "t10k-images-idx3-ubyte", test_x)
-    write_idx(raw / "t10k-labels-idx1-ubyte", test_y)
-    return {"train_x": train_x, "train_y": train_y, "test_x": test_x, "test_y": test_y}
 
 
 MNISTS = [(MNIST, "MNIST", 0.1307, 0.3081), (FashionMNIST, "FashionMNIST", 0.2860, 0.3530)]
@@ -147,74 +124,10 @@ def test_corrupt_idx_file_is_named(tmp_path, name, damage, says):
     assert str(path) in str(info.value) and says in str(info.value)
 
 
-# -- CIFAR-10 / CIFAR-100: pickled batches -------------------------------------------------------------------
-def write_pickle(path, entry: dict) -> None:
-    with open(path, "wb") as f:
-        pickle.dump(entry, f, protocol=2)
-
-
-def cifar_batch(labels: np.ndarray, key: str, seed: int) -> dict:
-    """A batch dict as in the originals: rows of 1024 R, 1024 G, 1024 B values."""
-    data = np.random.default_rng(seed).integers(0, 256, (len(labels), 3072), dtype=np.uint8)
-    entry = {
-        "batch_label": f"batch {seed}",
-        "data": data,
-        "filenames": [f"img_{i}.png" for i in range(len(labels))],
-    }
-    entry[key] = labels.tolist()
-    if key == "fine_labels":
-        entry["coarse_labels"] = (labels // 5).tolist()  # ignored by the loader: the fine labels count
-    return entry
-
-
-def with_fixture_md5s(tv_class: type, folder) -> type:
-    """The torchvision class with the fixture files' md5s instead of the originals' (data-formats.md, 2)."""
-    listed = {
-        "train_list": [[name, md5(folder / name)] for name, _ in tv_class.train_list],
-        "test_list": [[name, md5(folder / name)] for name, _ in tv_class.test_list],
-        "meta": {**tv_class.meta, "md5": md5(folder / tv_class.meta["filename"])},
-    }
-    return type(f"Fixture{tv_class.__name__}", (tv_class,), listed)
-
-
-def write_cifar10(data_dir) -> tuple[Path, dict]:
-    folder = data_dir / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    written = {}
-    for b, name in enumerate([f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]):
-        labels = np.random.default_rng(b).permutation(np.repeat(np.arange(10), 2))
-        written[name] = cifar_batch(labels, "labels", seed=b)
-        write_pickle(folder / name, written[name])
-    names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-    write_pickle(folder / "batches.meta", {"label_names": names, "num_cases_per_batch": 20, "num_vis": 3072})
-    return folder, written
-
-
-def write_cifar100(data_dir) -> tuple[Path, dict]:
-    folder = data_dir / "cifar-100-python"
-    folder.mkdir(parents=True)
-    written = {}
-    for seed, (name, per_class) in enumerate({"train": 2, "test": 1}.items()):
-        labels = np.random.default_rng(seed).permutation(np.repeat(np.arange(100), per_class))
-        written[name] = cifar_batch(labels, "fine_labels", seed=seed)
-        write_pickle(folder / name, written[name])
-    meta = {
-        "fine_label_names": [f"fine{i}" for i in range(100)],
-        "coarse_label_names": [f"c{i}" for i in range(20)],
-    }
-    write_pickle(folder / "meta", meta)
-    return folder, written
-
-
 CIFARS = [
     (CIFAR10, write_cifar10, datasets.CIFAR10, "labels"),
     (CIFAR100, write_cifar100, datasets.CIFAR100, "fine_labels"),
 ]
-
-
-def fixture_datamodule(cls: type, tv_class: type, folder) -> type:
-    """The registered DataModule reading through the fixture-md5 torchvision class."""
-    return type(f"Fixture{cls.__name__}", (cls,), {"tv_class": with_fixture_md5s(tv_class, folder)})
 
 
 @pytest.mark.parametrize(("cls", "write", "tv_class", "key"), CIFARS, ids=["cifar10", "cifar100"])
@@ -269,39 +182,6 @@ def test_cifar_broken_pickle_names_the_file(tmp_path):
     with pytest.raises(DataError) as info:
         cls(root=str(tmp_path)).setup()
     assert f"file {broken}:" in str(info.value)
-
-
-# -- Tiny ImageNet: the official zip's tree ------------------------------------------------------------------
-WNIDS = ["n09999999", "n01443537", "n02085620"]  # unsorted, as in the real wnids.txt
-COLOURS = {"n01443537": (200, 30, 30), "n02085620": (30, 200, 30), "n09999999": (30, 30, 200)}
-
-
-def write_jpeg(path, colour, mode="RGB") -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    value = colour if mode == "RGB" else colour[0]
-    Image.new(mode, (64, 64), value).save(path, format="JPEG", quality=95)
-
-
-def write_tiny_imagenet(data_dir):
-    base = data_dir / "tiny-imagenet-200"
-    base.mkdir(parents=True)
-    (base / "wnids.txt").write_text("\n".join(WNIDS) + "\n")
-    (base / "words.txt").write_text("".join(f"{w}\tthing {w}\n" for w in [*WNIDS, "n00000001"]))
-    for wnid in WNIDS:
-        boxes = []
-        for k in range(4):
-            name = f"{wnid}_{k}.JPEG"
-            grey = wnid == "n09999999" and k == 0  # Tiny ImageNet holds some greyscale JPEGs
-            write_jpeg(base / "train" / wnid / "images" / name, COLOURS[wnid], "L" if grey else "RGB")
-            boxes.append(f"{name}\t0\t0\t63\t63\n")
-        (base / "train" / wnid / f"{wnid}_boxes.txt").write_text("".join(boxes))
-    annotations = []
-    for k, wnid in enumerate(WNIDS * 2):
-        write_jpeg(base / "val" / "images" / f"val_{k}.JPEG", COLOURS[wnid])
-        annotations.append(f"val_{k}.JPEG\t{wnid}\t1\t2\t60\t61\n")
-    (base / "val" / "val_annotations.txt").write_text("".join(annotations))
-    write_jpeg(base / "test" / "images" / "test_0.JPEG", (90, 90, 90))  # unlabelled: never read
-    return base
 
 
 def test_tiny_imagenet_labels_follow_sorted_wnids(tmp_path):
