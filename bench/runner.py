@@ -55,10 +55,8 @@ def _to_kwargs(group: DictConfig) -> dict:
 def build(cfg: DictConfig, method: str, dataset: str):
     """(datamodule, model) from a resolved config; the dataset's facts go into the method."""
     datamodule = get_dataset(dataset)(**_to_kwargs(cfg.data))
-    facts = {"num_classes": datamodule.num_classes, "input_shape": datamodule.input_shape}
-    facts.update(kind=datamodule.kind, frames=datamodule.frames)
     try:
-        model = get_method(method)(**facts, **_to_kwargs(cfg.method))
+        model = get_method(method)(**method_facts(datamodule), **_to_kwargs(cfg.method))
     except (TypeError, ValueError) as error:
         raise ConfigError(f"Could not build method {method} from its config: {error}") from error
     return datamodule, model
@@ -98,10 +96,19 @@ def build_trainer(cfg: DictConfig, method: str, dataset: str, rid: str, callback
         ) from error
 
 
+def method_facts(datamodule) -> dict:
+    """The dataset's facts every method receives (the one place they flow from data into a method)."""
+    return {
+        "num_classes": datamodule.num_classes,
+        "input_shape": list(datamodule.input_shape),
+        "kind": datamodule.kind,
+        "frames": datamodule.frames,
+    }
+
+
 def dataset_facts(datamodule) -> dict:
-    """What the run's data was: shape facts plus the choices tables must not mix (split protocol, frames)."""
-    facts = {"num_classes": datamodule.num_classes, "input_shape": list(datamodule.input_shape)}
-    facts.update(kind=datamodule.kind, frames=datamodule.frames)
+    """What the run's data was: the method's facts plus the choices tables must not mix (split, frames)."""
+    facts = method_facts(datamodule)
     if getattr(datamodule, "split", None) is not None:
         facts["split"] = datamodule.split
     if getattr(datamodule, "frame_spec", None) is not None:

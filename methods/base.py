@@ -89,11 +89,7 @@ class BenchMethod(pl.LightningModule):
         """
         if self.kind == "event":
             batch, frames = x.shape[:2]
-            if frames % self.time_steps:
-                raise ConfigError(
-                    f"The batch has {frames} frames per sample, which method.time_steps={self.time_steps} "
-                    "does not divide."
-                )
+            check_time_steps(self.time_steps, frames)
             if frames != self.time_steps:
                 x = x.reshape(batch, self.time_steps, frames // self.time_steps, *x.shape[2:]).sum(2)
             return x.transpose(0, 1).contiguous()

@@ -39,6 +39,7 @@ from torch import nn
 from bench import registry
 from bench.config import load_config
 from bench.metrics import EnergyMetrics
+from bench.runner import method_facts
 from datamodules import nmnist_sim
 from datamodules.mnist5k import MNIST5k, load_mnist5k
 from methods.common.neurons import MultiThresholdLIF
@@ -318,10 +319,10 @@ def real_batches(tmp_path_factory):
 def test_every_method_counts_equal_neurobench_and_op_counter(method, dataset, real_batches):
     datamodule, x = real_batches[dataset]
     cfg = load_config(method, dataset)
-    facts = {"num_classes": datamodule.num_classes, "input_shape": datamodule.input_shape}
-    facts.update(kind=datamodule.kind, frames=datamodule.frames)
     torch.manual_seed(0)
-    model = registry.get_method(method)(**facts, **OmegaConf.to_container(cfg.method, resolve=True))
+    model = registry.get_method(method)(
+        **method_facts(datamodule), **OmegaConf.to_container(cfg.method, resolve=True)
+    )
     model = model.double().eval()
     x = x.double()
     layers, _ = assert_agrees_with_peers(model, lambda: model(x), samples=len(x))
