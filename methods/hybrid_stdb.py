@@ -140,12 +140,68 @@ class _STDBSpike(torch.autograd.Function):
         return grad_output * surrogate, None, None, None, None
 
 
+class _FusedSingleSpikeIF(torch.autograd.Function):
+    """The single-spike IF over the whole ``[T, ...]`` sequence as one autograd node.
+
+    Same equations as ``SingleSpikeIF.single_step_functional_forward`` + ``_STDBSpike``, but the forward
+    records no ops and keeps only ``dt[t]`` (which also says whether the neuron had fired: ``dt >= 0``),
+    and the backward runs the membrane recurrence in reverse by hand: the neuron costs about half as much
+    as the per-step graph, and it is most of a hybrid_stdb training step. It relies on the memories'
+    invariant ``dt = -1`` exactly while the neuron has not fired, so ``dt[t] = dt[t-1] + fired[t]``.
+    """
+
+    @staticmethod
+    def forward(ctx, x, v, fired, dt, v_threshold, leak, alpha, beta):
+        x = x.contiguous()
+        spikes = torch.empty_like(x)
+        dt_seq = torch.empty_like(x, dtype=dt.dtype)
+        v0, fired0 = v, fired
+        for t in range(x.shape[0]):
+            integrated = torch.add(x[t], v, alpha=leak) if leak != 1 else x[t] + v
+            v = torch.where(fired, v, integrated)  # no integration after the spike
+            spike = torch.div(v, v_threshold) > 1  # m = v / V_th - 1 > 0, bit for bit
+            spike.logical_and_(fired.logical_not())
+            fired = fired | spike
+            torch.add(dt, fired, out=dt_seq[t])  # -1 until the spike, then 0, 1, 2, ...
+            dt = dt_seq[t]
+            spikes[t].copy_(spike)
+        if ctx.needs_input_grad[0] or ctx.needs_input_grad[1]:
+            ctx.save_for_backward(v0, fired0, dt_seq, v_threshold)
+            ctx.constants = (leak, alpha, beta)
+        dt = dt.clone()
+        ctx.mark_non_differentiable(fired, dt)
+        return spikes, v.clone(), fired, dt
+
+    @staticmethod
+    def backward(ctx, grad_spikes, grad_v, _grad_fired, _grad_dt):
+        v0, fired0, dt_seq, v_threshold = ctx.saved_tensors
+        leak, alpha, beta = ctx.constants
+        scale = alpha / v_threshold.to(grad_spikes.dtype)  # do/dm = alpha (...), dm/du = 1 / V_th
+        zero = torch.zeros((), dtype=grad_spikes.dtype, device=grad_spikes.device)
+        grad_x = torch.empty_like(grad_spikes, memory_format=torch.contiguous_format)
+        gv = grad_v  # dL/du[t], carried backwards
+        for t in range(dt_seq.shape[0] - 1, -1, -1):
+            dt = dt_seq[t]
+            if beta is None:
+                gv = torch.addcmul(gv, grad_spikes[t], scale)
+            else:  # alpha exp(-beta dt) from the spike on, 0 before
+                surrogate = torch.where(dt >= 0, torch.exp(dt * -beta), zero).mul_(scale)
+                gv = torch.addcmul(gv, grad_spikes[t], surrogate)
+            fired_before = dt_seq[t - 1] >= 0 if t else fired0
+            torch.where(fired_before, zero, gv, out=grad_x[t])  # a frozen membrane takes no input
+            if leak != 1:
+                gv = torch.where(fired_before, gv, gv * leak)
+        return grad_x, gv, None, None, None, None, None, None
+
+
 class SingleSpikeIF(BaseNode):
     """Integrate-and-fire neuron that fires at most once per sample, trained through the STDB surrogate.
 
     Memories: membrane ``v``, ``fired`` (bool) and ``dt`` (steps since the spike, 0 at its step, -1 before
     it). The threshold is a buffer, so it is saved with the model and broadcast under DDP. ``ann_mode``
     turns the module into the ANN twin's activation: ReLU, or the identity for the output layer.
+    Multi-step mode runs ``_FusedSingleSpikeIF`` (``fused=False``: the per-step graph, which single-step
+    mode always uses; the two agree to rounding, ``tests/test_fused_neuron.py``).
     """
 
     def __init__(
@@ -156,8 +212,10 @@ class SingleSpikeIF(BaseNode):
         beta: float | None = 0.5,
         output: bool = False,
         step_mode: str = "m",
+        fused: bool = True,
     ):
         super().__init__(float(v_threshold), None, None, False, step_mode)
+        self.fused = bool(fused)  # multi-step mode: one fused autograd node, or the per-step reference
         del self.v_threshold  # a float in BaseNode; a buffer here
         self.register_buffer("v_threshold", torch.tensor(float(v_threshold)))
         self.register_memory("fired", False)
@@ -187,6 +245,12 @@ class SingleSpikeIF(BaseNode):
         return (out,), (v, fired, dt)
 
     def multi_step_functional_forward(self, inputs, states, **kwargs):
+        if self.fused:
+            v, fired, dt = states
+            spikes, *states = _FusedSingleSpikeIF.apply(
+                inputs[0], v, fired, dt, self.v_threshold, self.leak, self.alpha, self.beta
+            )
+            return (spikes,), tuple(states)
         spikes = []
         for x in inputs[0].unbind(0):  # unbind: one gradient stack in backward, not T zero-filled copies
             (spike,), states = self.single_step_functional_forward((x,), states)
