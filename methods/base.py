@@ -75,9 +75,9 @@ class BenchMethod(pl.LightningModule):
         self.kind = kind
         self.time_steps = int(time_steps)
         self.frames = None if frames is None else int(frames)  # fine frames per event sample
-        self.train_acc = MulticlassAccuracy(num_classes=self.num_classes, average="micro")
-        self.val_acc = MulticlassAccuracy(num_classes=self.num_classes, average="micro")
-        self.test_acc = MulticlassAccuracy(num_classes=self.num_classes, average="micro")
+        self.train_acc = MulticlassAccuracy(self.num_classes, average="micro", validate_args=False)
+        self.val_acc = MulticlassAccuracy(self.num_classes, average="micro", validate_args=False)
+        self.test_acc = MulticlassAccuracy(self.num_classes, average="micro", validate_args=False)
 
     # --- what a method overrides -------------------------------------------------------------------
     def encode(self, x: torch.Tensor) -> torch.Tensor:
@@ -124,12 +124,18 @@ class BenchMethod(pl.LightningModule):
         return self.readout(self.net(self.encode(x)))
 
     def _step(self, batch, stage: str) -> torch.Tensor:
+        """Loss and accuracy, with nothing that waits for the device on every step: the accuracy is only
+        accumulated (``update``: its value is computed at the epoch's end; the labels come from a checked
+        DataModule, so its argument checks are off), and the per-step loss goes to the progress bar only
+        when there is one (showing it reads the value back every step)."""
         x, y = batch
         logits = self(x)
         loss = self.compute_loss(logits, y)
         accuracy = getattr(self, f"{stage}_acc")
-        accuracy(logits, y)
-        self.log(f"{stage}/loss", loss, prog_bar=True, on_step=stage == "train", on_epoch=True)
+        accuracy.update(logits, y)
+        on_step = stage == "train"
+        bar = not on_step or getattr(self._trainer, "progress_bar_callback", None) is not None
+        self.log(f"{stage}/loss", loss, prog_bar=bar, on_step=on_step, on_epoch=True)
         self.log(f"{stage}/acc", accuracy, prog_bar=True, on_step=False, on_epoch=True)
         return loss
 
