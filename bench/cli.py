@@ -50,16 +50,19 @@ def whole_table(title: str, columns: list[str], rows: list[tuple[str, ...]], who
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    rows = [(key, registry.describe(cls)) for key, cls in registry.methods().items()]
+    # The catalogue reads the plugins' sources: listing them imports no torch, Lightning or plugin.
+    catalogue = registry.catalogue()
+    rows = [(key, info.description) for key, info in catalogue["method"].items()]
     console.print(whole_table("Methods (--method)", ["key", "description"], rows))
 
     facts, descriptions = [], []
-    for key, cls in registry.datasets().items():
-        kind = cls.kind + (f", {cls.frames} fr." if cls.frames else "")
-        shape = "x".join(str(s) for s in cls.input_shape)
-        data = "embedded" if cls.embedded else "download"
-        facts.append((key, kind, shape, str(cls.num_classes), data, cls.sizes))
-        descriptions.append((key, registry.describe(cls)))
+    for key, info in catalogue["dataset"].items():
+        fact = info.facts
+        kind = fact["kind"] + (f", {fact['frames']} fr." if fact["frames"] else "")
+        shape = "x".join(str(s) for s in fact["input_shape"])
+        data = "embedded" if fact["embedded"] else "download"
+        facts.append((key, kind, shape, str(fact["num_classes"]), data, fact["sizes"]))
+        descriptions.append((key, info.description))
     columns = ["key", "kind", "C,H,W", "classes", "data", "train / val / test"]
     console.print(whole_table("Datasets (--dataset)", columns, facts, whole=5))
     console.print(whole_table("", ["dataset", "description"], descriptions))
@@ -135,6 +138,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         if not any(row[-1] for row in rows):
             columns, rows = columns[:-1], [row[:-1] for row in rows]
         console.print(whole_table("", columns, rows, whole=6))
+        packing = sweeps.describe_packing(sweep, args.executor, args.cells_per_task, args.retry_failed)
+        if packing:
+            console.print(packing)
         return 0
     if args.executor == "local":
         log_dir = paths.sweep_log_dir(paths.logs_root(), sweep.name)
@@ -149,6 +155,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             "mem_gb": args.mem_gb,
             "timeout_min": args.timeout_min,
             "array_parallelism": args.max_parallel,
+            "cells_per_task": args.cells_per_task,
         }
         log_root = paths.logs_root()
         jobs = sweeps.submit_slurm(sweep, args.retry_failed, options, log_root, echo=console.print)
@@ -171,7 +178,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from bench import sweep as sweeps
 
-    sweep = sweeps.load_sweep(args.file)
+    sweep = sweeps.load_sweep(args.file, check=False)  # run ids need no validation: quick, no torch
     table = Table(title=f"sweep {sweep.name}", title_justify="left")
     for column in ("method", "dataset", "variant", "seed", "state", "accuracy", "run id / error"):
         table.add_column(column)
@@ -240,6 +247,11 @@ def build_parser() -> argparse.ArgumentParser:
     slurm.add_argument("--gpus-per-node", type=int)
     slurm.add_argument("--mem-gb", type=float)
     slurm.add_argument("--timeout-min", type=int, help="time limit per task, minutes")
+    slurm.add_argument(
+        "--cells-per-task",
+        type=int,
+        help="cells one array task runs one after another in one process (1: a task per cell)",
+    )
     slurm.add_argument("--wait", action="store_true", help="wait for the job array to finish")
     p_sweep.set_defaults(func=cmd_sweep)
 

@@ -14,20 +14,16 @@ import inspect
 import json
 import logging
 import math
+import warnings
 from pathlib import Path
 from typing import get_args
 
-import pytorch_lightning as pl
 import yaml
-from lightning_fabric.connector import _PRECISION_INPUT_STR
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
-from pytorch_lightning.accelerators import AcceleratorRegistry
 
-from bench import CONFIG_DIR
+from bench import CONFIG_DIR, registry
 from bench.errors import ConfigError
-from bench.metrics import EnergyMetrics
-from bench.registry import get_dataset, get_method
 from bench.results import paths
 
 # configs/defaults.yaml reads the default locations (and their environment variables) from one owner.
@@ -180,6 +176,10 @@ def _check_trainer(values: DictConfig) -> None:
     """Lightning checks trainer values when a Trainer is built (16 ms, no files written): build one on the
     CPU with the machine-dependent keys left out, and check those by name. The epoch budget is checked
     here, as Lightning accepts 0."""
+    import pytorch_lightning as pl  # here, not at the top: reading a config imports no Lightning
+    from lightning_fabric.connector import _PRECISION_INPUT_STR
+    from pytorch_lightning.accelerators import AcceleratorRegistry
+
     kwargs = OmegaConf.to_container(values, resolve=True)
     max_epochs, max_steps = kwargs.get("max_epochs"), kwargs.get("max_steps", -1)
     if isinstance(max_epochs, int) and max_epochs != -1 and max_epochs < 1:
@@ -205,7 +205,11 @@ def _check_trainer(values: DictConfig) -> None:
     level = chatter.level
     chatter.setLevel(logging.WARNING)
     try:
-        pl.Trainer(**{**portable, **quiet, "enable_model_summary": False, "accelerator": "cpu", "devices": 1})
+        with warnings.catch_warnings():  # e.g. "srun is available but not used": about a run, not a check
+            warnings.simplefilter("ignore")
+            pl.Trainer(
+                **{**portable, **quiet, "enable_model_summary": False, "accelerator": "cpu", "devices": 1}
+            )
     except Exception as error:  # Lightning raises ValueError, TypeError, MisconfigurationException, ...
         raise ConfigError(f"Lightning rejects the trainer.* settings {portable}: {error}") from error
     finally:
@@ -214,6 +218,10 @@ def _check_trainer(values: DictConfig) -> None:
 
 def validate(cfg: DictConfig, method_cls: type, dataset_cls: type) -> None:
     """Check every key against the class that receives it; raise :class:`ConfigError` naming valid keys."""
+    import pytorch_lightning as pl
+
+    from bench.metrics import EnergyMetrics
+
     unknown = set(cfg) - set(TOP_LEVEL_KEYS)
     if unknown:
         raise ConfigError(
@@ -251,9 +259,16 @@ def load_config(
     dataset: str,
     overrides: list[str] | tuple[str, ...] = (),
     config_dir: Path = CONFIG_DIR,
+    check: bool = True,
 ) -> DictConfig:
-    """The resolved, validated config of one run (see the module docstring for the merge order)."""
-    method_cls, dataset_cls = get_method(method), get_dataset(dataset)
+    """The resolved, validated config of one run (see the module docstring for the merge order). With
+    ``check=False`` only the keys are checked to exist and nothing is imported or validated: enough for a
+    run id (``bench status``), after the sweep's cells were checked once."""
+    if check:
+        method_cls, dataset_cls = registry.get_method(method), registry.get_dataset(dataset)
+    else:
+        registry.require_key("method", method)
+        registry.require_key("dataset", dataset)
     layers = [_read_yaml(config_dir / "defaults.yaml")]
     for path in (config_dir / "datasets" / f"{dataset}.yaml", config_dir / "methods" / f"{method}.yaml"):
         if path.exists():
@@ -268,7 +283,8 @@ def load_config(
         OmegaConf.resolve(cfg)
     except OmegaConfBaseException as error:
         raise ConfigError(f"Could not merge the config for {method} on {dataset}: {error}") from error
-    validate(cfg, method_cls, dataset_cls)
+    if check:
+        validate(cfg, method_cls, dataset_cls)
     return cfg
 
 

@@ -19,3 +19,8 @@ class DataError(BenchError):
 
 class TrainingError(BenchError):
     """Training diverged (NaN/inf loss) or was interrupted."""
+
+
+class RunInterrupted(TrainingError):
+    """The run was stopped from outside (Ctrl+C, SIGTERM, a SLURM preemption): recorded ``interrupted``,
+    resumable, not a failure of the run."""

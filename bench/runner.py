@@ -24,7 +24,7 @@ from pytorch_lightning.utilities import rank_zero_only
 
 from bench import claims
 from bench import config as config_mod
-from bench.errors import BenchError, ConfigError, TrainingError
+from bench.errors import BenchError, ConfigError, RunInterrupted
 from bench.guards import DivergenceGuard
 from bench.loggers import ResumableCSVLogger, make_logger
 from bench.metrics import EnergyMetrics
@@ -205,7 +205,7 @@ def run(
             path = _write(record, cfg)
         if interrupted:
             # Lightning turns Ctrl+C into SystemExit after its own shutdown; say what happened.
-            error = TrainingError(record["error"])
+            error = RunInterrupted(record["error"])
         if kept:
             error.add_note(f"The ok record of this run in {path} is kept; this attempt is not recorded.")
         else:

@@ -1,3 +1,5 @@
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -36,3 +38,46 @@ def test_duplicate_key_is_an_error():
 def test_every_method_has_a_config_file_and_description(key):
     assert Path(CONFIG_DIR / "methods" / f"{key}.yaml").is_file()
     assert registry.describe(registry.get_method(key))
+
+
+def test_the_catalogue_read_from_the_sources_agrees_with_the_imported_classes():
+    """`bench list` reads keys, descriptions and dataset facts without importing: they must be the
+    classes' own (a fact written as a non-literal is read from the class)."""
+    catalogue = registry.catalogue()
+    assert set(catalogue["method"]) == set(registry.methods()) and len(catalogue["method"]) >= 7
+    assert set(catalogue["dataset"]) == set(registry.datasets()) and len(catalogue["dataset"]) >= 10
+    for key, cls in registry.methods().items():
+        info = catalogue["method"][key]
+        assert (info.module, info.class_name) == (cls.__module__, cls.__name__)
+        assert info.description == registry.describe(cls) != ""
+    for key, cls in registry.datasets().items():
+        info = catalogue["dataset"][key]
+        assert info.description == registry.describe(cls) != ""
+        assert info.facts == {name: getattr(cls, name) for name in registry.DATASET_FACTS}
+    # Inherited facts come through the base classes: nmnist_sim inherits N-MNIST's shape, mnist5k the
+    # static kind and frames=None from the DataModule base.
+    assert catalogue["dataset"]["nmnist_sim"].facts["input_shape"] == (2, 34, 34)
+    assert catalogue["dataset"]["mnist5k"].facts["kind"] == "static"
+
+
+def test_listing_the_registry_imports_no_torch_lightning_or_plugin():
+    """`bench list` and the catalogue stay quick: no heavy import (the CLI's speed promise)."""
+    code = (
+        "import sys; from bench.cli import main; main(['list']); "
+        "heavy = [m for m in ('torch', 'pytorch_lightning', 'spikingjelly', 'methods.ann', "
+        "'datamodules.mnist5k') if m in sys.modules]; print('HEAVY', heavy)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "HEAVY []" in out.stdout and "mnist5k" in out.stdout and "lif_sg" in out.stdout
+
+
+def test_looking_up_a_key_imports_only_its_module():
+    code = (
+        "import sys; from bench import registry; registry.get_method('ann'); "
+        "print('LOADED', sorted(m for m in sys.modules if m.startswith('methods.') and m.count('.') == 1))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    loaded = out.stdout.split("LOADED", 1)[1]
+    assert "'methods.ann'" in loaded and "methods.slssnn" not in loaded, loaded

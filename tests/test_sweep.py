@@ -16,10 +16,12 @@ from pathlib import Path
 import pytest
 
 from bench import CONFIG_DIR
+from bench.cli import main as bench_main
 from bench.config import load_config, run_id
-from bench.errors import ConfigError, RegistryError
+from bench.errors import BenchError, ConfigError, RegistryError
 from bench.runner import build
-from bench.sweep import cells_to_run, load_sweep, wait_for_array
+from bench.sweep import cell_state, cells_to_run, load_sweep, pack, wait_for_array
+from bench.sweep.slurm import CellsTask, ProcessBaseline, cells_per_task
 
 TINY = {
     "trainer.limit_train_batches": 2,
@@ -130,6 +132,15 @@ exclude:
             ConfigError,
             "unknown `slurm` key(s) gpus",
         ),
+        *[
+            (
+                f"methods: [ann]\ndatasets: [mnist5k]\nslurm: {{cells_per_task: {bad}}}\n",
+                ConfigError,
+                f"`cells_per_task` must be a whole number of at least 1 (how many cells one SLURM array "
+                f"task runs, one after another in one process; 1 gives every cell its own task), got {got}",
+            )
+            for bad, got in (("0", "0"), ("-2", "-2"), ("2.5", "2.5"), ("two", "'two'"), ("true", "True"))
+        ],
     ],
 )
 def test_bad_sweep_files_are_config_errors_before_anything_runs(tmp_path, text, error, message):
@@ -259,6 +270,104 @@ def test_an_interrupted_run_records_interrupted_then_resumes_from_its_checkpoint
     assert not (tmp_path / "logs" / "checkpoints" / rid).exists()  # removed once the run is recorded
 
 
+# --- packed SLURM cells (the task's code, run here in-process) ------------------------------------------
+PACKED_SWEEP = """
+methods: [ann, lif_sg]
+datasets: [mnist5k]
+seeds: [0, 1]
+exclude: [{method: ann, seed: 1}]
+slurm: {cells_per_task: 2}
+"""
+
+
+def test_cells_are_packed_in_order_into_as_few_balanced_tasks_as_allowed(workdir):
+    cells = list(range(14))
+    assert pack(cells, 1) == [[c] for c in cells]
+    assert pack(cells, 7) == [cells[0::2], cells[1::2]]  # dealt out: not one task of the slow cells
+    assert [len(t) for t in pack(cells, 4)] == [4, 4, 3, 3]  # as few tasks as allowed, sizes balanced
+    assert pack(cells[:3], 2) == [[0, 2], [1]] and pack([], 3) == []
+    sweep = load_sweep(str(write_sweep(workdir, "packed", PACKED_SWEEP)), check=False)
+    assert sweep.cells_per_task == 2 and "cells_per_task" not in sweep.slurm  # not a submitit parameter
+    assert cells_per_task(sweep, None) == 2 and cells_per_task(sweep, 5) == 5  # the flag wins
+    with pytest.raises(ConfigError, match="--cells-per-task: `cells_per_task` must be a whole number"):
+        cells_per_task(sweep, 0)
+
+
+def test_dry_run_shows_how_the_cells_are_packed_into_array_tasks(workdir, capsys):
+    path = str(write_sweep(workdir, "packed", PACKED_SWEEP))
+
+    def dry_run(*flags) -> tuple[int, str]:
+        code = bench_main(["sweep", path, "--dry-run", *flags])
+        out = capsys.readouterr()
+        return code, " ".join((out.out + out.err).split())  # rich wraps lines at the console width
+
+    code, out = dry_run("--executor", "slurm")
+    assert (
+        code == 0 and "3 cell(s) to run in 2 array task(s), up to 2 a task: task 0: #0, #2; task 1: #1" in out
+    )
+    code, out = dry_run("--executor", "slurm", "--cells-per-task", "3")
+    assert code == 0 and "3 cell(s) to run in 1 array task(s), up to 3 a task: task 0: #0-2" in out
+    code, out = dry_run("--executor", "slurm", "--cells-per-task", "0")
+    assert code == 1 and "--cells-per-task: `cells_per_task` must be a whole number of at least 1" in out
+
+
+def test_the_process_state_a_run_leaves_is_reset_before_the_next_packed_cell(monkeypatch):
+    import logging
+
+    import torch
+
+    monkeypatch.delenv("PL_GLOBAL_SEED", raising=False)
+    baseline = ProcessBaseline.capture()
+    threads, handlers = torch.get_num_threads(), list(logging.getLogger("pytorch_lightning").handlers)
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    try:
+        os.environ["PL_GLOBAL_SEED"] = "7"  # what a run leaves behind
+        torch.use_deterministic_algorithms(not deterministic, warn_only=True)
+        torch.set_num_threads(threads + 1)
+        logging.getLogger("pytorch_lightning").addHandler(logging.NullHandler())
+        previous = signal.signal(signal.SIGUSR2, signal.SIG_IGN)
+    finally:
+        baseline.restore()
+    assert "PL_GLOBAL_SEED" not in os.environ
+    assert torch.are_deterministic_algorithms_enabled() == deterministic
+    assert torch.get_num_threads() == threads
+    assert logging.getLogger("pytorch_lightning").handlers == handlers
+    assert signal.getsignal(signal.SIGUSR2) is previous
+
+
+def test_a_failing_cell_does_not_stop_the_other_cells_of_its_packed_task(workdir):
+    settings = "\n".join(f"  {k}: {v}" for k, v in {**TINY, "trainer.max_epochs": 1}.items())
+    text = f"""
+methods: [ann, lif_sg]
+datasets: [mnist5k]
+overrides:
+{settings}
+variants: {{diverges: {{method.lr: 1e9, trainer.limit_train_batches: 6}}, plain: {{}}}}
+exclude: [{{method: ann, variant: diverges}}]
+"""
+    cells = load_sweep(str(write_sweep(workdir, "one_fails", text))).cells
+    assert [(c.method, c.variant) for c in cells] == [
+        ("ann", "plain"),
+        ("lif_sg", "diverges"),
+        ("lif_sg", "plain"),
+    ]
+    task = CellsTask()
+    with pytest.raises(
+        BenchError, match=r"1 of the 3 cell\(s\) .*: lif_sg on mnist5k \[diverges\].*diverged"
+    ):
+        task(cells)
+    found = records(workdir)
+    assert [found[c.run_id()]["status"] for c in cells] == ["ok", "failed", "ok"]
+    # The same task again (as submitit requeues it, its state pickled): nothing runs twice.
+    with pytest.raises(BenchError, match="1 of the 3"):
+        task(cells)
+    assert records(workdir) == found
+    # A fresh task skips the cells with an ok record.
+    assert CellsTask()([cells[0], cells[2]]) == {
+        c.label: "ok (its record existed; not run again)" for c in cells[::2]
+    }
+
+
 # --- SLURM -------------------------------------------------------------------------------------------
 def slurm_up() -> bool:
     if shutil.which("sbatch") is None or shutil.which("sinfo") is None:
@@ -307,6 +416,101 @@ def test_a_preempted_slurm_task_is_requeued_and_resumes_from_its_checkpoint(tmp_
     assert 1 <= record["resumed_from_epoch"] < 60 and record["metrics"]["epochs"] == 60
     task_logs = "".join(p.read_text() for p in (tmp_path / "logs" / "slurm" / "preempt").glob("*_log.*"))
     assert "Requeued job" in task_logs and "DUE TO JOB REQUEUE" in task_logs  # submitit's, then SLURM's
+
+
+#: Record fields that may differ between two runs of the same cell: when and where it ran, how long.
+RUN_CIRCUMSTANCES = {"started_at", "wall_time_s", "git", "versions", "device", "resumed_from_epoch"}
+
+
+def record_content(record: dict) -> dict:
+    """A record without its circumstances, timing metrics and paths: what the run computed."""
+    content = {k: v for k, v in record.items() if k not in RUN_CIRCUMSTANCES}
+    content["metrics"] = {
+        k: v for k, v in record["metrics"].items() if not k.startswith(("latency", "throughput"))
+    }
+    config = json.loads(json.dumps(record["config"]))
+    del config["paths"], config["data"]["root"]
+    return {**content, "config": config}
+
+
+@needs_slurm
+def test_a_packed_array_leaves_the_same_records_as_an_unpacked_one(tmp_path):
+    unpacked, packed = tmp_path / "unpacked", tmp_path / "packed"
+    arrays = {}
+    for folder, per_task, tasks in (
+        (unpacked, "1", "(3 tasks)"),
+        (packed, "2", "(2 tasks, 3 cells, up to 2 a task)"),
+    ):
+        folder.mkdir()
+        path = tiny_sweep(folder, "packing", "[ann, lif_sg]", "[0, 1]", 1)
+        path.write_text(path.read_text() + "exclude: [{method: ann, seed: 1}]\n")
+        args = (
+            "sweep",
+            str(path),
+            "--executor",
+            "slurm",
+            "--timeout-min",
+            "15",
+            "--cells-per-task",
+            per_task,
+        )
+        out = bench(*args, tmp_path=folder)
+        assert out.returncode == 0 and tasks in out.stdout, out.stdout + out.stderr
+        arrays[folder] = out.stdout.split("submitted job array ")[1].split()[0]
+    try:
+        for array in arrays.values():
+            wait_for_array(array)
+    finally:
+        subprocess.run(["scancel", *arrays.values()])
+    alone, together = records(unpacked), records(packed)
+    assert len(alone) == 3 and all(r["status"] == "ok" for r in alone.values())
+    assert {rid: record_content(r) for rid, r in together.items()} == {
+        rid: record_content(r) for rid, r in alone.items()
+    }
+    task_logs = sorted((packed / "logs" / "slurm" / "packing").glob("*_log.out"))
+    assert len(task_logs) == 2 and "cell 2/2: lif_sg on mnist5k seed 1" in task_logs[0].read_text()
+
+
+@needs_slurm
+def test_a_preempted_packed_task_resumes_its_cell_and_skips_the_one_it_had_done(tmp_path, monkeypatch):
+    # One task: ann (1 epoch), lif_sg (20 epochs of 10 batches, signalled mid-training), multi_threshold.
+    path = tiny_sweep(
+        tmp_path,
+        "packed_preempt",
+        "[ann, lif_sg, multi_threshold]",
+        "[0]",
+        20,
+        trainer__limit_train_batches=10,
+    )
+    quick = "{ann: {trainer.max_epochs: 1}, multi_threshold: {trainer.max_epochs: 1}}"
+    path.write_text(path.read_text() + f"per_method: {quick}\nslurm: {{cells_per_task: 3}}\n")
+    cells = load_sweep_in(tmp_path, path).cells
+    first, second, third = (cell.run_id() for cell in cells)
+    out = bench("sweep", str(path), "--executor", "slurm", "--timeout-min", "15", tmp_path=tmp_path)
+    assert out.returncode == 0 and "(1 task, 3 cells, up to 3 a task)" in out.stdout, out.stdout + out.stderr
+    array = out.stdout.split("submitted job array ")[1].split()[0]
+    monkeypatch.setenv("SNNBENCH_RESULTS", str(tmp_path / "results"))  # `bench status`, in-process
+    try:
+        wait_for_checkpoint(tmp_path, second)
+        done_before = records(tmp_path)[first]
+        assert [cell_state(cell)[0] for cell in cells] == ["done", "running", "pending"]
+        marker = json.loads((tmp_path / "results" / "running" / f"{second}.json").read_text())
+        subprocess.run(["scancel", "--signal=USR2", marker["slurm_job_id"]], check=True)
+        # Requeued or running again, the task still owns the cell it was in; the next one still waits.
+        assert [cell_state(cell)[0] for cell in cells] == ["done", "running", "pending"]
+        wait_for_array(array)
+    finally:
+        subprocess.run(["scancel", array])
+    found = records(tmp_path)
+    assert found[first] == done_before  # not run again
+    resumed = found[second]
+    assert resumed["status"] == "ok", resumed.get("error")
+    assert 1 <= resumed["resumed_from_epoch"] < 20 and resumed["metrics"]["epochs"] == 20
+    assert found[third]["status"] == "ok" and "resumed_from_epoch" not in found[third]
+    task_logs = "".join(
+        p.read_text() for p in (tmp_path / "logs" / "slurm" / "packed_preempt").glob("*_log.*")
+    )
+    assert "Requeued job" in task_logs and "before this task was requeued; skipped" in task_logs
 
 
 # --- loggers -----------------------------------------------------------------------------------------

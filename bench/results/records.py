@@ -15,8 +15,6 @@ import tempfile
 from importlib import metadata
 from pathlib import Path
 
-import torch
-
 from bench import PROJECT_ROOT
 from bench.errors import BenchError
 from bench.results.paths import runs_dir
@@ -58,8 +56,11 @@ def package_versions() -> dict[str, str | None]:
     return versions
 
 
-def device_name(device: torch.device) -> str:
+def device_name(device) -> str:
+    """A ``torch.device`` in words: the GPU's name, or the CPU's and its core count."""
     if device.type == "cuda":
+        import torch  # here: reading records (`bench status`, `bench tables`) needs no torch
+
         return f"cuda: {torch.cuda.get_device_name(device)}"
     return f"{device.type}: {platform.processor() or platform.machine()} ({os.cpu_count()} cores)"
 

@@ -16,12 +16,14 @@ A sweep file (``configs/sweeps/<name>.yaml``)::
     reference: full                   # the variant `bench tables` compares the others with
     exclude: [{method: ann, method.time_steps: 2}]   # drop cells matching every given field
     slurm: {partition: gpu, cpus_per_task: 8, gpus_per_node: 1, mem_gb: 32, timeout_min: 240,
-            array_parallelism: 16}
+            array_parallelism: 16, cells_per_task: 1}   # cells_per_task: cells one array task runs
 
 Cells run in the order dataset, method, variant, seed. A cell whose record says ``ok`` is skipped; a
 ``failed`` one only with ``retry_failed``; an ``interrupted`` one (killed, preempted) runs again and resumes
 from its last checkpoint. Requeue on SLURM has one owner: submitit's ``Checkpointable`` (Lightning's own
-SLURM auto-requeue is switched off by the runner).
+SLURM auto-requeue is switched off by the runner). With ``cells_per_task`` N > 1 (or ``--cells-per-task``,
+which wins) one array task runs up to N cells (dealt out in turn) one after another in one process, each
+still its own run (run id, claim, checkpoint, record); ``timeout_min`` is then the limit of the whole task.
 
 The package's parts: :mod:`~bench.sweep.spec` (the file format, expanded to cells), :mod:`~bench.sweep.state`
 (done / failed / running / pending from records and claims), :mod:`~bench.sweep.local` and
@@ -29,7 +31,7 @@ The package's parts: :mod:`~bench.sweep.spec` (the file format, expanded to cell
 """
 
 from bench.sweep.local import run_local
-from bench.sweep.slurm import array_id, submit_slurm, wait_for_array
+from bench.sweep.slurm import array_id, describe_packing, pack, submit_slurm, wait_for_array
 from bench.sweep.spec import Cell, Sweep, load_sweep
 from bench.sweep.state import STATES, cell_state, cells_to_run
 
@@ -40,7 +42,9 @@ __all__ = [
     "array_id",
     "cell_state",
     "cells_to_run",
+    "describe_packing",
     "load_sweep",
+    "pack",
     "run_local",
     "submit_slurm",
     "wait_for_array",

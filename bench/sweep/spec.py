@@ -41,6 +41,8 @@ SLURM_KEYS = {
     "signal_delay_s": "slurm_signal_delay_s",
     "max_num_timeout": "slurm_max_num_timeout",
 }
+#: The sweep-file ``slurm`` key that is ours, not submitit's: how many cells one array task runs.
+PACKING_KEY = "cells_per_task"
 
 
 @dataclass(frozen=True)
@@ -63,11 +65,12 @@ class Cell:
         variant = f" [{self.variant}]" if self.variant else ""
         return f"{self.method} on {self.dataset}{variant} seed {self.seed}"
 
-    def config(self) -> DictConfig:
-        return config_mod.load_config(self.method, self.dataset, self.args)
+    def config(self, check: bool = True) -> DictConfig:
+        """The cell's resolved config; ``check=False`` skips validation (a run id needs none)."""
+        return config_mod.load_config(self.method, self.dataset, self.args, check=check)
 
     def run_id(self) -> str:
-        return config_mod.run_id(self.method, self.dataset, self.config())
+        return config_mod.run_id(self.method, self.dataset, self.config(check=False))
 
 
 @dataclass
@@ -75,7 +78,19 @@ class Sweep:
     name: str
     description: str
     cells: list[Cell]
-    slurm: dict
+    slurm: dict  # submitit's parameters only (SLURM_KEYS); packing is ``cells_per_task``
+    cells_per_task: int = 1
+
+
+def check_cells_per_task(value, where: str) -> int:
+    """``cells_per_task`` as an int >= 1, or a :class:`ConfigError` saying what it means."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(
+            f"{where}: `cells_per_task` must be a whole number of at least 1 (how many cells one SLURM "
+            f"array task runs, one after another in one process; 1 gives every cell its own task), got "
+            f"{value!r}."
+        )
+    return value
 
 
 def resolve_sweep_path(name_or_path: str) -> Path:
@@ -122,7 +137,7 @@ def _names(cfg: DictConfig, key: str, path: Path) -> list:
     added later joins the sweeps that say so without an edit)."""
     value = cfg.get(key)
     if value == "all":
-        return list(registry.methods() if key == "methods" else registry.datasets())
+        return registry.keys("method" if key == "methods" else "dataset")
     if not isinstance(value, ListConfig) or len(value) == 0:
         raise ConfigError(f"Sweep file {path} needs a non-empty list `{key}` or `all`, got {value!r}.")
     return list(value)
@@ -198,12 +213,13 @@ def load_sweep(name_or_path: str, check: bool = True) -> Sweep:
     if not all(isinstance(r, dict) and r for r in rules):
         raise ConfigError(f"Sweep file {path}: `exclude` must be a list of non-empty mappings.")
     slurm = OmegaConf.to_container(cfg.get("slurm") or OmegaConf.create({}))
-    stray = set(slurm) - set(SLURM_KEYS)
+    stray = set(slurm) - {*SLURM_KEYS, PACKING_KEY}
     if stray:
         raise ConfigError(
             f"Sweep file {path}: unknown `slurm` key(s) {', '.join(sorted(stray))}. Valid: "
-            f"{', '.join(SLURM_KEYS)}."
+            f"{', '.join([*SLURM_KEYS, PACKING_KEY])}."
         )
+    cells_per_task = check_cells_per_task(slurm.pop(PACKING_KEY, 1), f"Sweep file {path}, `slurm` block")
     variants = _variants(cfg, path)
     reference = cfg.get("reference")
     if reference is not None and reference not in {name for name, _ in variants}:
@@ -228,4 +244,4 @@ def load_sweep(name_or_path: str, check: bool = True) -> Sweep:
                 cell.config()
             except BenchError as error:
                 raise type(error)(f"Sweep {path.stem}, cell {cell.label}: {error}") from error
-    return Sweep(path.stem, str(cfg.get("description", "")), cells, slurm)
+    return Sweep(path.stem, str(cfg.get("description", "")), cells, slurm, cells_per_task)

@@ -16,7 +16,7 @@ def cell_state(cell: Cell) -> tuple[str, dict | None]:
     """(state, record or None): done / failed / running / pending. A live claim (bench.claims) is
     ``running``, a requeued SLURM job waiting in the queue included; a stale one is removed. An
     ``interrupted`` record is pending: the next run resumes it."""
-    cfg = cell.config()
+    cfg = cell.config(check=False)  # the sweep's cells were checked when it was loaded
     rid = config_mod.run_id(cell.method, cell.dataset, cfg)
     if claims.remove_if_stale(claim_path(cfg.paths.results, rid)):
         return "running", None
