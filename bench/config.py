@@ -127,8 +127,11 @@ def _check_group(group: str, values: DictConfig, target: type, exclude=(), check
             raise ConfigError(f"{group}.{name} is required by {target.__name__} but not set.")
 
 
-def check_time_steps(time_steps: int, frames: int | None) -> None:
-    """Event data: each of the T time steps integrates an equal group of the ``frames`` fine frames."""
+def check_time_steps(time_steps: int | None, frames: int | None) -> None:
+    """Event data: each of the T time steps integrates an equal group of the ``frames`` fine frames.
+    ``None`` is "every fine frame a step" (a method's static-data T on images): it always fits."""
+    if time_steps is None:
+        return
     if int(time_steps) < 1:
         raise ConfigError(f"method.time_steps must be >= 1, got {time_steps}.")
     if frames is not None and int(frames) % int(time_steps):

@@ -1,19 +1,24 @@
 """``ann``: a ReLU CNN, the accuracy and energy reference every SNN is compared with.
 
 It is the exact topology of ``lif_sg`` (``methods.common.networks.conv_net``) with ReLU in place of the
-spiking neurons. On static data it runs one step (T = 1); on event data it sees every frame and averages
-the class scores over frames, like the SNNs' readout.
+spiking neurons, run once per sample (T = 1). On event data the ``frames`` fine frames of a sample are
+stacked as input channels (``[frames x C, H, W]``), so one pass sees all of them: the reference an SNN's
+"ANN/SNN energy" column names, with a ratio of exactly 1.0 to its own reference. ``layers`` (the layer
+notation, e.g. the matched track's backbone) builds the network with ``layer_stack`` as every other method
+does; left unset, ``channels`` and ``hidden`` give the paper-track topology above.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
 from torch import nn
 
+from bench.errors import ConfigError
 from bench.registry import register_method
 from methods.base import BenchMethod
-from methods.common.networks import conv_net
+from methods.common.networks import conv_net, layer_stack
 
 
 @register_method("ann")
@@ -28,12 +33,29 @@ class ANN(BenchMethod):
         input_shape: Sequence[int],
         kind: str = "static",
         time_steps: int = 1,
+        frames: int | None = None,
         channels: Sequence[int] = (32, 64),
         hidden: int = 256,
         dropout: float = 0.0,
+        layers: str | None = None,
         **optim,
     ):
-        super().__init__(num_classes, input_shape, kind, time_steps, **optim)
-        self.net = conv_net(
-            input_shape, num_classes, lambda: nn.ReLU(), tuple(channels), hidden, dropout=dropout
-        )
+        super().__init__(num_classes, input_shape, kind, time_steps, frames, **optim)
+        if kind == "event":
+            if self.time_steps != 1:
+                raise ConfigError(
+                    f"method.time_steps={time_steps}: the ann baseline sees an event sample's "
+                    f"{frames} frames at once, stacked as input channels, so it runs T = 1."
+                )
+            channels_in, height, width = self.input_shape
+            input_shape = (int(frames) * channels_in, height, width)
+        if layers:  # the layer notation every method reads (the matched track's backbone)
+            self.net = layer_stack(input_shape, num_classes, layers, nn.ReLU)
+        else:
+            self.net = conv_net(input_shape, num_classes, nn.ReLU, tuple(channels), hidden, dropout=dropout)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Static: the image, one step. Event ``[B, frames, C, H, W]``: the frames stacked as channels."""
+        if self.kind == "event":
+            return x.flatten(1, 2).unsqueeze(0)
+        return super().encode(x)

@@ -45,13 +45,15 @@ class BenchMethod(pl.LightningModule):
     #: Whether the network computes with spikes. The metrics callback counts a non-spiking method's every
     #: synaptic op as a MAC (a conventional accelerator's dense count), a spiking one's by its inputs.
     spiking: bool = True
+    #: ``time_steps=None`` means every fine frame is a step on event data, this many steps on images.
+    static_time_steps: int = 1
 
     def __init__(
         self,
         num_classes: int,
         input_shape: tuple[int, int, int],
         kind: str = "static",
-        time_steps: int = 1,
+        time_steps: int | None = 1,
         frames: int | None = None,
         lr: float = 1e-3,
         optimizer: str = "adam",
@@ -73,6 +75,8 @@ class BenchMethod(pl.LightningModule):
         self.num_classes = int(num_classes)
         self.input_shape = tuple(int(s) for s in input_shape)
         self.kind = kind
+        if time_steps is None:  # resolved from the facts the runner passes in, not re-derived in a config
+            time_steps = frames if kind == "event" and frames else self.static_time_steps
         self.time_steps = int(time_steps)
         self.frames = None if frames is None else int(frames)  # fine frames per event sample
         self.train_acc = MulticlassAccuracy(self.num_classes, average="micro", validate_args=False)

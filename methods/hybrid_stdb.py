@@ -372,12 +372,14 @@ def calibrate(net: nn.Sequential, run, batches, scale: float) -> dict[str, dict]
 class HybridSTDB(BenchMethod):
     """Single-spike hybrid input encoding; the ANN twin trained, converted, then STDB fine-tuning (T = 5)."""
 
+    static_time_steps = 5  # time_steps=None: every fine frame on event data, 5 steps on images
+
     def __init__(
         self,
         num_classes: int,
         input_shape: Sequence[int],
         kind: str = "static",
-        time_steps: int = 5,
+        time_steps: int | None = None,
         layers: str = "auto",
         ann_epochs: int = 4,
         ann_lr: float = 1e-3,

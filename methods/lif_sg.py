@@ -3,6 +3,8 @@
 The topology of the ``ann`` baseline with spikingjelly ``LIFNode`` (multi-step) in place of ReLU; direct
 input encoding (the analog image is fed to the first conv at every time step, so layer 1 costs MACs and
 all later layers ACs); readout = mean over T of the last linear layer's output; cross-entropy loss.
+``layers`` (the layer notation) builds the network with ``layer_stack`` as every other method does (the
+matched track's backbone); left unset, ``channels`` and ``hidden`` give ann's paper-track topology.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from spikingjelly.activation_based import neuron, surrogate
 from bench.errors import ConfigError
 from bench.registry import register_method
 from methods.base import BenchMethod
-from methods.common.networks import conv_net
+from methods.common.networks import conv_net, layer_stack
 
 SURROGATES = {"atan": surrogate.ATan, "sigmoid": surrogate.Sigmoid, "erf": surrogate.Erf}
 
@@ -23,12 +25,14 @@ SURROGATES = {"atan": surrogate.ATan, "sigmoid": surrogate.Sigmoid, "erf": surro
 class LIFSurrogateGradient(BenchMethod):
     """LIF SNN (spikingjelly), surrogate-gradient BPTT, direct encoding; ann's topology."""
 
+    static_time_steps = 4  # time_steps=None: every fine frame on event data, 4 steps on images
+
     def __init__(
         self,
         num_classes: int,
         input_shape: Sequence[int],
         kind: str = "static",
-        time_steps: int = 4,
+        time_steps: int | None = None,
         channels: Sequence[int] = (32, 64),
         hidden: int = 256,
         dropout: float = 0.0,
@@ -37,6 +41,7 @@ class LIFSurrogateGradient(BenchMethod):
         hard_reset: bool = True,
         surrogate_function: str = "atan",
         detach_reset: bool = True,
+        layers: str | None = None,
         **optim,
     ):
         super().__init__(num_classes, input_shape, kind, time_steps, **optim)
@@ -56,4 +61,9 @@ class LIFSurrogateGradient(BenchMethod):
                 step_mode="m",
             )
 
-        self.net = conv_net(input_shape, num_classes, make_neuron, tuple(channels), hidden, dropout=dropout)
+        if layers:  # the layer notation every method reads (the matched track's backbone)
+            self.net = layer_stack(input_shape, num_classes, layers, make_neuron)
+        else:
+            self.net = conv_net(
+                input_shape, num_classes, make_neuron, tuple(channels), hidden, dropout=dropout
+            )
