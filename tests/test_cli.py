@@ -7,9 +7,10 @@ import subprocess
 import sys
 
 
-def bench(*args, env_dir):
+def bench(*args, env_dir, columns: int | None = None):
     env = {
         **os.environ,
+        **({"COLUMNS": str(columns)} if columns else {}),
         "SNNBENCH_RESULTS": str(env_dir / "results"),
         "SNNBENCH_LOGS": str(env_dir / "logs"),
         "SNNBENCH_DATA": str(env_dir / "data"),
@@ -62,3 +63,22 @@ def test_list_shows_methods_datasets_sweeps_and_cost_tables(tmp_path):
     assert out.returncode == 0, out.stderr
     for text in ("ann", "lif_sg", "mnist5k", "1x28x28", "Sweeps", "Energy cost tables"):
         assert text in out.stdout
+
+
+def test_dry_run_at_80_columns_shows_every_name_and_override_whole(tmp_path):
+    sweep = tmp_path / "wide.yaml"
+    sweep.write_text(
+        "methods: [compressed_event, multi_threshold]\ndatasets: [mnist5k, nmnist_sim]\nseeds: [0]\n"
+        "per_dataset: {nmnist_sim: {data.frames: 8}}\n"
+        "per_method: {compressed_event: {method.layers: 32C3-AP2-64C3-AP2-128C3-AP2}}\n"
+        "grid: {method.time_steps: [1, 2]}\n"
+    )
+    out = bench("sweep", str(sweep), "--dry-run", env_dir=tmp_path, columns=80)
+    assert out.returncode == 0, out.stderr
+    assert max(len(line) for line in out.stdout.splitlines()) <= 80
+    for text in ("compressed_event", "multi_threshold", "nmnist_sim", "method.time_steps=2"):
+        assert text in out.stdout
+    # Too long for a column beside the others: listed under the table, whole, with the cells they apply to.
+    assert "#0-1: method.layers=32C3-AP2-64C3-AP2-128C3-AP2" in out.stdout
+    assert "#4-5: data.frames=8  method.layers=32C3-AP2-64C3-AP2-128C3-AP2" in out.stdout
+    assert "#6-7: data.frames=8" in out.stdout

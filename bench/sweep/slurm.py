@@ -49,7 +49,7 @@ def cells_per_task(sweep: Sweep, option: int | None) -> int:
     return check_cells_per_task(option, "--cells-per-task")
 
 
-def _numbers(indices: list[int]) -> str:
+def cell_numbers(indices: list[int]) -> str:
     """``[0, 1, 2, 5]`` -> ``"#0-2, #5"``: a task's cells as the dry-run table numbers them."""
     runs: list[list[int]] = []
     for index in indices:
@@ -72,7 +72,7 @@ def describe_packing(sweep: Sweep, executor: str, option: int | None, retry_fail
     if per_task > 1 and tasks:
         position = {cell: i for i, cell in enumerate(sweep.cells)}
         line += ": " + "; ".join(
-            f"task {i}: {_numbers([position[c] for c in task])}" for i, task in enumerate(tasks)
+            f"task {i}: {cell_numbers([position[c] for c in task])}" for i, task in enumerate(tasks)
         )
     return line
 

@@ -165,7 +165,8 @@ def layer_stack(
     pass no gradient through a silent layer). The classifier is
     ``Linear(classes)`` emitting per-step scores when ``voting == 0``; with ``voting = n`` it is a spiking
     output population of n neurons per class, averaged per class (spikingjelly's ``VotingLayer``), so the
-    readout is a firing rate (the STBP / PLIF output layer).
+    readout is a firing rate (the STBP / PLIF output layer); BN before those neurons too, or at one or two
+    time steps the output population can be silent at initialisation and pass no gradient.
     """
     blocks: list[nn.Module] = []
     parsed = parse_layers(layers, input_shape)
@@ -194,7 +195,8 @@ def layer_stack(
     flat = output_features(parsed, input_shape)
     if voting > 0:
         blocks += [
-            layer.Linear(flat, num_classes * voting, step_mode="m"),
+            layer.Linear(flat, num_classes * voting, bias=False, step_mode="m"),
+            layer.BatchNorm1d(num_classes * voting, step_mode="m"),
             make_neuron(),
             layer.VotingLayer(voting, step_mode="m"),
         ]
