@@ -1,4 +1,4 @@
-"""The ``bench`` command: ``list``, ``run``, ``sweep``, ``status``, ``tables``.
+"""The ``bench`` command: ``list``, ``run``, ``sweep``, ``status``, ``tables``, ``compare``.
 
 User mistakes (unknown method or key, missing data, diverged training, Ctrl+C) end with a one-paragraph
 message on stderr and exit status 1, never a traceback; ``SNNBENCH_DEBUG=1`` shows tracebacks for errors
@@ -16,6 +16,7 @@ from omegaconf import OmegaConf
 from rich import box
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from bench import CONFIG_DIR, check_config_dir, registry
 from bench.errors import BenchError
@@ -109,6 +110,45 @@ def cmd_tables(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    # Reads records only, like `bench tables`: no torch.
+    from bench.results.compare import accuracy_text, comparisons
+    from bench.results.stats import format_p
+
+    results = args.results or paths.results_root()
+    verdicts = {"best": "best", "tied": "yes", "worse": "no", "untested": "untested"}
+    for comparison in comparisons(results, args.dataset, args.time_steps, args.sweep):
+        table = Table(
+            title=f"{comparison.title}\n{comparison.setting}",
+            title_justify="left",
+            box=box.SIMPLE_HEAD,
+            pad_edge=False,
+        )
+        rows = comparison.ranking.rows
+        table.add_column("#", justify="right")
+        # names wrap only between words (a variant label on its own line) and are text, not rich markup
+        words = max(len(word) for r in rows for word in r.name.split())
+        table.add_column("method", min_width=words)
+        table.add_column("n", justify="right", no_wrap=True)
+        for column in ("acc. % ± CI95", "Welch p", "tied", "µJ", "Pareto"):
+            table.add_column(column, no_wrap=True)
+        for row in rows:
+            energy = "-" if row.energy is None else f"{row.energy:.3f}"
+            cells = (str(row.place), Text(row.name), str(row.n), accuracy_text(row), format_p(row.p))
+            table.add_row(*cells, verdicts[row.verdict], energy, "◆" if row.pareto else "")
+        console.print(table)
+        console.print(comparison.answer, markup=False, highlight=False)
+        console.print()
+    console.print(
+        "acc.: test accuracy, mean ± 95 % CI over seeds (Student t); Welch p: Welch's t-test against the "
+        "best, tied when p ≥ 0.05, untested with fewer than 2 seeds on either side; µJ: mean energy per "
+        "sample (an estimate under the cost table); ◆: on the accuracy-energy Pareto front at that T.",
+        style="dim",
+        highlight=False,
+    )
+    return 0
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
     from bench import sweep as sweeps
 
@@ -135,9 +175,16 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             rows.append((str(i), cell.method, cell.dataset, cell.variant, str(cell.seed)))
             rows[-1] += (sweeps.cell_state(cell)[0], own)
         columns = ["#", "method", "dataset", "variant", "seed", "state", "other overrides"]
-        if not any(row[-1] for row in rows):
+        own_overrides = [row[-1] for row in rows]
+        fixed = sum(max(len(c), *(len(r[i]) for r in rows)) + 3 for i, c in enumerate(columns[:-1]))
+        if not any(own_overrides) or console.width - fixed < 24:  # none, or too narrow a column to read
             columns, rows = columns[:-1], [row[:-1] for row in rows]
         console.print(whole_table("", columns, rows, whole=6))
+        if len(columns) == 6 and any(own_overrides):  # listed under the table, whole, cells grouped
+            console.print("other overrides:")
+            for own in dict.fromkeys(o for o in own_overrides if o):
+                numbers = sweeps.cell_numbers([i for i, o in enumerate(own_overrides) if o == own])
+                console.print(f"  {numbers}: " + "  ".join(own.splitlines()))
         packing = sweeps.describe_packing(sweep, args.executor, args.cells_per_task, args.retry_failed)
         if packing:
             console.print(packing)
@@ -264,6 +311,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--results", default=None, help="results directory (default: $SNNBENCH_RESULTS or results)"
     )
     p_tables.set_defaults(func=cmd_tables)
+
+    p_compare = sub.add_parser(
+        "compare",
+        help="rank the methods of one dataset from the run records (best, tied, cheapest within 1 pt)",
+        description="Rank the recorded runs of one dataset at each T, per sweep, cost table, counting "
+        "conventions and frame setting (never across them): mean accuracy ± 95 % CI over seeds, Welch's "
+        "p against the best, energy per sample, the Pareto front, and the cheapest method within 1 point.",
+    )
+    p_compare.add_argument("--dataset", required=True, help="dataset key")
+    p_compare.add_argument("--time-steps", type=int, default=None, help="only this T")
+    p_compare.add_argument("--sweep", default=None, help="only this sweep (`runs`: the `bench run` records)")
+    p_compare.add_argument(
+        "--results", default=None, help="results directory (default: $SNNBENCH_RESULTS or results)"
+    )
+    p_compare.set_defaults(func=cmd_compare)
     return parser
 
 

@@ -11,28 +11,26 @@ from bench import CONFIG_DIR, PROJECT_ROOT
 
 PLUGIN = '''"""A throwaway method written by tests/test_plugins.py (deleted when the test ends)."""
 
-from spikingjelly.activation_based import layer, neuron, surrogate
-from torch import nn
+from spikingjelly.activation_based import neuron, surrogate
 
 from bench.registry import register_method
 from methods.base import BenchMethod
+from methods.common.networks import layer_stack
 
 
 @register_method("zz_throwaway")
 class Throwaway(BenchMethod):
-    """One LIF layer between two linear maps, for the plugin test."""
+    """LIF layers in the layer notation (one hidden layer of 8 by default), for the plugin test."""
 
-    def __init__(self, num_classes, input_shape, kind="static", time_steps=1, hidden=8, **optim):
+    def __init__(self, num_classes, input_shape, kind="static", time_steps=1, layers="8FC", **optim):
         super().__init__(num_classes, input_shape, kind, time_steps, **optim)
-        channels, height, width = input_shape
-        self.net = nn.Sequential(
-            layer.Flatten(step_mode="m"),
-            layer.Linear(channels * height * width, hidden, step_mode="m"),
-            neuron.LIFNode(surrogate_function=surrogate.ATan(), step_mode="m"),
-            layer.Linear(hidden, num_classes, step_mode="m"),
-        )
+
+        def make_neuron():
+            return neuron.LIFNode(surrogate_function=surrogate.ATan(), step_mode="m")
+
+        self.net = layer_stack(input_shape, num_classes, layers, make_neuron)
 '''
-CONFIG = "method:\n  time_steps: 2\n  hidden: 8\n"
+CONFIG = "method:\n  time_steps: 2\n  layers: 8FC\n"
 
 
 def run(*args: str, cwd: Path = PROJECT_ROOT) -> subprocess.CompletedProcess:
@@ -50,7 +48,7 @@ def test_a_method_added_as_two_files_is_picked_up_by_list_registry_tests_and_swe
         config.write_text(CONFIG)
         listed = run("-m", "bench.cli", "list")
         assert listed.returncode == 0 and "zz_throwaway" in listed.stdout, listed.stderr
-        assert "One LIF layer between two linear maps" in listed.stdout
+        assert "LIF layers in the layer notation" in listed.stdout
         dry = run("-m", "bench.cli", "sweep", str(sweep), "--dry-run")
         assert dry.returncode == 0 and "zz_throwaway" in dry.stdout and "8 cells" in dry.stdout, dry.stderr
         tests = run(

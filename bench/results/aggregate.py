@@ -1,6 +1,11 @@
 """Records grouped per experiment (dataset, method, T, cost table, counting conventions and the resolved
 config minus the seed, paths and names), labelled, and compared with a sweep's reference variant; every
-metric is mean +- sample standard deviation over the group's seeds."""
+metric is mean +- the half-width of its 95 % confidence interval over the group's seeds.
+
+Groups are only ever ranked, tabled or plotted together inside one *setting* (dataset, frame setting, cost
+table, counting conventions) of one sweep, and ranked at one T: the comparison context of
+:mod:`bench.results.stats`.
+"""
 
 from __future__ import annotations
 
@@ -8,15 +13,37 @@ import json
 import statistics
 from dataclasses import dataclass
 
-from bench.metrics import conventions_label
+from omegaconf import OmegaConf
+
+from bench import CONFIG_DIR
+from bench.metrics.rules import conventions_label
+from bench.results.stats import Row, mean_ci, rank
 
 #: Table name of the records that belong to no sweep (``bench run``).
 SINGLE_RUNS = "runs"
 
 
+#: The order of the tracks in the README; ``None``: records with no sweep file (``bench run``, or a sweep
+#: whose file was deleted).
+TRACK_ORDER = ("matched", "paper", "ablation", None)
+
+
 def section_title(name: str) -> str:
     """The heading of a sweep's (or the single runs') table, README section and plots."""
     return "Individual runs (`bench run`)" if name == SINGLE_RUNS else f"Sweep `{name}`"
+
+
+def sweep_file(name: str) -> tuple[str, str | None, str | None]:
+    """A sweep's description, reference variant and track, from its file in configs/sweeps/; the track is
+    ``None`` when it has no file (single runs, a deleted sweep)."""
+    from bench.sweep.spec import check_track  # here: the sweep package is needed only with a file
+
+    path = CONFIG_DIR / "sweeps" / f"{name}.yaml"
+    if name == SINGLE_RUNS or not path.exists():
+        return "", None, None
+    spec = OmegaConf.load(path)
+    track = check_track(spec.get("track"), f"Sweep file {path}")
+    return str(spec.get("description", "")), spec.get("reference"), track
 
 
 @dataclass(frozen=True)
@@ -59,6 +86,116 @@ class Group:
     def mean(self, key: str) -> float | None:
         values = self.values(key)
         return statistics.fmean(values) if values else None
+
+    @property
+    def name(self) -> str:
+        """The method, with its variant label when it has one."""
+        return f"{self.method} [{self.label}]" if self.label else self.method
+
+    @property
+    def frames(self) -> str:
+        return frame_setting(self.records[0])  # the same in every record: it is part of the experiment
+
+    @property
+    def setting(self) -> tuple[str, str, str, str]:
+        """What a table, a plot and (with T) a ranking never mix: dataset, frames, cost table, conventions."""
+        return (self.dataset, self.frames, self.cost_table, self.conventions)
+
+
+#: The data settings that make event samples: runs cut into different frames see different inputs.
+FRAME_KEYS = ("frames", "split_by", "size")
+
+
+def frame_setting(record: dict) -> str:
+    """A record's frame setting (``data.frames=8, data.split_by=time, data.size=34``), ``""`` for data
+    without frames."""
+    data = (record.get("config") or {}).get("data") or {}
+    if data.get("frames") is None:
+        return ""
+    return ", ".join(f"data.{key}={data[key]}" for key in FRAME_KEYS if data.get(key) is not None)
+
+
+@dataclass
+class Section:
+    """One sweep's (or the single runs') records, as published: a table file, plots, a README section."""
+
+    name: str
+    track: str | None  # None: no sweep file
+    description: str
+    reference: str | None
+    groups: list[Group]
+    failed: list[dict]
+    n_records: int
+
+    @property
+    def order(self) -> tuple:
+        return (TRACK_ORDER.index(self.track), self.name == SINGLE_RUNS, self.name)
+
+
+def by_setting(groups: list[Group]) -> list[list[Group]]:
+    """The groups split per :attr:`Group.setting`, in order; inside each, by T then method."""
+    settings: dict[tuple, list[Group]] = {}
+    for g in groups:
+        settings.setdefault(g.setting, []).append(g)
+    return [sorted(settings[k], key=lambda g: (g.time_steps, g.method, g.label)) for k in sorted(settings)]
+
+
+def by_time_steps(groups: list[Group]) -> list[list[Group]]:
+    """One setting's groups split per T: the comparison contexts, in order of T."""
+    steps = sorted({g.time_steps for g in groups})
+    return [[g for g in groups if g.time_steps == t] for t in steps]
+
+
+def several_t(groups: list[Group]) -> bool:
+    """Whether some method (and variant) ran at several T: then accuracy and energy against T are plotted."""
+    return any(
+        len({g.time_steps for g in groups if (g.method, g.label) == (h.method, h.label)}) > 1 for h in groups
+    )
+
+
+def ranked(groups: list[Group]) -> dict[int, Row]:
+    """Each group's row (by ``id``) in the ranking of its comparison context: its setting at its T."""
+    rows = {}
+    for setting in by_setting(groups):
+        for context in by_time_steps(setting):
+            rows |= {id(row.group): row for row in rank(context).rows}
+    return rows
+
+
+def in_rank_order(groups: list[Group], rows: dict[int, Row]) -> list[Group]:
+    """One setting's groups by T, then most accurate first (the order of every table)."""
+    last = len(groups) + 1  # a group without accuracy (none is recorded without one) goes last
+
+    def key(g: Group) -> tuple:
+        return (g.time_steps, rows[id(g)].place if id(g) in rows else last, g.method, g.label)
+
+    return sorted(groups, key=key)
+
+
+def setting_names(groups: list[Group]) -> dict[tuple, tuple[str, str]]:
+    """Each setting's heading and file stem: its dataset, qualified (heading) and numbered (stem) when the
+    dataset has several settings here, by what tells them apart (frames, cost table, conventions)."""
+    names = {}
+    for dataset in sorted({g.dataset for g in groups}):
+        keys = sorted({g.setting for g in groups if g.dataset == dataset})
+        for i, key in enumerate(keys, 1):
+            if len(keys) == 1:
+                names[key] = (dataset, dataset)
+                continue
+            differing = [key[j] or "no frames" for j in (1, 2, 3) if len({k[j] for k in keys}) > 1]
+            names[key] = (f"{dataset} ({'; '.join(differing)})", f"{dataset}-{i}")
+    return names
+
+
+def setting_note(group: Group) -> str:
+    """The sentences that say under which cost table, counting conventions and frames a setting's costs
+    were counted."""
+    table = f"cost table {group.cost_table}" if group.cost_table else "no cost table recorded"
+    text = (
+        f"Energy is an estimate under the {table} (configs/energy/), not a hardware measurement; ops "
+        f"counted under the conventions {group.conventions} (README: What a run measures)."
+    )
+    return text + (f" Event frames: {group.frames}." if group.frames else "")
 
 
 #: Config keys that never tell two experiments apart: the seed, file locations, names and display.
@@ -109,18 +246,20 @@ def group_records(records: list[dict]) -> list[Group]:
 
 
 def label_experiments(groups: list[Group]) -> None:
-    """Name the rows of a method that ran as several experiments: by their sweep variant, else by the
-    settings in which they differ (``method.lr=0.1``)."""
+    """Name the rows of a method that ran as several experiments in one setting (one table): by their sweep
+    variant, else by the settings in which they differ (``method.lr=0.1``)."""
     families: dict[tuple, list[Group]] = {}
     for g in groups:
-        families.setdefault((g.dataset, g.method), []).append(g)
+        families.setdefault((g.setting, g.method), []).append(g)
     for family in families.values():
         if len({g.experiment for g in family}) < 2:
             continue
         settings = [experiment_settings(g.records[0]) for g in family]
         differing = sorted({k for s in settings for k in s if any(o.get(k) != s.get(k) for o in settings)})
         for g, s in zip(family, settings, strict=True):
-            variant = next((r.get("variant") for r in g.records if r.get("variant")), None)
+            variant = next((r.get("variant") for r in g.records if r.get("variant")), "")
+            # T has its own column: a grid over method.time_steps names no variant
+            variant = ",".join(p for p in variant.split(",") if p and not p.startswith("method.time_steps="))
             g.label = variant or ", ".join(f"{k}={s.get(k)}" for k in differing if k != "method.time_steps")
 
 
@@ -141,13 +280,10 @@ RELATIVE = (
 
 
 def relative_cells(group: Group, groups: list[Group], reference: str) -> list[str]:
-    """``group``'s mean against the mean of its method's ``reference`` row (same dataset, cost table and
-    conventions; the same T when the reference ran at several)."""
+    """``group``'s mean against the mean of its method's ``reference`` row (same setting; the same T when
+    the reference ran at several)."""
     candidates = [
-        g
-        for g in groups
-        if (g.dataset, g.method, g.cost_table, g.conventions, g.label)
-        == (group.dataset, group.method, group.cost_table, group.conventions, reference)
+        g for g in groups if (g.setting, g.method, g.label) == (group.setting, group.method, reference)
     ]
     same_t = [g for g in candidates if g.time_steps == group.time_steps]
     base = (same_t or candidates or [None])[0]
@@ -176,11 +312,12 @@ def mean_std(values: list[float]) -> tuple[float, float | None]:
 
 
 def format_cell(column: Column, values: list[float], spread: bool = True) -> str:
+    """Mean ± the half-width of its 95 % confidence interval (``spread``; none for n = 1), or the mean."""
     if not values:
         return "-"
-    mean, std = mean_std([v * column.scale for v in values])
+    mean, ci = mean_ci([v * column.scale for v in values])
     text = f"{mean:,.{column.digits}f}"
-    return text if std is None or not spread else f"{text} ± {std:,.{column.digits}f}"
+    return text if ci is None or not spread else f"{text} ± {ci:,.{column.digits}f}"
 
 
 def present_columns(groups: list[Group]) -> list[Column]:

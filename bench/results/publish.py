@@ -1,70 +1,125 @@
 """``bench tables``: regenerate ``results/`` from the run records alone (never logs).
 
-One table per sweep (``tables/<sweep>.{md,csv}``; runs made with ``bench run`` go to ``tables/runs.*``),
-so demo and full runs never mix; ``plots/<sweep>/``: accuracy against each cost, and against energy per
-dataset; ``README.md``: per sweep and dataset the headline table with the papers' claimed accuracy
-(``configs/paper_claims.yaml``) beside the measured one where dataset, method and T match. Runs are grouped
-per experiment: dataset, method, T, cost table, counting conventions and the resolved config minus the seed
-(and paths and names), so different variants of a sweep or runs with different settings are never averaged
-together; a sweep's rows are labelled by their variant's name (or, for single runs, by the settings that
-tell them apart), and a sweep file's ``reference`` variant adds columns comparing every other row with it.
-Records counted under different rules are never averaged or ranked together, and every table says which
-conventions it used. Every metric is mean +- sample standard deviation over the group's seeds, with n.
-Failed and interrupted runs are listed, never averaged in.
+One table file per sweep (``tables/<sweep>.{md,csv}``; runs made with ``bench run`` go to
+``tables/runs.*``), so demo and full runs never mix, and in it one table per setting (dataset, frames, cost
+table, counting conventions), so that those never mix either; ``plots/<sweep>/``: accuracy against each
+cost (a panel per setting), and per setting accuracy against energy with each T's Pareto front and, with
+several T, accuracy and energy against T; ``README.md``: the answer (per dataset and T of the matched
+track: the most accurate method, those tied with it, the cheapest within 1 point), then the sweeps track by
+track (a sweep file's ``track``), the paper track beside the papers' claimed accuracy
+(``configs/paper_claims.yaml``). Runs are grouped per experiment: dataset, method, T, cost table, counting
+conventions and the resolved config minus the seed (and paths and names), so different variants of a sweep
+or runs with different settings are never averaged together; a sweep's rows are labelled by their variant's
+name (or, for single runs, by the settings that tell them apart), and a sweep file's ``reference`` variant
+adds columns comparing every other row with it. Every metric is mean +- the half-width of its 95 %
+confidence interval over the group's seeds, with n; rows are ranked per T (:mod:`bench.results.stats`).
+Failed and interrupted runs are listed, never averaged in. Files under ``tables/`` and ``plots/`` that this
+run did not write (a sweep's records deleted, a setting renamed) are removed: ``results/`` is a function of
+``runs/``.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from omegaconf import OmegaConf
-
 from bench import CONFIG_DIR
 from bench.results import paths
-from bench.results.aggregate import SINGLE_RUNS, group_records, section_title
-from bench.results.plots import method_colors, plot_accuracy_vs_costs, plot_accuracy_vs_energy
+from bench.results.aggregate import (
+    SINGLE_RUNS,
+    Section,
+    by_setting,
+    group_records,
+    section_title,
+    setting_names,
+    several_t,
+    sweep_file,
+)
+from bench.results.plots import (
+    method_colors,
+    plot_accuracy_vs_costs,
+    plot_accuracy_vs_energy,
+    plot_against_time_steps,
+)
 from bench.results.readme import load_claims, render_readme
 from bench.results.records import load_records
 from bench.results.tables import render_markdown, write_csv
 
+#: What ``bench tables`` writes under ``tables/`` and ``plots/`` (and so may remove when stale).
+GENERATED = (".md", ".csv", ".png")
 
-def _sweep_file(name: str) -> tuple[str, str | None]:
-    """A sweep's description and reference variant, from its file in configs/sweeps/ (if it still has
-    one)."""
-    path = CONFIG_DIR / "sweeps" / f"{name}.yaml"
-    spec = OmegaConf.load(path) if path.exists() else OmegaConf.create({})
-    return str(spec.get("description", "")), spec.get("reference")
+
+def sections(records: list[dict]) -> list[Section]:
+    """The records per sweep (or single runs), grouped, with their sweep file's facts, in README order."""
+    by_sweep: dict[str, list[dict]] = {}
+    for record in records:
+        by_sweep.setdefault(record.get("sweep") or SINGLE_RUNS, []).append(record)
+    result = []
+    for name, sweep_records in by_sweep.items():
+        description, reference, track = sweep_file(name)
+        failed = [r for r in sweep_records if r.get("status") != "ok"]
+        groups = group_records(sweep_records)
+        result.append(Section(name, track, description, reference, groups, failed, len(sweep_records)))
+    return sorted(result, key=lambda s: s.order)
+
+
+def matched_sweep_names() -> list[str]:
+    """The sweep files in configs/sweeps/ whose track is ``matched``."""
+    return [
+        p.stem for p in sorted((CONFIG_DIR / "sweeps").glob("*.yaml")) if sweep_file(p.stem)[2] == "matched"
+    ]
+
+
+def plot_title(section: Section, heading: str, what: str = "") -> str:
+    """``Sweep `s`: dataset[: what]``, with the setting's qualifier (if any) on a second line."""
+    dataset, _, qualifier = heading.partition(" (")
+    return f"{section_title(section.name)}: {dataset}{what}" + (f"\n({qualifier}" if qualifier else "")
+
+
+def write_plots(section: Section, folder: Path) -> list[Path]:
+    written = plot_accuracy_vs_costs(section.groups, folder)
+    colors, names = method_colors(section.groups), setting_names(section.groups)
+    for setting in by_setting(section.groups):
+        heading, stem = names[setting[0].setting]
+        if any(g.values("energy_uj") for g in setting):
+            rows = [g for g in setting if g.values("energy_uj")]
+            path = folder / f"{stem}_accuracy_vs_energy.png"
+            written.append(plot_accuracy_vs_energy(rows, path, plot_title(section, heading), colors))
+        if several_t(setting):
+            for key, short in (("test_acc", "accuracy"), ("energy_uj", "energy")):
+                if any(g.values(key) for g in setting):
+                    path = folder / f"{stem}_{short}_vs_T.png"
+                    title = plot_title(section, heading, f": {short} vs T")
+                    written.append(plot_against_time_steps(setting, key, path, title, colors))
+    return written
+
+
+def remove_stale(results_dir: Path, written: list[Path]) -> None:
+    """Remove the generated files under ``tables/`` and ``plots/`` that this run did not write, and the
+    folders left empty."""
+    keep = {p.resolve() for p in written}
+    folders = [f for f in (paths.tables_dir(results_dir), paths.plots_dir(results_dir)) if f.is_dir()]
+    for folder in folders:
+        for path in sorted(folder.rglob("*"), reverse=True):  # files before their folders
+            if path.is_file() and path.suffix in GENERATED and path.resolve() not in keep:
+                path.unlink()
+            elif path.is_dir() and not any(path.iterdir()):
+                path.rmdir()
 
 
 def regenerate(results_dir: str | Path) -> list[Path]:
     """Rebuild every table, plot and ``README.md`` under ``results_dir`` from its run records; return the
     files written."""
     results_dir = Path(results_dir)
-    records = load_records(results_dir)
-    by_sweep: dict[str, list[dict]] = {}
-    for record in records:
-        by_sweep.setdefault(record.get("sweep") or SINGLE_RUNS, []).append(record)
     tables_dir, plots_dir = paths.tables_dir(results_dir), paths.plots_dir(results_dir)
-    tables_dir.mkdir(parents=True, exist_ok=True)
-    written, sections = [], []
-    for name in sorted(by_sweep, key=lambda n: (n == SINGLE_RUNS, n)):
-        sweep_records = by_sweep[name]
-        groups = group_records(sweep_records)
-        failed = [r for r in sweep_records if r.get("status") != "ok"]
-        title = section_title(name)
-        table_md = tables_dir / f"{name}.md"
-        description, reference = _sweep_file(name)
-        table_md.write_text(render_markdown(groups, failed, len(sweep_records), title, reference))
-        table_csv = tables_dir / f"{name}.csv"
-        write_csv(groups, table_csv)
-        (plots_dir / name).mkdir(parents=True, exist_ok=True)
-        written += [table_md, table_csv, *plot_accuracy_vs_costs(groups, plots_dir / name)]
-        colors = method_colors(groups)
-        for dataset in sorted({g.dataset for g in groups if g.values("energy_uj")}):
-            rows = [g for g in groups if g.dataset == dataset and g.values("energy_uj")]
-            path = plots_dir / name / f"{dataset}_accuracy_vs_energy.png"
-            written.append(plot_accuracy_vs_energy(rows, path, f"{title}: {dataset}", colors))
-        sections.append((name, description, reference, groups, failed))
+    published = sections(load_records(results_dir))
+    written = []
+    for section in published:
+        tables_dir.mkdir(parents=True, exist_ok=True)
+        table_md, table_csv = tables_dir / f"{section.name}.md", tables_dir / f"{section.name}.csv"
+        table_md.write_text(render_markdown(section))
+        write_csv(section, table_csv)
+        written += [table_md, table_csv, *write_plots(section, plots_dir / section.name)]
     readme = results_dir / "README.md"
-    readme.write_text(render_readme(sections, load_claims()))
+    readme.write_text(render_readme(published, load_claims(), matched_sweep_names()))
+    remove_stale(results_dir, written)
     return [*written, readme]

@@ -5,6 +5,7 @@ subprocesses or on SLURM as one submitit job array. Every cell runs ``bench run`
 A sweep file (``configs/sweeps/<name>.yaml``)::
 
     description: what the sweep is for (shown by `bench list`)
+    track: matched                    # matched | paper (default) | ablation: where `bench tables` puts it
     methods: [ann, lif_sg]            # registry keys, or `all` (every registered method)
     datasets: [mnist5k]
     seeds: [0, 1, 2]

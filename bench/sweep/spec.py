@@ -26,7 +26,13 @@ SWEEP_KEYS = (
     "reference",
     "exclude",
     "slurm",
+    "track",
 )
+#: A sweep's comparison track (``track:``; a property of the sweep file, never part of a run's config, so
+#: it changes no run id): ``matched`` (one backbone, settings matched across methods), ``paper`` (each
+#: method's own network and settings), ``ablation`` (a method's components switched off).
+TRACKS = ("matched", "paper", "ablation")
+DEFAULT_TRACK = "paper"
 #: Sweep-file ``slurm`` keys -> submitit's AutoExecutor parameters.
 SLURM_KEYS = {
     "partition": "slurm_partition",
@@ -80,6 +86,20 @@ class Sweep:
     cells: list[Cell]
     slurm: dict  # submitit's parameters only (SLURM_KEYS); packing is ``cells_per_task``
     cells_per_task: int = 1
+    track: str = DEFAULT_TRACK
+
+
+def check_track(value, where: str) -> str:
+    """A sweep file's ``track`` (:data:`DEFAULT_TRACK` when absent), or a :class:`ConfigError` naming the
+    valid ones."""
+    if value is None:
+        return DEFAULT_TRACK
+    if value not in TRACKS:
+        raise ConfigError(
+            f"{where}: `track: {value}` is not a track; use one of {', '.join(TRACKS)} (matched: one "
+            "backbone and matched settings; paper: each method's own; ablation: a method's components)."
+        )
+    return value
 
 
 def check_cells_per_task(value, where: str) -> int:
@@ -220,6 +240,7 @@ def load_sweep(name_or_path: str, check: bool = True) -> Sweep:
             f"{', '.join([*SLURM_KEYS, PACKING_KEY])}."
         )
     cells_per_task = check_cells_per_task(slurm.pop(PACKING_KEY, 1), f"Sweep file {path}, `slurm` block")
+    track = check_track(cfg.get("track"), f"Sweep file {path}")
     variants = _variants(cfg, path)
     reference = cfg.get("reference")
     if reference is not None and reference not in {name for name, _ in variants}:
@@ -244,4 +265,4 @@ def load_sweep(name_or_path: str, check: bool = True) -> Sweep:
                 cell.config()
             except BenchError as error:
                 raise type(error)(f"Sweep {path.stem}, cell {cell.label}: {error}") from error
-    return Sweep(path.stem, str(cfg.get("description", "")), cells, slurm, cells_per_task)
+    return Sweep(path.stem, str(cfg.get("description", "")), cells, slurm, cells_per_task, track)

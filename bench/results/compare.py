@@ -1,0 +1,104 @@
+"""``bench compare``: the ranking of the published tables, read from the run records, for one dataset (and
+optionally one T and one sweep): for users who run their own sweeps. Groups are ranked only inside one
+comparison context (sweep, dataset, frames, cost table, conventions, T), exactly as in the tables; the
+records are grouped per sweep before anything is filtered, so labels and numbers are the tables'."""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.errors import BenchError
+from bench.results.aggregate import SINGLE_RUNS, Group, Section, by_setting, by_time_steps
+from bench.results.publish import sections
+from bench.results.records import load_records
+from bench.results.stats import TIED, UNTESTED, Ranking, Row, rank
+
+
+class NothingToCompare(BenchError):
+    """No ok record matches the dataset, T or sweep asked for."""
+
+
+@dataclass
+class Comparison:
+    """One comparison context's groups, ranked."""
+
+    section: Section
+    groups: list[Group]
+    ranking: Ranking
+
+    @property
+    def title(self) -> str:
+        g = self.groups[0]
+        track = f"{self.section.track} track" if self.section.track else "no sweep file"
+        where = "`bench run`" if self.section.name == SINGLE_RUNS else f"sweep {self.section.name}"
+        return f"{g.dataset} at T = {g.time_steps}: {where} ({track})"
+
+    @property
+    def setting(self) -> str:
+        g = self.groups[0]
+        frames = g.frames or "none (static data)"
+        return f"cost table {g.cost_table or '-'}; conventions {g.conventions}; frames {frames}"
+
+    @property
+    def answer(self) -> str:
+        """One line: the best, those tied with it (and untested), the cheapest within 1 pt."""
+        best, cheapest = self.ranking.best, self.ranking.cheapest
+        tied = ", ".join(r.name for r in self.ranking.having(TIED)) or "none"
+        text = f"Most accurate: {describe(best)}; tied with it (Welch p ≥ 0.05): {tied}"
+        untested = self.ranking.having(UNTESTED)
+        text += f"; untested (n < 2): {', '.join(r.name for r in untested)}" if untested else ""
+        return text + f"; cheapest within 1 pt: {describe(cheapest) if cheapest else 'no energies recorded'}."
+
+
+def accuracy_text(row: Row) -> str:
+    """``98.57 ± 0.29`` (%, 95 % CI; the mean alone for n = 1)."""
+    text = f"{100 * row.accuracy:.2f}"
+    return text if row.ci is None else f"{text} ± {100 * row.ci:.2f}"
+
+
+def describe(row: Row) -> str:
+    energy = "" if row.energy is None else f", {row.energy:.3f} µJ"
+    return f"{row.name} ({accuracy_text(row)} %{energy})"
+
+
+def _missing(what: str, value, known: list, results: Path) -> NothingToCompare:
+    """The error for a ``value`` no record has: those that have records, and the close matches."""
+    close = difflib.get_close_matches(str(value), [str(k) for k in known], n=3, cutoff=0.5)
+    hint = f" Did you mean {', '.join(close)}?" if close and isinstance(value, str) else ""
+    return NothingToCompare(
+        f"No ok run record in {results / 'runs'} for {what}.{hint} Those with records: "
+        f"{', '.join(str(k) for k in known) or 'none'}. `bench compare` ranks the records that `bench run` "
+        "and `bench sweep` leave (the ones `bench tables` publishes): run those first, or pass --results DIR."
+    )
+
+
+def comparisons(
+    results: str | Path, dataset: str, time_steps: int | None = None, sweep: str | None = None
+) -> list[Comparison]:
+    """The ranked comparison contexts of ``dataset`` (at ``time_steps``, in ``sweep``), in README order."""
+    results = Path(results)
+    published = [s for s in sections(load_records(results)) if s.groups]
+    on_dataset = [s for s in published if any(g.dataset == dataset for g in s.groups)]
+    if not on_dataset:
+        raise _missing(
+            f"dataset {dataset}", dataset, sorted({g.dataset for s in published for g in s.groups}), results
+        )
+    if sweep is not None:
+        known = [s.name for s in on_dataset]
+        on_dataset = [s for s in on_dataset if s.name == sweep]
+        if not on_dataset:
+            raise _missing(f"dataset {dataset} in sweep {sweep}", sweep, known, results)
+    found = []
+    for section in on_dataset:
+        groups = [g for g in section.groups if g.dataset == dataset]
+        for setting in by_setting(groups):
+            for context in by_time_steps(setting):
+                ranking = rank(context)
+                if ranking.rows and time_steps in (None, context[0].time_steps):
+                    found.append(Comparison(section, context, ranking))
+    if not found:
+        steps = sorted({g.time_steps for s in on_dataset for g in s.groups if g.dataset == dataset})
+        raise _missing(f"dataset {dataset} at T = {time_steps}", time_steps, steps, results)
+    return found

@@ -1,0 +1,152 @@
+"""Statistics over seeds, inside one comparison context (one sweep, dataset, T, cost table, counting
+conventions and frame setting): the mean with its 95 % confidence interval, the most accurate group, the
+groups statistically tied with it, the cheapest group within 1 point of it and the accuracy-energy Pareto
+front. The distributions are scipy's; nothing here is hand-written statistics.
+
+The rules, stated once (the tables and ``bench compare`` quote them):
+
+* interval: Student t with n - 1 degrees of freedom, half-width ``t(0.975, n - 1) * s / sqrt(n)``; none
+  for n = 1;
+* best: the highest mean test accuracy (equal means: the cheaper, then the name);
+* tied: Welch's two-sided t-test (unequal variances) against the best gives p >= 0.05; with fewer than two
+  seeds on either side there is no test and the group is *untested*, never silently tied; two groups with
+  no spread at all are tied when their means are equal (the t statistic is 0/0) and not otherwise;
+* cheapest within 1 pt: the lowest mean energy per sample among the groups whose mean accuracy is at most
+  1 point below the best's (the best included);
+* Pareto front: the groups no other group dominates, i.e. none has at least their accuracy at no more
+  energy, one of the two strictly.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass, field
+
+CONFIDENCE = 0.95
+ALPHA = 0.05  # tied with the best when Welch's p >= ALPHA
+WITHIN_PT = 1.0  # "cheapest within 1 pt of the best", in accuracy points
+_EPS = 1e-9  # 0.99 - 0.98 is 0.010000000000000009: points are compared with this slack
+
+BEST, TIED, WORSE, UNTESTED = "best", "tied", "worse", "untested"
+
+
+def mean_ci(values: list[float], confidence: float = CONFIDENCE) -> tuple[float, float | None]:
+    """Mean and the half-width of its confidence interval (Student t); ``None`` for one value."""
+    from scipy import stats  # here: importing the results package stays quick
+
+    mean = statistics.fmean(values)
+    if len(values) < 2:
+        return mean, None
+    t = stats.t.ppf(0.5 + confidence / 2, len(values) - 1)
+    return mean, float(t * statistics.stdev(values) / math.sqrt(len(values)))
+
+
+def welch_p(a: list[float], b: list[float]) -> float | None:
+    """Two-sided p-value of Welch's t-test of equal means; ``None`` (no test) with fewer than two values on
+    either side. scipy's test from the exact means and sample deviations (``ttest_ind(equal_var=False)``
+    on the raw values is the same test, but reports catastrophic cancellation for identical values)."""
+    from scipy import stats
+
+    if len(a) < 2 or len(b) < 2:
+        return None
+    (mean_a, sd_a), (mean_b, sd_b) = ((statistics.fmean(x), statistics.stdev(x)) for x in (a, b))
+    if sd_a == 0 and sd_b == 0:
+        return 1.0 if mean_a == mean_b else 0.0
+    return float(
+        stats.ttest_ind_from_stats(mean_a, sd_a, len(a), mean_b, sd_b, len(b), equal_var=False).pvalue
+    )
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[bool]:
+    """For each ``(accuracy, energy)`` point, whether no other point dominates it (at least as accurate at
+    no more energy, one of the two strictly)."""
+    return [
+        not any(
+            a >= acc and e <= energy and (a > acc or e < energy) for j, (a, e) in enumerate(points) if j != i
+        )
+        for i, (acc, energy) in enumerate(points)
+    ]
+
+
+@dataclass
+class Row:
+    """One group of a context with its statistics; accuracies are fractions (0.9853), energy in µJ."""
+
+    group: object  # a bench.results.aggregate.Group
+    name: str
+    accuracies: list[float]
+    accuracy: float
+    ci: float | None
+    energy: float | None
+    verdict: str = WORSE
+    p: float | None = None  # Welch's p against the best (None: the best itself, or untested)
+    pareto: bool = False
+    place: int = 0  # 1: the best
+
+    @property
+    def n(self) -> int:
+        return len(self.accuracies)
+
+
+@dataclass
+class Ranking:
+    """A context's groups, most accurate first, each with its verdict against the best."""
+
+    rows: list[Row] = field(default_factory=list)
+
+    @property
+    def best(self) -> Row | None:
+        return self.rows[0] if self.rows else None
+
+    def having(self, verdict: str) -> list[Row]:
+        return [r for r in self.rows if r.verdict == verdict]
+
+    @property
+    def cheapest(self) -> Row | None:
+        """The cheapest row within :data:`WITHIN_PT` points of the best (``None`` without energies)."""
+        if not self.rows:
+            return None
+        near = [
+            r
+            for r in self.rows
+            if r.energy is not None and 100 * (self.best.accuracy - r.accuracy) <= WITHIN_PT + _EPS
+        ]
+        return min(near, key=lambda r: (r.energy, -r.accuracy, r.name), default=None)
+
+
+def rank(groups: list) -> Ranking:
+    """Rank the groups of ONE comparison context (the caller keeps contexts apart) by mean accuracy and
+    test each against the best."""
+    rows = []
+    for g in groups:
+        accuracies = g.values("test_acc")
+        if not accuracies:
+            continue
+        accuracy, ci = mean_ci(accuracies)
+        rows.append(Row(g, g.name, accuracies, accuracy, ci, g.mean("energy_uj")))
+    rows.sort(key=lambda r: (-r.accuracy, math.inf if r.energy is None else r.energy, r.name))
+    for i, row in enumerate(rows):
+        row.place = i + 1
+        if i == 0:
+            row.verdict = BEST
+            continue
+        row.p = welch_p(row.accuracies, rows[0].accuracies)
+        row.verdict = UNTESTED if row.p is None else TIED if row.p >= ALPHA else WORSE
+    costed = [r for r in rows if r.energy is not None]
+    for row, on_front in zip(costed, pareto_front([(r.accuracy, r.energy) for r in costed]), strict=True):
+        row.pareto = on_front
+    return Ranking(rows)
+
+
+def format_p(p: float | None) -> str:
+    return "-" if p is None else "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
+RULES = (
+    "Accuracy is mean ± the half-width of its 95 % confidence interval over seeds (Student t, n - 1 "
+    "degrees of freedom; no ± when n = 1). At each T, **bold** is the most accurate row (highest mean); "
+    "*tied*: Welch's two-sided t-test against it gives p ≥ 0.05; *untested*: fewer than 2 seeds on either "
+    "side, so no test (never counted as tied); ◆: on the accuracy-energy Pareto front at that T (no other "
+    "row is at least as accurate at no more energy)."
+)
