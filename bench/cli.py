@@ -252,6 +252,13 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_results_option(parser: argparse.ArgumentParser) -> None:
+    """``--results``, for the commands that read the run records."""
+    parser.add_argument(
+        "--results", default=None, help="results directory (default: $SNNBENCH_RESULTS or results)"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bench", description="Benchmark low-latency spiking neural networks."
@@ -307,9 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_status.set_defaults(func=cmd_status)
 
     p_tables = sub.add_parser("tables", help="rebuild results tables and plots from the run records")
-    p_tables.add_argument(
-        "--results", default=None, help="results directory (default: $SNNBENCH_RESULTS or results)"
-    )
+    add_results_option(p_tables)
     p_tables.set_defaults(func=cmd_tables)
 
     p_compare = sub.add_parser(
@@ -322,9 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_compare.add_argument("--dataset", required=True, help="dataset key")
     p_compare.add_argument("--time-steps", type=int, default=None, help="only this T")
     p_compare.add_argument("--sweep", default=None, help="only this sweep (`runs`: the `bench run` records)")
-    p_compare.add_argument(
-        "--results", default=None, help="results directory (default: $SNNBENCH_RESULTS or results)"
-    )
+    add_results_option(p_compare)
     p_compare.set_defaults(func=cmd_compare)
     return parser
 

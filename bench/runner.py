@@ -52,6 +52,12 @@ def _to_kwargs(group: DictConfig) -> dict:
     return OmegaConf.to_container(group, resolve=True)
 
 
+def run_callbacks(cfg: DictConfig) -> tuple[EnergyMetrics, DivergenceGuard]:
+    """The callbacks a run adds to ``build_trainer``'s own: the metrics callback and the divergence guard
+    (benchmarks/harness_overhead.py times a Trainer with exactly these)."""
+    return EnergyMetrics(**_to_kwargs(cfg.metrics)), DivergenceGuard()
+
+
 def build(cfg: DictConfig, method: str, dataset: str):
     """(datamodule, model) from a resolved config; the dataset's facts go into the method."""
     datamodule = get_dataset(dataset)(**_to_kwargs(cfg.data))
@@ -171,8 +177,8 @@ def run(
     }
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule, model = build(cfg, method, dataset)  # constructors check their arguments: nothing ran yet
-    energy = EnergyMetrics(**_to_kwargs(cfg.metrics))
-    trainer = build_trainer(cfg, method, dataset, rid, callbacks=[energy, DivergenceGuard()])
+    energy, guard = run_callbacks(cfg)
+    trainer = build_trainer(cfg, method, dataset, rid, callbacks=[energy, guard])
     claim = claim_path(cfg.paths.results, rid)
     mine = claims.claim(claim) if rank_zero_only.rank == 0 else None
     keep_claim = False

@@ -51,7 +51,7 @@ import harness_overhead  # noqa: E402
 from bench import registry  # noqa: E402
 from bench.config import load_config  # noqa: E402
 from bench.metrics import EnergyMetrics  # noqa: E402
-from bench.runner import build, build_trainer, quiet_lightning  # noqa: E402
+from bench.runner import build, build_trainer, quiet_lightning, run_callbacks  # noqa: E402
 from datamodules import mnist5k  # noqa: E402
 
 PRECISIONS = ("32-true", "16-mixed", "bf16-mixed")
@@ -190,8 +190,8 @@ def check_fit(
     cfg = load_config(method, dataset, overrides)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule, model = build(cfg, method, dataset)
-    callbacks = harness_overhead.run_callbacks(cfg)
-    energy = next(c for c in callbacks if isinstance(c, EnergyMetrics))
+    energy, guard = run_callbacks(cfg)
+    callbacks = [energy, guard]
     rid = f"gpu_check_{method}_{dataset}_{precision}"
     trainer = build_trainer(cfg, method, dataset, rid, callbacks=callbacks)
     trainer.fit(model, datamodule=datamodule)

@@ -2,9 +2,9 @@
 
 For each method, in one process, on the same batches and the same device:
 
-* **harness**: ``trainer.fit`` of the Trainer that ``bench.runner.build_trainer`` builds, with the callbacks
-  a run adds (:func:`run_callbacks`: the metrics callback and the divergence guard, plus the progress bar,
-  checkpoint and CSV logger that ``build_trainer`` adds itself), from the method's config;
+* **harness**: ``trainer.fit`` of the Trainer that ``bench.runner.build_trainer`` builds, with the
+  callbacks a run adds (``bench.runner.run_callbacks``: the metrics callback and the divergence guard, plus
+  the progress bar, checkpoint and CSV logger that ``build_trainer`` adds itself), from the method's config;
 * **bare**: what the method's ``training_step`` computes minus the harness: forward, the method's own
   ``compute_loss``, backward, the optimiser step and the lr-schedule step of the method's own
   ``configure_optimizers``, ``zero_grad`` (under the same autocast / grad scaler as the Trainer's precision).
@@ -48,13 +48,11 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from pytorch_lightning.callbacks import Callback
 
 from bench.config import load_config
-from bench.guards import DivergenceGuard
-from bench.metrics import EnergyMetrics
-from bench.runner import build, build_trainer, quiet_lightning
+from bench.runner import build, build_trainer, quiet_lightning, run_callbacks
 
 GOAL = 0.97
 ACCELERATORS = {"cpu": "cpu", "cuda": "gpu"}
@@ -62,12 +60,6 @@ ACCELERATORS = {"cpu": "cpu", "cuda": "gpu"}
 for _remark in ("You defined a `validation_step`", "The number of training batches"):
     warnings.filterwarnings("ignore", message=f".*{_remark}")
 _fits = itertools.count()
-
-
-def run_callbacks(cfg: DictConfig) -> list[Callback]:
-    """The callbacks ``bench.runner.run`` passes to ``build_trainer`` (kept in step with it by hand)."""
-    metrics = OmegaConf.to_container(cfg.metrics, resolve=True)
-    return [EnergyMetrics(**metrics), DivergenceGuard()]
 
 
 def sync(device: torch.device) -> None:
