@@ -116,7 +116,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from bench.results.stats import format_p
 
     results = args.results or paths.results_root()
-    verdicts = {"best": "best", "tied": "yes", "worse": "no", "untested": "untested"}
+    verdicts = {
+        "best": "best",
+        "tied": "yes",
+        "worse": "no",
+        "untested": "untested",
+        "reference": "reference",
+    }
     for comparison in comparisons(results, args.dataset, args.time_steps, args.sweep):
         table = Table(
             title=f"{comparison.title}\n{comparison.setting}",

@@ -15,7 +15,7 @@ from bench.results.aggregate import group_records
 from bench.results.compare import comparisons
 from bench.results.publish import regenerate
 from bench.results.records import write_record
-from bench.results.stats import BEST, TIED, UNTESTED, WORSE, mean_ci, pareto_front, rank, welch_p
+from bench.results.stats import BEST, REFERENCE, TIED, UNTESTED, WORSE, mean_ci, pareto_front, rank, welch_p
 from bench.sweep.spec import load_sweep
 
 V2 = {"version": 2, "spiking": True, "graded_spikes": "amplitude", "pooled_spikes": "effective"}
@@ -109,6 +109,33 @@ def test_the_ranking_names_the_best_the_tied_the_untested_and_the_cheapest_withi
     ]
     assert all(r.p is None for r in ranking.rows) and ranking.having(TIED) == []
     assert ranking.cheapest.name == "d"  # within 1 pt of 0.99: d itself (9 µJ) and a (0.98, 20 µJ)
+
+
+def test_a_non_spiking_method_beside_spiking_ones_is_a_reference_not_a_contender(tmp_path):
+    ann = {**V2, "spiking": False}
+    records = [record(f"n{s}", "ann", s, 0.99, 30.0 + s, conv=ann, time_steps=1) for s in range(3)]
+    records += [record(f"s{s}", "snn", s, acc, 5.0, time_steps=1) for s, acc in enumerate([0.97, 0.98, 0.99])]
+    records += [record(f"w{s}", "weak", s, 0.90, 1.0, time_steps=1) for s in range(3)]
+    ranking = rank(group_records(records))
+    # ann is the most accurate (0.99 x3) but is listed last, never the best, tied, cheapest or on the front
+    assert [(r.name, r.verdict, r.place, r.pareto) for r in ranking.rows] == [
+        ("snn", BEST, 1, True),
+        ("weak", WORSE, 2, True),
+        ("ann", REFERENCE, 3, False),
+    ]
+    assert ranking.rows[2].p == pytest.approx(1 - math.sqrt(3 / 5), rel=1e-9)  # Welch p against snn
+    assert ranking.cheapest.name == "snn" and ranking.having(TIED) == []
+    # alone (a sweep of ann only) it is ranked as usual
+    assert [(r.name, r.verdict) for r in rank(group_records(records[:3])).rows] == [("ann", BEST)]
+    for r in records:
+        write_record(r, tmp_path)
+    regenerate(tmp_path)
+    table = (tmp_path / "tables" / "m.md").read_text()
+    assert "| ann | 1 | 3 | 99.00 ± 0.00 | reference, p = 0.225 |" in table
+    assert "| snn | 1 | 3 | **98.00 ± 2.48** | best | ◆ |" in table
+    (line,) = [c.answer for c in comparisons(tmp_path, "nmnist_sim")]
+    assert line.startswith("Most accurate: snn (98.00 ± 2.48 %, 5.000 µJ)")
+    assert line.endswith("Reference, not ranked: ann (99.00 ± 0.00 %, 31.000 µJ), Welch p = 0.225.")
 
 
 def test_a_sweep_file_names_its_track(tmp_path):

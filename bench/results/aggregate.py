@@ -93,6 +93,11 @@ class Group:
         return f"{self.method} [{self.label}]" if self.label else self.method
 
     @property
+    def spiking(self) -> bool:
+        """Whether the method computes with spikes (records before the counting conventions: assumed)."""
+        return (self.records[0]["metrics"].get("conventions") or {}).get("spiking", True)
+
+    @property
     def frames(self) -> str:
         return frame_setting(self.records[0])  # the same in every record: it is part of the experiment
 

@@ -13,7 +13,7 @@ from bench.errors import BenchError
 from bench.results.aggregate import SINGLE_RUNS, Group, Section, by_setting, by_time_steps
 from bench.results.publish import sections
 from bench.results.records import load_records
-from bench.results.stats import TIED, UNTESTED, Ranking, Row, rank
+from bench.results.stats import REFERENCE, TIED, UNTESTED, Ranking, Row, p_clause, rank
 
 
 class NothingToCompare(BenchError):
@@ -49,7 +49,11 @@ class Comparison:
         text = f"Most accurate: {describe(best)}; tied with it (Welch p ≥ 0.05): {tied}"
         untested = self.ranking.having(UNTESTED)
         text += f"; untested (n < 2): {', '.join(r.name for r in untested)}" if untested else ""
-        return text + f"; cheapest within 1 pt: {describe(cheapest) if cheapest else 'no energies recorded'}."
+        text += f"; cheapest within 1 pt: {describe(cheapest) if cheapest else 'no energies recorded'}."
+        references = self.ranking.having(REFERENCE)
+        return text + "".join(
+            f" Reference, not ranked: {describe(r)}, Welch {p_clause(r.p)}." for r in references
+        )
 
 
 def accuracy_text(row: Row) -> str:

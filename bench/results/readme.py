@@ -24,7 +24,7 @@ from bench.results.aggregate import (
     setting_note,
     several_t,
 )
-from bench.results.stats import RULES, TIED, UNTESTED, rank
+from bench.results.stats import REFERENCE, RULES, TIED, UNTESTED, p_clause, rank
 from bench.results.tables import conventions_note, table_lines, title
 
 
@@ -87,7 +87,14 @@ TRACK_TEXT = {
         "- `hybrid_stdb`: the ReLU twin trains for the first 3 of the 6 epochs, is converted (BN folded, "
         "thresholds calibrated), then 3 epochs of STDB fine-tuning (lr 1e-4); hybrid input encoding (the "
         "analog image at step 1, one temporally coded spike per pixel after; event data: binary frames); "
-        "single-spike IF neurons.\n",
+        "single-spike IF neurons.\n\n"
+        "Energy on this backbone: every pooling is an average pool after the neuron, so each synapse past "
+        "the first conv reads average-pooled spikes, which count as NeuroBench's effective MACs (the nonzero "
+        "pooled inputs x their fan-out, priced as MACs; README: What a run measures) and not as ACs. The ACs "
+        "column is therefore 0 for most methods, and the SNNs' saving over the ANN comes from sparsity, not "
+        "from cheaper additions. The same records under the papers' convention (pooled spikes as fractional "
+        "ACs) would need `metrics.pooled_spikes=ac` runs; a max-pooled backbone would keep the inputs "
+        "binary.\n",
     ),
     "paper": (
         "Paper track",
@@ -126,6 +133,21 @@ def _answer_row(context: list[Group]) -> list[str] | None:
     ]
 
 
+def _reference_notes(setting: list[Group]) -> list[str]:
+    """The non-spiking references beside the ranked methods, one sentence per T that has one."""
+    notes = []
+    for context in by_time_steps(setting):
+        ranking = rank(context)
+        for ref in ranking.having(REFERENCE):
+            energy = format_cell(ENERGY, ref.group.values(ENERGY.key), spread=False)
+            notes.append(
+                f"Reference, not ranked: `{ref.name}` (non-spiking, one pass per sample) "
+                f"{format_cell(ACCURACY, ref.accuracies)} % at {energy} µJ per sample; against the T = "
+                f"{context[0].time_steps} best ({ranking.best.name}): Welch {p_clause(ref.p)}."
+            )
+    return notes
+
+
 def render_answer(sections: list[Section], matched_sweeps: list[str]) -> list[str]:
     """The README's first section: one table per dataset (and setting) of the matched-track sweeps."""
     lines = ["## The answer: the most accurate method at each T, and what it costs", ""]
@@ -136,8 +158,8 @@ def render_answer(sections: list[Section], matched_sweeps: list[str]) -> list[st
         )
         return lines + [f"No matched-track records yet: the matched sweep has not been run ({run}).", ""]
     lines += [
-        "From the matched track (below). Per dataset and T: the most accurate method (highest mean test "
-        "accuracy), its accuracy (mean ± 95 % CI over seeds) and energy per sample, the methods "
+        "From the matched track (below). Per dataset and T: the most accurate spiking method (highest mean "
+        "test accuracy), its accuracy (mean ± 95 % CI over seeds) and energy per sample, the methods "
         "statistically tied with it (Welch's t-test, p ≥ 0.05; with fewer than 2 seeds on either side there "
         "is no test: *untested*, never counted as tied), and the cheapest method (lowest mean energy) whose "
         "mean accuracy is within 1 point of the best's, which may be the best itself.",
@@ -163,6 +185,7 @@ def render_answer(sections: list[Section], matched_sweeps: list[str]) -> list[st
             rows = [_answer_row(context) for context in by_time_steps(setting)]
             lines += ["| " + " | ".join(row) + " |" for row in rows if row]
             lines.append("")
+            lines += [note + "\n" for note in _reference_notes(setting)]
             if several_t(setting):
                 plot = f"plots/{section.name}/{stem}_accuracy_vs_T.png"
                 lines += [f"![accuracy vs T on {heading}]({plot})", ""]

@@ -14,7 +14,10 @@ The rules, stated once (the tables and ``bench compare`` quote them):
 * cheapest within 1 pt: the lowest mean energy per sample among the groups whose mean accuracy is at most
   1 point below the best's (the best included);
 * Pareto front: the groups no other group dominates, i.e. none has at least their accuracy at no more
-  energy, one of the two strictly.
+  energy, one of the two strictly;
+* references: a non-spiking group (``ann``) in a context with spiking ones is the reference the question
+  is asked against, not a contender: it is listed after the ranked groups with Welch's p against the
+  best, and is never the best, tied, the cheapest within 1 pt or on the Pareto front.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ WITHIN_PT = 1.0  # "cheapest within 1 pt of the best", in accuracy points
 _EPS = 1e-9  # 0.99 - 0.98 is 0.010000000000000009: points are compared with this slack
 
 BEST, TIED, WORSE, UNTESTED = "best", "tied", "worse", "untested"
+REFERENCE = "reference"  # a non-spiking group beside spiking ones: tested against the best, never ranked
 
 
 def mean_ci(values: list[float], confidence: float = CONFIDENCE) -> tuple[float, float | None]:
@@ -110,14 +114,16 @@ class Ranking:
         near = [
             r
             for r in self.rows
-            if r.energy is not None and 100 * (self.best.accuracy - r.accuracy) <= WITHIN_PT + _EPS
+            if r.verdict != REFERENCE
+            and r.energy is not None
+            and 100 * (self.best.accuracy - r.accuracy) <= WITHIN_PT + _EPS
         ]
         return min(near, key=lambda r: (r.energy, -r.accuracy, r.name), default=None)
 
 
 def rank(groups: list) -> Ranking:
     """Rank the groups of ONE comparison context (the caller keeps contexts apart) by mean accuracy and
-    test each against the best."""
+    test each against the best; non-spiking groups beside spiking ones are references (module docstring)."""
     rows = []
     for g in groups:
         accuracies = g.values("test_acc")
@@ -126,21 +132,31 @@ def rank(groups: list) -> Ranking:
         accuracy, ci = mean_ci(accuracies)
         rows.append(Row(g, g.name, accuracies, accuracy, ci, g.mean("energy_uj")))
     rows.sort(key=lambda r: (-r.accuracy, math.inf if r.energy is None else r.energy, r.name))
-    for i, row in enumerate(rows):
+    spiking = [r for r in rows if r.group.spiking]
+    ranked, references = (spiking, [r for r in rows if not r.group.spiking]) if spiking else (rows, [])
+    for i, row in enumerate(ranked):
         row.place = i + 1
         if i == 0:
             row.verdict = BEST
             continue
-        row.p = welch_p(row.accuracies, rows[0].accuracies)
+        row.p = welch_p(row.accuracies, ranked[0].accuracies)
         row.verdict = UNTESTED if row.p is None else TIED if row.p >= ALPHA else WORSE
-    costed = [r for r in rows if r.energy is not None]
+    for i, row in enumerate(references, start=len(ranked) + 1):  # listed after the ranked groups
+        row.place, row.verdict, row.p = i, REFERENCE, welch_p(row.accuracies, ranked[0].accuracies)
+    costed = [r for r in ranked if r.energy is not None]
     for row, on_front in zip(costed, pareto_front([(r.accuracy, r.energy) for r in costed]), strict=True):
         row.pareto = on_front
-    return Ranking(rows)
+    return Ranking(ranked + references)
 
 
 def format_p(p: float | None) -> str:
+    """``0.205``, ``< 0.001``, or ``-`` without a test."""
     return "-" if p is None else "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def p_clause(p: float | None) -> str:
+    """``p = 0.205`` or ``p < 0.001`` in a sentence (``-`` without a test)."""
+    return "-" if p is None else f"p {format_p(p)}" if p < 0.001 else f"p = {format_p(p)}"
 
 
 RULES = (
@@ -148,5 +164,6 @@ RULES = (
     "degrees of freedom; no ± when n = 1). At each T, **bold** is the most accurate row (highest mean); "
     "*tied*: Welch's two-sided t-test against it gives p ≥ 0.05; *untested*: fewer than 2 seeds on either "
     "side, so no test (never counted as tied); ◆: on the accuracy-energy Pareto front at that T (no other "
-    "row is at least as accurate at no more energy)."
+    "row is at least as accurate at no more energy); *reference*: a non-spiking method (`ann`) beside "
+    "spiking ones, with Welch's p against the best, not ranked."
 )

@@ -24,7 +24,7 @@ from bench.results.aggregate import (
     setting_names,
     setting_note,
 )
-from bench.results.stats import BEST, RULES, TIED, UNTESTED, Row, format_p, mean_ci
+from bench.results.stats import BEST, REFERENCE, RULES, TIED, UNTESTED, Row, mean_ci, p_clause
 
 TRACK_NAMES = {"matched": "matched track", "paper": "paper track", "ablation": "ablation"}
 
@@ -50,9 +50,10 @@ def rank_cells(row: Row | None) -> list[str]:
         return ["-", "-"]
     verdict = {
         BEST: "best",
-        TIED: f"tied, p = {format_p(row.p)}",
+        TIED: f"tied, {p_clause(row.p)}",
         UNTESTED: "untested (n < 2)",
-    }.get(row.verdict, f"p = {format_p(row.p)}")
+        REFERENCE: f"reference, {p_clause(row.p)}" if row.p is not None else "reference",
+    }.get(row.verdict, p_clause(row.p))
     return [verdict, "◆" if row.pareto else ""]
 
 
