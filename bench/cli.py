@@ -236,10 +236,12 @@ def cmd_status(args: argparse.Namespace) -> int:
     for column in ("method", "dataset", "variant", "seed", "state", "accuracy", "run id / error"):
         table.add_column(column)
     counts = dict.fromkeys(sweeps.STATES, 0)
+    records = []
     styles = {"done": "green", "failed": "red", "running": "yellow", "pending": "dim"}
     for cell in sweep.cells:
         state, record = sweeps.cell_state(cell)
         counts[state] += 1
+        records += [record] if record is not None else []
         accuracy = f"{record['metrics']['test_acc'] * 100:.2f} %" if state == "done" else ""
         detail = cell.run_id()
         if record is not None and record.get("status") != "ok":
@@ -255,6 +257,14 @@ def cmd_status(args: argparse.Namespace) -> int:
         table.add_row(*row, detail)
     console.print(table)
     console.print(", ".join(f"{n} {state}" for state, n in counts.items()))
+    if records:
+        busy = sweeps.busy_seconds(records)
+        console.print(
+            f"The recorded runs took {busy / 3600:.2f} h of wall-clock time (cells side by side counted "
+            "once, gaps between sweeps not at all); their own times add up to "
+            f"{sum(r['wall_time_s'] or 0 for r in records) / 3600:.2f} h.",
+            highlight=False,
+        )
     return 0
 
 

@@ -20,7 +20,7 @@ from bench.cli import main as bench_main
 from bench.config import load_config, run_id
 from bench.errors import BenchError, ConfigError, RegistryError
 from bench.runner import build
-from bench.sweep import cell_state, cells_to_run, load_sweep, pack, wait_for_array
+from bench.sweep import busy_seconds, cell_state, cells_to_run, load_sweep, pack, wait_for_array
 from bench.sweep.slurm import CellsTask, ProcessBaseline, cells_per_task
 
 TINY = {
@@ -184,6 +184,21 @@ def test_ok_cells_are_skipped_failed_ones_only_on_retry_interrupted_ones_rerun(w
 
 
 # --- local executor ----------------------------------------------------------------------------------
+def test_a_sweeps_busy_time_counts_side_by_side_cells_once_and_no_gaps():
+    def ran(start: str, wall: float) -> dict:
+        return {"started_at": f"2026-12-03T{start}+00:00", "wall_time_s": wall}
+
+    records = [
+        ran("10:00:00", 100.0),  # 10:00:00-10:01:40
+        ran("10:00:30", 30.0),  # inside the first: adds nothing
+        ran("10:01:00", 120.0),  # overlaps it: runs on to 10:03:00, +80 s
+        ran("12:00:00", 60.0),  # a later session, after a 2 h gap that does not count: +60 s
+        {"started_at": "2026-12-03T13:00:00+00:00", "wall_time_s": None},  # a run that never ended
+    ]
+    assert busy_seconds(records) == 100.0 + 80.0 + 60.0
+    assert busy_seconds([]) == 0.0
+
+
 def test_a_killed_local_sweep_completes_on_rerun_with_one_record_per_cell(tmp_path):
     path = tiny_sweep(tmp_path, "killed", "[ann, lif_sg]", "[0, 1]", 3)
     command = [sys.executable, "-m", "bench.cli", "sweep", str(path), "--max-parallel", "2"]

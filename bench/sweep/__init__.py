@@ -34,13 +34,14 @@ The package's parts: :mod:`~bench.sweep.spec` (the file format, expanded to cell
 from bench.sweep.local import run_local
 from bench.sweep.slurm import array_id, cell_numbers, describe_packing, pack, submit_slurm, wait_for_array
 from bench.sweep.spec import Cell, Sweep, load_sweep
-from bench.sweep.state import STATES, cell_state, cells_to_run
+from bench.sweep.state import STATES, busy_seconds, cell_state, cells_to_run
 
 __all__ = [
     "STATES",
     "Cell",
     "Sweep",
     "array_id",
+    "busy_seconds",
     "cell_numbers",
     "cell_state",
     "cells_to_run",

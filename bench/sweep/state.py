@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from bench import claims
 from bench import config as config_mod
 from bench.results.paths import claim_path, runs_dir
@@ -38,3 +40,20 @@ def cells_to_run(sweep: Sweep, retry_failed: bool) -> tuple[list[Cell], dict[str
         else:
             skipped[state] += 1
     return todo, skipped
+
+
+def busy_seconds(records: list[dict]) -> float:
+    """The wall-clock time a sweep's recorded runs took: the union of their [start, start + wall time]
+    intervals, so cells run side by side count once and the gaps between sessions not at all (what the
+    published sweeps' <= 4 h budget is measured in). A resumed run counts from its resumption."""
+    spans = sorted(
+        (start, start + r["wall_time_s"])
+        for r in records
+        if r.get("started_at") and r.get("wall_time_s") is not None
+        for start in [datetime.fromisoformat(r["started_at"]).timestamp()]
+    )
+    total, end = 0.0, float("-inf")
+    for start, stop in spans:
+        total += max(0.0, stop - max(start, end))
+        end = max(end, stop)
+    return total
