@@ -262,7 +262,13 @@ def test_an_interrupted_run_records_interrupted_then_resumes_from_its_checkpoint
     args += [f"{k}={v}" for k, v in settings.items()] + ["trainer.enable_progress_bar=false"]
     command = [sys.executable, "-m", "bench.cli", *args]
     process = subprocess.Popen(
-        command, env=env_for(tmp_path), stdout=(tmp_path / "run.log").open("w"), stderr=subprocess.STDOUT
+        command,
+        env=env_for(tmp_path),
+        stdout=(tmp_path / "run.log").open("w"),
+        stderr=subprocess.STDOUT,
+        # Ctrl+C in a terminal: SIGINT as a user's shell delivers it, even when the tests themselves run
+        # as a background job (which starts with SIGINT ignored, and its children inherit that)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     rid = run_id("lif_sg", "mnist5k", load_config("lif_sg", "mnist5k", args[5:]))
     try:
