@@ -261,7 +261,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         busy = sweeps.busy_seconds(records)
         console.print(
             f"The recorded runs took {busy / 3600:.2f} h of wall-clock time (cells side by side counted "
-            "once, gaps between sweeps not at all); their own times add up to "
+            "once, gaps between sessions not at all); their own times add up to "
             f"{sum(r['wall_time_s'] or 0 for r in records) / 3600:.2f} h.",
             highlight=False,
         )

@@ -24,7 +24,7 @@ from bench.results.aggregate import (
     setting_note,
     several_t,
 )
-from bench.results.stats import REFERENCE, RULES, TIED, UNTESTED, p_clause, rank
+from bench.results.stats import REFERENCE, RULES, TIED, UNTESTED, Ranking, p_clause, rank
 from bench.results.tables import conventions_note, table_lines, title
 
 
@@ -112,9 +112,8 @@ TRACK_TEXT = {
 }
 
 
-def _answer_row(context: list[Group]) -> list[str] | None:
+def _answer_row(time_steps: int, ranking: Ranking) -> list[str] | None:
     """T, the most accurate, its accuracy and energy, those tied (and untested), the cheapest within 1 pt."""
-    ranking = rank(context)
     best, cheapest = ranking.best, ranking.cheapest
     if best is None:
         return None
@@ -122,7 +121,7 @@ def _answer_row(context: list[Group]) -> list[str] | None:
     untested = ranking.having(UNTESTED)
     tied += f"; untested (n < 2): {', '.join(r.name for r in untested)}" if untested else ""
     energy = format_cell(ENERGY, best.group.values(ENERGY.key), spread=False)
-    cells = [str(context[0].time_steps), f"**{best.name}**", format_cell(ACCURACY, best.accuracies), energy]
+    cells = [str(time_steps), f"**{best.name}**", format_cell(ACCURACY, best.accuracies), energy]
     cells.append(tied)
     if cheapest is None:
         return [*cells, "-", "-", "-"]
@@ -133,19 +132,15 @@ def _answer_row(context: list[Group]) -> list[str] | None:
     ]
 
 
-def _reference_notes(setting: list[Group]) -> list[str]:
-    """The non-spiking references beside the ranked methods, one sentence per T that has one."""
-    notes = []
-    for context in by_time_steps(setting):
-        ranking = rank(context)
-        for ref in ranking.having(REFERENCE):
-            energy = format_cell(ENERGY, ref.group.values(ENERGY.key), spread=False)
-            notes.append(
-                f"Reference, not ranked: `{ref.name}` (non-spiking, one pass per sample) "
-                f"{format_cell(ACCURACY, ref.accuracies)} % at {energy} µJ per sample; against the T = "
-                f"{context[0].time_steps} best ({ranking.best.name}): Welch {p_clause(ref.p)}."
-            )
-    return notes
+def _reference_notes(time_steps: int, ranking: Ranking) -> list[str]:
+    """The non-spiking references beside the ranked methods at one T, a sentence each."""
+    return [
+        f"Reference, not ranked: `{ref.name}` (non-spiking, one pass per sample) "
+        f"{format_cell(ACCURACY, ref.accuracies)} % at "
+        f"{format_cell(ENERGY, ref.group.values(ENERGY.key), spread=False)} µJ per sample; against the T = "
+        f"{time_steps} best ({ranking.best.name}): Welch {p_clause(ref.p)}."
+        for ref in ranking.having(REFERENCE)
+    ]
 
 
 def render_answer(sections: list[Section], matched_sweeps: list[str]) -> list[str]:
@@ -182,10 +177,13 @@ def render_answer(sections: list[Section], matched_sweeps: list[str]) -> list[st
             heading += f", sweep `{section.name}`" if len(matched) > 1 else ""
             lines += [f"### {heading}", "", f"Sweep `{section.name}`. {setting_note(setting[0])}", ""]
             lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-            rows = [_answer_row(context) for context in by_time_steps(setting)]
+            ranked = [(context[0].time_steps, rank(context)) for context in by_time_steps(setting)]
+            rows = [_answer_row(t, ranking) for t, ranking in ranked]
             lines += ["| " + " | ".join(row) + " |" for row in rows if row]
             lines.append("")
-            lines += [note + "\n" for note in _reference_notes(setting)]
+            for t, ranking in ranked:
+                for note in _reference_notes(t, ranking):
+                    lines += [note, ""]
             if several_t(setting):
                 plot = f"plots/{section.name}/{stem}_accuracy_vs_T.png"
                 lines += [f"![accuracy vs T on {heading}]({plot})", ""]
