@@ -84,7 +84,6 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-from spikingjelly.activation_based import functional
 from spikingjelly.activation_based.neuron import BaseNode
 from torch import nn
 
@@ -325,47 +324,48 @@ def lloyd_max(z: torch.Tensor, iterations: int = 30) -> tuple[float, float]:
     return threshold, level
 
 
-@torch.no_grad()
-def integrated_inputs(run, module: nn.Module, batches) -> torch.Tensor:
-    """What ``module`` receives, summed over the time steps, for every sample of ``batches`` (flattened);
-    ``run(x)`` is the network's forward."""
-    totals = []
-    hook = module.register_forward_pre_hook(lambda _, inputs: totals.append(inputs[0].sum(0).flatten()))
-    try:
-        for x, _ in batches:
-            run(x)
-    finally:
-        hook.remove()
-    total = torch.cat(totals)
+def quantiser_sample(totals: list[torch.Tensor]) -> torch.Tensor:
+    """The integrated inputs of every sample (``[T, B, ...]`` each), flattened, evenly strided down to at
+    most ``QUANTISER_SAMPLES`` values."""
+    total = torch.cat([t.sum(0).flatten() for t in totals])
     step = max(1, math.ceil(total.numel() / QUANTISER_SAMPLES))
     return total[::step]
 
 
 @torch.no_grad()
-def calibrate(net: nn.Sequential, run, batches, scale: float) -> dict[str, dict]:
+def calibrate(
+    net: nn.Sequential, inputs: list[torch.Tensor], scale: float, readout=lambda spikes: spikes
+) -> tuple[dict[str, dict], list[torch.Tensor]]:
     """Step 2 of the conversion: each neuron's threshold from the Lloyd-Max quantiser of its integrated
     SNN-mode input, layer by layer, the quantiser's level folded into the next synaptic layer. ``net`` must
-    be folded; returns each neuron's threshold (and level) by its index in ``net``."""
-    neurons = [(str(i), m) for i, m in enumerate(net) if isinstance(m, SingleSpikeIF)]
+    be folded and end with the output neuron; ``inputs`` are its input sequences (``[T, B, ...]``, one per
+    calibration batch). Returns each neuron's threshold (and level) by its index in ``net``, and the
+    converted network's output on each batch: ``readout`` of the output spikes, called while the output
+    neuron still holds that batch's state.
 
-    def fresh_run(x):  # every calibration pass starts from resting neurons
-        functional.reset_net(net)
-        return run(x)
-
-    for _, m in neurons:
-        m.v_threshold.fill_(math.inf)  # no neuron at or above the one being calibrated fires yet
-    later = {
-        index: [s for layer in list(net)[int(index) + 1 :] for s in synapses(layer)] for index, _ in neurons
-    }
+    The batches go up the network one layer at a time, each layer run once per batch: a neuron's input
+    depends only on the layers below it, which are calibrated by then (a pass from the input for every
+    neuron would run the large early layers once per neuron)."""
+    activations = list(inputs)  # replaced in place as they go up: one batch's worth held twice at most
+    done = 0  # activations are the input of net[done]
     chosen = {}
-    for index, m in neurons:
-        threshold, level = lloyd_max(integrated_inputs(fresh_run, m, batches))
+    for index, m in enumerate(net):
+        if not isinstance(m, SingleSpikeIF):
+            continue
+        for layer in net[done:index]:
+            for i, a in enumerate(activations):
+                activations[i] = layer(a)
+        threshold, level = lloyd_max(quantiser_sample(activations))
         m.v_threshold.fill_(scale * threshold)
-        chosen[index] = {"threshold": scale * threshold}
-        if not m.output:
-            later[index][0].weight.mul_(level)  # a spike of this layer stands for `level`
-            chosen[index]["level"] = level
-    return chosen
+        chosen[str(index)] = {"threshold": scale * threshold}
+        if not m.output:  # a spike of this layer stands for `level`
+            synapses(net[index + 1 :])[0].weight.mul_(level)
+            chosen[str(index)]["level"] = level
+        for i, a in enumerate(activations):
+            m.reset()  # every batch starts from resting neurons
+            activations[i] = m(a) if m is not net[-1] else readout(m(a))
+        done = index + 1
+    return chosen, activations
 
 
 @register_method("hybrid_stdb")
@@ -504,8 +504,10 @@ class HybridSTDB(BenchMethod):
         return [(x.to(self.device, dtype), y.to(self.device)) for x, y in batches]
 
     @torch.no_grad()
-    def accuracy(self, batches) -> float | None:
-        correct = sum(int((self(x).argmax(1) == y).sum()) for x, y in batches)
+    def accuracy(self, batches, outputs=None) -> float | None:
+        """On ``batches``, from the network's ``outputs`` on them when they are known already."""
+        outputs = outputs or [self(x) for x, _ in batches]
+        correct = sum(int((out.argmax(1) == y).sum()) for out, (_, y) in zip(outputs, batches, strict=True))
         total = sum(len(y) for _, y in batches)
         return correct / total if total else None
 
@@ -538,12 +540,13 @@ class HybridSTDB(BenchMethod):
         self.set_ann_mode(False)
         fold_norms(self.net, self.time_steps)
         folded = {k: v.clone() for k, v in self.net.state_dict().items()}
+        inputs = [self.encode(x) for x, _ in batches]
         trials = {}  # scale -> (calibration accuracy, converted state, per-layer thresholds and levels)
         for scale in self.threshold_scales:
             self.net.load_state_dict(folded)
-            layers = calibrate(self.net, self, batches, scale)
+            layers, outputs = calibrate(self.net, inputs, scale, self.readout)
             state = {k: v.clone() for k, v in self.net.state_dict().items()}
-            trials[scale] = (self.accuracy(batches), state, layers)
+            trials[scale] = (self.accuracy(batches, outputs), state, layers)
         best = max(trials, key=lambda s: trials[s][0])
         _, state, layers = trials[best]
         self.net.load_state_dict(state)

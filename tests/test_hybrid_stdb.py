@@ -213,7 +213,14 @@ def test_calibration_sets_thresholds_from_the_snn_mode_input_and_folds_levels_fo
     # two samples, two steps; integrated input of layer 1: x summed over t = [3, 3] -> [9, -1.5],
     # [1, 0] -> [1, -1]. Positive values 9, 1: threshold = 5 / 2 -> level 9 -> threshold 4.5 -> level 9.
     x = torch.tensor([[[1.0, 1.0], [1.0, 0.0]], [[2.0, 2.0], [0.0, 0.0]]])  # [T=2, B=2, 2]
-    chosen = calibrate(net, net, [(x, None)], scale=1.2)
+    calls = {first: 0, second: 0}
+    for synapse in calls:
+        synapse.register_forward_hook(lambda module, *_: calls.__setitem__(module, calls[module] + 1))
+    chosen, (output,) = calibrate(net, [x], scale=1.2)
+    assert calls == {first: 1, second: 1}  # the batch goes up the network once, one layer at a time
+    functional.reset_net(net)
+    assert torch.equal(output, net(x))  # what the converted network outputs: sample 0's output fires at 2
+    assert output[:, :, 0].tolist() == [[0.0, 0.0], [1.0, 0.0]]
     assert chosen["1"] == {"threshold": pytest.approx(1.2 * 4.5), "level": pytest.approx(9.0)}
     assert net[2].weight.tolist() == [[4.5, -9.0]]  # a spike of layer 1 stands for 9
     # Layer 1 at threshold 5.4: sample 0, neuron 0 integrates 3 then 9 and fires at step 2; nothing else.
