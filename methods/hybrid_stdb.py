@@ -324,10 +324,10 @@ def lloyd_max(z: torch.Tensor, iterations: int = 30) -> tuple[float, float]:
     return threshold, level
 
 
-def quantiser_sample(totals: list[torch.Tensor]) -> torch.Tensor:
-    """The integrated inputs of every sample (``[T, B, ...]`` each), flattened, evenly strided down to at
-    most ``QUANTISER_SAMPLES`` values."""
-    total = torch.cat([t.sum(0).flatten() for t in totals])
+def quantiser_sample(sequences: list[torch.Tensor]) -> torch.Tensor:
+    """What the Lloyd-Max quantiser sees: ``sequences`` (``[T, B, ...]`` each) summed over the time steps,
+    every value of every sample, evenly strided down to at most ``QUANTISER_SAMPLES`` values."""
+    total = torch.cat([sequence.sum(0).flatten() for sequence in sequences])
     step = max(1, math.ceil(total.numel() / QUANTISER_SAMPLES))
     return total[::step]
 
@@ -363,7 +363,7 @@ def calibrate(
             chosen[str(index)]["level"] = level
         for i, a in enumerate(activations):
             m.reset()  # every batch starts from resting neurons
-            activations[i] = m(a) if m is not net[-1] else readout(m(a))
+            activations[i] = readout(m(a)) if m.output else m(a)
         done = index + 1
     return chosen, activations
 
