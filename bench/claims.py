@@ -1,10 +1,15 @@
 """One run id runs once: ``<results>/running/<run_id>.json`` is an exclusive claim on a run.
 
-A run creates its claim with ``O_CREAT | O_EXCL`` before it trains and removes it when it ends. A second
-launch of the same run id (a second ``bench run``, a cell submitted twice) finds a live claim and stops
-with a clear message, so two copies never train into the same checkpoint and CSV log. The claim names its
-owner (host, pid and the pid's start time, SLURM job), so liveness survives PID reuse; a claim whose owner
-is gone is stale and is taken over (or removed by ``bench status``).
+A run claims its run id before it trains and removes the claim when it ends. A second launch of the same
+run id (a second ``bench run``, a cell submitted twice) finds a live claim and stops with a clear message,
+so two copies never train into the same checkpoint and CSV log. The claim names its owner (host, pid and
+the pid's start time, SLURM job), so liveness survives PID reuse; a claim whose owner is gone is stale and
+is taken over (or removed by ``bench status``).
+
+Atomic: the claim is written whole to a temporary file and hard-linked to its name, which fails if the name
+exists (``link`` is atomic on local and network file systems alike), so nobody ever reads a half-written
+claim. A stale claim is removed only under an exclusive lock on ``running/.lock`` and only after it was read
+again under that lock, so two launches taking over the same stale claim cannot both win.
 
 SLURM: a preempted task that submitit requeues keeps its claim (the runner does not remove it), so while
 the requeued job waits in the queue (``PENDING``) the cell is still that job's and a second sweep does not
@@ -13,11 +18,15 @@ submit it again; the requeued task recognises the claim as its own (same job id)
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import json
 import os
 import shutil
 import socket
 import subprocess
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -68,14 +77,20 @@ def owner() -> dict:
     }
 
 
+#: How long an unreadable claim counts as one being written (only where the file system has no hard
+#: links and a claim is created empty, then written).
+WRITING_GRACE_S = 60.0
+
+
 def read_claim(path: Path) -> dict | None:
-    """The claim's owner, ``{}`` if the file is unreadable (half-written), None if there is none."""
+    """The claim's owner, ``{}`` if the file is unreadable (not a claim of ours), None if there is none."""
     try:
-        return json.loads(path.read_text())
+        held = json.loads(path.read_text())
     except FileNotFoundError:
         return None
-    except (OSError, json.JSONDecodeError):
+    except (OSError, ValueError):
         return {}
+    return held if isinstance(held, dict) else {}
 
 
 def slurm_state(job: str) -> str | None:
@@ -101,13 +116,16 @@ def liveness(claim: dict) -> str | None:
         state = slurm_state(job)
         if state is None:
             return "SLURM job (squeue did not answer)"
-        return f"SLURM {state}" if state.split()[0] in LIVE_SLURM_STATES else None
+        # "": squeue no longer lists the job (it may answer so with exit status 0): it is gone
+        return f"SLURM {state}" if state and state.split()[0] in LIVE_SLURM_STATES else None
     if claim.get("host") != socket.gethostname():
         return f"on {claim.get('host')} (another machine)" if claim else None
     try:
         pid = int(claim["pid"])
         os.kill(pid, 0)
-    except (KeyError, ValueError, OSError):
+    except PermissionError:
+        pass  # it exists, but is another user's
+    except (KeyError, ValueError, TypeError, OSError):
         return None
     started = claim.get("pid_started")
     if started is not None and process_start(pid) not in (None, started):
@@ -115,20 +133,72 @@ def liveness(claim: dict) -> str | None:
     return f"pid {pid} on {claim['host']}"
 
 
+@contextlib.contextmanager
+def _takeover_lock(folder: Path):
+    """An exclusive lock on ``folder/.lock``: whoever removes a claim that is not theirs holds it."""
+    with open(folder / ".lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _create(path: Path, me: dict) -> bool:
+    """Create the claim ``path`` holding ``me``, whole, if no claim exists; False if one does."""
+    spare = path.with_name(f".{path.name}.{socket.gethostname()}.{os.getpid()}.tmp")
+    try:
+        with open(spare, "w") as handle:
+            json.dump(me, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            os.link(spare, path)
+            return True
+        except FileExistsError:
+            return False
+        except OSError as error:
+            if error.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
+                raise
+        # A file system without hard links: create exclusively, then write (read_claim's grace covers it).
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "w") as handle:
+            json.dump(me, handle)
+        return True
+    finally:
+        spare.unlink(missing_ok=True)
+
+
+def _holder(path: Path, held: dict, me: dict) -> str | None:
+    """How the owner of the claim ``held`` at ``path`` is alive, None if the claim may be taken: its owner
+    is gone, or it is our own from before a SLURM requeue."""
+    if not held:  # unreadable: a claim being written (no hard links here) while young, else debris
+        try:
+            young = time.time() - path.stat().st_mtime < WRITING_GRACE_S
+        except FileNotFoundError:
+            return None
+        return "a claim being written" if young else None
+    if me["slurm_job_id"] is not None and held.get("slurm_job_id") == me["slurm_job_id"]:
+        return None
+    return liveness(held)
+
+
 def claim(path: Path) -> dict:
     """Take the exclusive claim on a run or raise :class:`BenchError` naming the live owner. A stale claim
     (owner gone) or our own requeued job's is taken over."""
     path.parent.mkdir(parents=True, exist_ok=True)
     me = owner()
-    for _ in range(3):
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
+    for _ in range(5):
+        if _create(path, me):
+            return me
+        with _takeover_lock(path.parent):
             held = read_claim(path)
             if held is None:
-                continue  # removed meanwhile: try again
-            requeued_self = me["slurm_job_id"] is not None and held.get("slurm_job_id") == me["slurm_job_id"]
-            alive = None if requeued_self else liveness(held)
+                continue  # released meanwhile: try again
+            alive = _holder(path, held, me)
             if alive:
                 raise BenchError(
                     f"Run {path.stem} is already running ({alive}, started {held.get('started_at')}); "
@@ -136,11 +206,9 @@ def claim(path: Path) -> dict:
                     f"record. Wait for it (`bench status` shows it), or stop it; if that process is gone "
                     f"for good, delete {path}."
                 ) from None
-            path.unlink(missing_ok=True)  # stale, or ours from before a requeue
-            continue
-        with os.fdopen(fd, "w") as handle:
-            json.dump(me, handle)
-        return me
+            path.unlink(missing_ok=True)  # stale, or ours from before a requeue; nobody else removes it now
+            if _create(path, me):
+                return me
     raise BenchError(f"Could not claim run {path.stem}: {path} keeps reappearing; is another launch racing?")
 
 
@@ -153,10 +221,13 @@ def release(path: Path, mine: dict) -> None:
 
 def remove_if_stale(path: Path) -> str | None:
     """``bench status``: the live owner's description, or None after removing a stale claim."""
-    held = read_claim(path)
-    if held is None:
+    if read_claim(path) is None:
         return None
-    alive = liveness(held) if held else None
-    if alive is None and held:
-        path.unlink(missing_ok=True)
-    return alive
+    with _takeover_lock(path.parent):
+        held = read_claim(path)
+        if held is None:
+            return None
+        alive = _holder(path, held, {"slurm_job_id": None})
+        if alive is None:
+            path.unlink(missing_ok=True)
+        return alive

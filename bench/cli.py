@@ -8,6 +8,7 @@ that are not the user's.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from pathlib import Path
@@ -19,7 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from bench import CONFIG_DIR, check_config_dir, registry
-from bench.errors import BenchError
+from bench.errors import BenchError, storage_error
 from bench.results import paths
 
 console = Console()
@@ -268,6 +269,21 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def whole_number(least: int):
+    """An argparse type: a whole number >= ``least`` (``--max-parallel -1`` would start nothing, forever)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < least:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= {least}")
+        return value
+
+    return parse
+
+
 def add_results_option(parser: argparse.ArgumentParser) -> None:
     """``--results``, for the commands that read the run records."""
     parser.add_argument(
@@ -307,19 +323,22 @@ def build_parser() -> argparse.ArgumentParser:
     p_sweep.add_argument("--executor", choices=("local", "slurm"), default="local")
     p_sweep.add_argument("--dry-run", action="store_true", help="list the cells in order and their state")
     p_sweep.add_argument(
-        "--max-parallel", type=int, default=None, help="local: cells at a time (1); slurm: array parallelism"
+        "--max-parallel",
+        type=whole_number(1),
+        default=None,
+        help="local: cells at a time (1); slurm: array parallelism",
     )
     p_sweep.add_argument("--retry-failed", action="store_true", help="run cells whose record says failed")
     p_sweep.add_argument("--tables", action="store_true", help="run `bench tables` when the sweep ends")
     slurm = p_sweep.add_argument_group("slurm (override the sweep file's `slurm` block)")
     slurm.add_argument("--partition")
-    slurm.add_argument("--cpus-per-task", type=int)
-    slurm.add_argument("--gpus-per-node", type=int)
+    slurm.add_argument("--cpus-per-task", type=whole_number(1))
+    slurm.add_argument("--gpus-per-node", type=whole_number(0))
     slurm.add_argument("--mem-gb", type=float)
-    slurm.add_argument("--timeout-min", type=int, help="time limit per task, minutes")
+    slurm.add_argument("--timeout-min", type=whole_number(1), help="time limit per task, minutes")
     slurm.add_argument(
         "--cells-per-task",
-        type=int,
+        type=int,  # checked by the sweep package, which says what it means
         help="cells one array task runs one after another in one process (1: a task per cell)",
     )
     slurm.add_argument("--wait", action="store_true", help="wait for the job array to finish")
@@ -348,14 +367,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class WarningLine(logging.Handler):
+    """snnbench's warnings (a record left out of the tables, a run resuming) as ``warning: ...`` lines."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        err_console.print(Text.assemble(("warning: ", "bold yellow"), record.getMessage()), highlight=False)
+
+
+def show_warnings() -> None:
+    logger = logging.getLogger("bench")
+    if not any(isinstance(h, WarningLine) for h in logger.handlers):
+        logger.addHandler(WarningLine(logging.WARNING))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    show_warnings()
     try:
         check_config_dir()
         return args.func(args)
     except BenchError as error:
         notes = " ".join(getattr(error, "__notes__", []))
         err_console.print(f"[bold red]error:[/] {error} {notes}".rstrip(), highlight=False)
+        return 1
+    except (
+        OSError
+    ) as error:  # a full disk, a read-only or missing folder: not a bug, and not the user's input
+        notes = " ".join(getattr(error, "__notes__", []))
+        message = storage_error(error, "read or write a file")
+        err_console.print(f"[bold red]error:[/] {message} {notes}".rstrip(), highlight=False)
         return 1
     except KeyboardInterrupt:
         err_console.print("[bold red]interrupted.[/]")

@@ -51,17 +51,26 @@ def _read_yaml(path: Path) -> DictConfig:
 
 
 def parse_overrides(overrides: list[str]) -> DictConfig:
-    """``["method.lr=0.01", "trainer.max_epochs=3"]`` -> a nested config (values parsed as YAML)."""
+    """``["method.lr=0.01", "trainer.max_epochs=3"]`` -> a nested config (values parsed as YAML, safely: a
+    ``!!python/...`` tag is refused, never run)."""
     bad = [item for item in overrides if "=" not in item or item.startswith("=")]
     if bad:
         raise ConfigError(
             f"Could not parse override(s) {', '.join(bad)}: write them as key=value, e.g. "
             "method.time_steps=4 trainer.max_epochs=10."
         )
-    try:
-        return OmegaConf.from_dotlist(list(overrides))
-    except OmegaConfBaseException as error:
-        raise ConfigError(f"Could not parse overrides {overrides}: {error}") from error
+    parsed = OmegaConf.create({})
+    for item in overrides:  # one at a time, so an error names its override
+        try:
+            parsed = OmegaConf.merge(parsed, OmegaConf.from_dotlist([item]))
+        except (OmegaConfBaseException, yaml.YAMLError, ValueError) as error:
+            reason = " ".join(str(error).split())
+            raise ConfigError(
+                f"Could not parse the override {item!r}: its value is not plain YAML ({reason}). Write "
+                "a number, a word, a list or a mapping (tags such as !!python/... are refused), and quote "
+                "the whole override for the shell, e.g. 'method.layers=[16, 32]'."
+            ) from error
+    return parsed
 
 
 def constructor_keys(cls: type) -> dict[str, inspect.Parameter]:
@@ -233,13 +242,17 @@ def validate(cfg: DictConfig, method_cls: type, dataset_cls: type) -> None:
         )
     if cfg.logger not in LOGGERS:
         raise ConfigError(f"logger={cfg.logger!r} is not supported; use one of {', '.join(LOGGERS)}.")
-    if not isinstance(cfg.seed, int) or isinstance(cfg.seed, bool):
-        raise ConfigError(f"seed must be an integer, got {cfg.seed!r}.")
-    for key in ("sweep", "variant"):
-        if cfg.get(key) is not None and not isinstance(cfg[key], str):
-            raise ConfigError(
-                f"{key} must be a sweep's or variant's name (a string) or null, got {cfg[key]!r}."
-            )
+    if not isinstance(cfg.seed, int) or isinstance(cfg.seed, bool) or not 0 <= cfg.seed < 2**32:
+        raise ConfigError(f"seed must be a whole number from 0 to 2**32 - 1 (4294967295), got {cfg.seed!r}.")
+    # The sweep's name becomes file names (tables/<sweep>.md, plots/<sweep>/), the variant a label.
+    if cfg.get("sweep") is not None and not paths.is_name(cfg.sweep):
+        raise ConfigError(
+            f"sweep={cfg.sweep!r} is not a sweep's name: letters, digits and . _ + - (no path separators), "
+            "starting with a letter or digit; or null."
+        )
+    variant = cfg.get("variant")
+    if variant is not None and (not isinstance(variant, str) or not variant.isprintable()):
+        raise ConfigError(f"variant must be a variant's name (one line of text) or null, got {variant!r}.")
     _check_finite(cfg)
     _check_group("method", cfg.method, method_cls, exclude=DATASET_FACTS)
     _check_group("data", cfg.data, dataset_cls)

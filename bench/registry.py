@@ -26,6 +26,7 @@ from functools import cache
 from pathlib import Path
 
 from bench.errors import RegistryError
+from bench.results import paths
 
 _REGISTRIES: dict[str, dict[str, type]] = {"method": {}, "dataset": {}}
 _PACKAGES = {"method": "methods", "dataset": "datamodules"}
@@ -137,6 +138,12 @@ def keys(kind: str) -> list[str]:
 
 
 def _register(kind: str, key: str) -> Callable[[type], type]:
+    if not paths.is_name(key):  # keys name folders and files (logs, run ids, plots)
+        raise RegistryError(
+            f"{kind} key {key!r} is not a name: use letters, digits and . _ + -, starting with a letter or "
+            "digit."
+        )
+
     def decorator(cls: type) -> type:
         registry = _REGISTRIES[kind]
         if key in registry and registry[key] is not cls:

@@ -6,10 +6,15 @@ one record: ``ok`` with its metrics, or ``failed`` with the error.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import math
+import pickle
 import shutil
+import signal
 import sys
+import threading
 import time
 import traceback
 from dataclasses import dataclass
@@ -24,8 +29,8 @@ from pytorch_lightning.utilities import rank_zero_only
 
 from bench import claims
 from bench import config as config_mod
-from bench.errors import BenchError, ConfigError, RunInterrupted
-from bench.guards import DivergenceGuard
+from bench.errors import BenchError, ConfigError, Diverged, RunInterrupted, StorageError, storage_error
+from bench.guards import DivergenceGuard, diverged
 from bench.loggers import ResumableCSVLogger, make_logger
 from bench.metrics import EnergyMetrics
 from bench.registry import get_dataset, get_method
@@ -130,6 +135,9 @@ def _collect_metrics(trainer: pl.Trainer, model: pl.LightningModule, after_fit: 
     logged = _logged(trainer)
     if "test/acc" not in logged:
         raise BenchError("The test loop produced no accuracy: is the test split empty?")
+    if not math.isfinite(logged["test/loss"]):
+        loss = logged["test/loss"]
+        raise diverged(model, f"The test loss is {loss} (the trained network's output is not finite)")
     return {
         "test_acc": logged["test/acc"],
         "test_loss": logged["test/loss"],
@@ -151,9 +159,10 @@ def run(
     anything is recorded, so a config mistake leaves no record. Then the run claims its run id (one run id
     runs once, see :mod:`bench.claims`); any error after that leaves a ``failed`` record (``interrupted``
     for Ctrl+C, SIGTERM or a SLURM preemption) and is re-raised. A run whose ``last.ckpt`` exists (an
-    interrupted earlier attempt with the same run id) resumes from it; an unreadable one is moved aside and
-    the run starts from scratch, saying so in its record. The checkpoint is deleted once the ``ok`` record
-    is written.
+    interrupted earlier attempt with the same run id) resumes from it; one that cannot be resumed from
+    (unreadable, not a Lightning checkpoint, non-finite weights) is moved aside and the run starts from
+    scratch, saying so in its record. The checkpoint is deleted once the ``ok`` record is written, and when
+    the run diverged.
     """
     overrides = [*overrides, *([f"seed={seed}"] if seed is not None else [])]
     cfg = config_mod.load_config(method, dataset, overrides)
@@ -180,46 +189,21 @@ def run(
     energy, guard = run_callbacks(cfg)
     trainer = build_trainer(cfg, method, dataset, rid, callbacks=[energy, guard])
     claim = claim_path(cfg.paths.results, rid)
-    mine = claims.claim(claim) if rank_zero_only.rank == 0 else None
-    keep_claim = False
-    start = time.perf_counter()
-    try:
-        resume = _resume_point(cfg, rid, record)
-        if isinstance(trainer.logger, ResumableCSVLogger):
-            trainer.logger.resuming = resume is not None
-        record["dataset_facts"] = dataset_facts(datamodule)
-        trainer.fit(model, datamodule=datamodule, ckpt_path=resume)
-        if trainer.interrupted:
-            raise KeyboardInterrupt
-        after_fit = _logged(trainer)
-        trainer.test(model, datamodule=datamodule, verbose=False)
-        record["device"] = device_name(trainer.strategy.root_device)
-        record["metrics"] = {**_collect_metrics(trainer, model, after_fit), **energy.summary}
-        record["layers"] = energy.layers
-        record["method_details"] = model.run_details()
-        record["status"] = "ok"
-    except BaseException as error:
-        interrupted = isinstance(error, KeyboardInterrupt | SystemExit)
-        # A preempted SLURM task is requeued by submitit: its claim stays, so the cell remains its own.
-        keep_claim = interrupted and claims.slurm_job() is not None
-        record["status"] = "interrupted" if interrupted else "failed"
-        record["error"] = describe_error(error)
-        record["wall_time_s"] = round(time.perf_counter() - start, 3)
-        path = runs_dir(cfg.paths.results) / f"{rid}.json"
-        kept = read_status(path) == "ok"
-        if not kept:
-            path = _write(record, cfg)
-        if interrupted:
-            # Lightning turns Ctrl+C into SystemExit after its own shutdown; say what happened.
-            error = RunInterrupted(record["error"])
-        if kept:
-            error.add_note(f"The ok record of this run in {path} is kept; this attempt is not recorded.")
-        else:
-            error.add_note(f"The {record['status']} run is recorded in {path}.")
-        raise error from None
-    finally:
-        if mine is not None and not keep_claim:
-            claims.release(claim, mine)
+    with _termination_interrupts() as arm:
+        mine = claims.claim(claim) if rank_zero_only.rank == 0 else None
+        keep_claim = False
+        start = time.perf_counter()
+        try:
+            arm()  # from here on, a termination signal ends the run as `interrupted`, recorded
+            _train_and_test(cfg, rid, record, datamodule, model, trainer, energy)
+        except BaseException as error:
+            interrupted = isinstance(error, KeyboardInterrupt | SystemExit)
+            # A preempted SLURM task is requeued by submitit: its claim stays, so the cell remains its own.
+            keep_claim = interrupted and claims.slurm_job() is not None
+            raise _recorded_failure(record, cfg, error, start, interrupted) from None
+        finally:
+            if mine is not None and not keep_claim:
+                claims.release(claim, mine)
     record["wall_time_s"] = round(time.perf_counter() - start, 3)
     path = _write(record, cfg)
     if rank_zero_only.rank == 0:
@@ -227,26 +211,132 @@ def run(
     return RunResult(record, path)
 
 
+def _train_and_test(cfg, rid, record, datamodule, model, trainer, energy) -> None:
+    """Resume or start, train, test, and fill the record in as ``ok``."""
+    resume = _resume_point(cfg, rid, record)
+    if isinstance(trainer.logger, ResumableCSVLogger):
+        trainer.logger.resuming = resume is not None
+    record["dataset_facts"] = dataset_facts(datamodule)
+    # weights_only: a checkpoint folder may be writable by others, and a pickle can run code
+    trainer.fit(model, datamodule=datamodule, ckpt_path=resume, weights_only=True)
+    if trainer.interrupted:
+        raise KeyboardInterrupt
+    after_fit = _logged(trainer)
+    trainer.test(model, datamodule=datamodule, verbose=False)
+    record["device"] = device_name(trainer.strategy.root_device)
+    record["metrics"] = {**_collect_metrics(trainer, model, after_fit), **energy.summary}
+    record["layers"] = energy.layers
+    record["method_details"] = model.run_details()
+    record["status"] = "ok"
+
+
+def _recorded_failure(record: dict, cfg: DictConfig, error: BaseException, start: float, interrupted: bool):
+    """Record a run that did not end ``ok`` (``interrupted`` or ``failed``; never over an ``ok`` record)
+    and return the error to raise, its notes saying where it is recorded. A diverged run's checkpoint is
+    deleted: resuming it would test the diverged weights."""
+    record["status"] = "interrupted" if interrupted else "failed"
+    record["error"] = describe_error(error)
+    record["wall_time_s"] = round(time.perf_counter() - start, 3)
+    if isinstance(error, Diverged) and rank_zero_only.rank == 0:
+        shutil.rmtree(checkpoint_dir(cfg.paths.logs, record["run_id"]), ignore_errors=True)
+    if interrupted:
+        # Lightning turns Ctrl+C into SystemExit after its own shutdown; say what happened.
+        error = RunInterrupted(record["error"])
+    path = runs_dir(cfg.paths.results) / f"{record['run_id']}.json"
+    if read_status(path) == "ok":
+        error.add_note(f"The ok record of this run in {path} is kept; this attempt is not recorded.")
+        return error
+    try:
+        path = _write(record, cfg)
+    except StorageError as write_error:
+        error.add_note(f"Its {record['status']} record could not be written either. {write_error}")
+        return error
+    error.add_note(f"The {record['status']} run is recorded in {path}.")
+    return error
+
+
+@contextlib.contextmanager
+def _termination_interrupts():
+    """While the run holds its claim, SIGTERM (``kill``, a local sweep being stopped) ends it like Ctrl+C,
+    recorded ``interrupted``, its claim released, instead of killing it with neither. Only where SIGTERM
+    would kill the process (its handler is the default): Lightning's handler during fit stops the loops at
+    the next batch, and submitit's in a SLURM task owns requeueing. The signal is held back while the claim
+    is taken and acts from ``arm()`` (called first thing inside the run's ``try``)."""
+    main = threading.current_thread() is threading.main_thread()
+    if not main or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield lambda: None
+        return
+
+    def interrupt(signum, frame):
+        if signal.getsignal(signal.SIGTERM) is interrupt:  # not called by Lightning's handler chain
+            raise KeyboardInterrupt
+
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield lambda: signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+#: What a Lightning checkpoint holds that resuming needs.
+CHECKPOINT_KEYS = ("epoch", "global_step", "state_dict", "loops", "optimizer_states")
+
+
 def _resume_point(cfg: DictConfig, rid: str, record: dict) -> str | None:
-    """``last.ckpt`` to resume from, or None. An unreadable one (a crash mid-write, a full disk) is moved
-    aside as ``last.ckpt.corrupt-<time>`` and the run starts from scratch; the record says so."""
+    """``last.ckpt`` to resume from, or None. One that cannot be resumed from is moved aside as
+    ``last.ckpt.corrupt-<time>`` and the run starts from scratch, the record saying why: unreadable (a crash
+    mid-write, a full disk), carrying anything but tensors and plain data (a pickle that would run code is
+    never unpickled), not a Lightning checkpoint, or holding non-finite weights."""
     last = checkpoint_dir(cfg.paths.logs, rid) / "last.ckpt"
     if not last.exists():
         return None
     try:
-        record["resumed_from_epoch"] = _checkpoint_epoch(last)
-    except Exception as error:  # torch.load raises RuntimeError, EOFError, UnpicklingError, KeyError, ...
-        aside = last.with_name(f"last.ckpt.corrupt-{datetime.now(UTC):%Y%m%dT%H%M%S}")
-        if rank_zero_only.rank == 0:
-            last.rename(aside)
-        record["resume_note"] = (
-            f"{last} could not be read ({type(error).__name__}: {error}); it was moved to {aside} and the "
-            "run started from scratch."
+        checkpoint = _load_checkpoint(last)
+        problem = _checkpoint_problem(checkpoint)
+    except pickle.UnpicklingError as error:  # weights_only refused an object: say which, not torch's advice
+        refused = [line.strip() for line in str(error).splitlines() if "GLOBAL" in line]
+        problem = (
+            "holds objects other than tensors and plain data, which are never unpickled (unpickling can run "
+            f"code){': ' + refused[0].rstrip('.') if refused else ''}"
         )
-        _log.warning("%s: %s", rid, record["resume_note"])
-        return None
-    _log.warning("%s: resuming from %s (epoch %d)", rid, last, record["resumed_from_epoch"])
-    return str(last)
+    except Exception as error:  # torch.load raises RuntimeError, EOFError, ...
+        problem = f"could not be read ({type(error).__name__}: {' '.join(str(error).split())})"
+    if problem is None:
+        record["resumed_from_epoch"] = checkpoint["epoch"] + 1
+        _log.warning("%s: resuming from %s (epoch %d)", rid, last, record["resumed_from_epoch"])
+        return str(last)
+    aside = last.with_name(f"last.ckpt.corrupt-{datetime.now(UTC):%Y%m%dT%H%M%S}")
+    if rank_zero_only.rank == 0:
+        last.rename(aside)
+    record["resume_note"] = f"{last} {problem}; it was moved to {aside} and the run started from scratch."
+    _log.warning("%s: %s", rid, record["resume_note"])
+    return None
+
+
+def _load_checkpoint(path: Path) -> dict:
+    """A checkpoint's contents, tensors and plain data only (``weights_only``: nothing in it can run
+    code), memory-mapped (the tensors are not read unless used)."""
+    import torch
+
+    return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+
+
+def _checkpoint_problem(checkpoint) -> str | None:
+    """Why a loaded checkpoint cannot be resumed from, or None."""
+    import torch
+
+    missing = [key for key in CHECKPOINT_KEYS if not isinstance(checkpoint, dict) or key not in checkpoint]
+    if missing:
+        return f"is not a Lightning checkpoint (it has no {', '.join(missing)})"
+    weights = checkpoint["state_dict"]
+    if not isinstance(weights, dict) or not isinstance(checkpoint["epoch"], int):
+        return "is not a Lightning checkpoint (its state_dict or epoch is not one)"
+    for name, tensor in weights.items():
+        if isinstance(tensor, torch.Tensor) and tensor.is_floating_point() and not tensor.isfinite().all():
+            return f"holds non-finite weights ({name}): the run that wrote it diverged"
+    return None
 
 
 def _write(record: dict, cfg: DictConfig) -> Path:
@@ -255,14 +345,6 @@ def _write(record: dict, cfg: DictConfig) -> Path:
     if rank_zero_only.rank == 0:
         path = write_record(record, cfg.paths.results)
     return path
-
-
-def _checkpoint_epoch(path: Path) -> int:
-    """The number of finished epochs in ``last.ckpt`` (saved at an epoch's end, it stores that epoch's
-    index)."""
-    import torch
-
-    return int(torch.load(path, map_location="cpu", weights_only=False, mmap=True)["epoch"]) + 1
 
 
 def describe_error(error: BaseException) -> str:
@@ -289,6 +371,10 @@ def main(argv: list[str] | None = None) -> int:
     except BenchError as error:
         print(" ".join([f"error: {error}", *getattr(error, "__notes__", [])]), file=sys.stderr)
         return 130 if "Interrupted" in str(error) else 1
+    except OSError as error:  # a full disk, a read-only folder: the message, not a traceback
+        message = storage_error(error, "read or write a file")
+        print(" ".join([f"error: {message}", *getattr(error, "__notes__", [])]), file=sys.stderr)
+        return 1
     except Exception:
         traceback.print_exc()
         return 1

@@ -81,8 +81,10 @@ def read_nmnist_bin(path: str | Path, height: int = 34, width: int = 34, hint: s
         raise DataError(f"Could not read N-MNIST file {path}: {error.strerror or error}. {hint}") from error
     except ValueError:  # 3 or 4 stray bytes: spikingjelly's strided fields no longer broadcast
         raw = None
+    size = os.stat(path).st_size
+    if size < 5:  # no recording is empty: a copy cut short
+        raise DataError(f"{path} holds no event ({size} bytes): a truncated or failed copy. {hint}")
     if raw is None or raw["x"].size != raw["t"].size:  # 1 or 2 stray bytes: one field is longer
-        size = os.stat(path).st_size
         raise DataError(
             f"{path} is truncated or corrupt: N-MNIST .bin files hold 5-byte event records, but this one "
             f"has {size} bytes ({size % 5} stray byte(s) after the last whole record). {hint}"

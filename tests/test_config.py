@@ -68,7 +68,7 @@ def test_misspelt_method_key_names_the_valid_keys():
         ("method.hard_reset=1", "expected bool"),
         ("optimiser.lr=1", "Unknown top-level config key(s) optimiser"),
         ("logger=tensorboardx", "logger='tensorboardx' is not supported"),
-        ("seed=abc", "seed must be an integer"),
+        ("seed=abc", "seed must be a whole number"),
     ],
 )
 def test_bad_keys_and_values_are_rejected(override, fragment):

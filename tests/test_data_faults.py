@@ -185,6 +185,18 @@ def test_a_truncated_file_says_regenerate_for_nmnist_sim_and_reextract_for_nmnis
         NMNIST(root=str(tmp_path)).prepare_data()
 
 
+def test_an_empty_recording_is_an_error_naming_it_not_a_blank_sample(tmp_path, sim_digits):
+    folder = tmp_path / "nmnist_sim"
+    NMNISTSim(root=str(tmp_path)).prepare_data()
+    path = folder / nmnist_sim.layout(sim_digits)[5]
+    path.write_bytes(b"")
+    with pytest.raises(DataError) as error:
+        NMNISTSim(root=str(tmp_path), frames=2).prepare_data()
+    message = str(error.value)
+    assert f"{path} holds no event (0 bytes): a truncated or failed copy." in message
+    assert f"delete the folder {folder} and the next run regenerates it" in message
+
+
 def test_a_killed_generation_is_cleaned_up_by_the_next(tmp_path, sim_digits):
     orphan = tmp_path / "nmnist_sim" / f"{nmnist_sim.GENERATING}{HOST}-{dead_pid()}"
     (orphan / "Train" / "0").mkdir(parents=True)

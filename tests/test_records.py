@@ -1,9 +1,13 @@
 from __future__ import annotations
 
+import errno
 import json
+import os
+import stat
 
 import pytest
 
+from bench.errors import StorageError
 from bench.results import records
 
 
@@ -25,11 +29,24 @@ def test_write_is_atomic_when_the_process_dies_mid_write(tmp_path, monkeypatch):
     assert sorted(p.name for p in path.parent.iterdir()) == ["m-d-abc.json"]  # no temp file left
 
 
-def test_first_write_crash_leaves_no_file(tmp_path, monkeypatch):
-    monkeypatch.setattr(records.os, "replace", lambda *a: (_ for _ in ()).throw(OSError("disk")))
-    with pytest.raises(OSError):
+def test_first_write_crash_leaves_no_file_and_a_full_disk_is_named_not_a_bug(tmp_path, monkeypatch):
+    full = OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(records.os, "replace", lambda *a: (_ for _ in ()).throw(full))
+    with pytest.raises(StorageError) as info:
         records.write_record(record(), tmp_path)
+    target = tmp_path / "runs" / "m-d-abc.json"
+    assert str(info.value).startswith(f"Could not write the run record {target}: ")
+    assert "No space left on device. The file system is full: free some space" in str(info.value)
     assert list((tmp_path / "runs").iterdir()) == []
+
+
+def test_a_record_follows_the_umask_like_every_other_file(tmp_path):
+    previous = os.umask(0o027)
+    try:
+        path = records.write_record(record(), tmp_path)
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640  # 0600 from mkstemp before
 
 
 def test_failed_rerun_never_replaces_an_ok_record(tmp_path):

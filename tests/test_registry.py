@@ -25,6 +25,13 @@ def test_unknown_dataset_lists_the_registered_ones():
     assert "mnist5k" in str(info.value)
 
 
+@pytest.mark.parametrize("key", ["../evil", "a/b", "", ".hidden"])
+def test_a_key_that_is_not_a_name_is_refused(key):
+    # keys name folders and files (logs/<method>/<dataset>/, run ids, plots): never a path
+    with pytest.raises(RegistryError, match="is not a name"):
+        registry.register_method(key)
+
+
 def test_duplicate_key_is_an_error():
     class Other:
         pass

@@ -176,7 +176,8 @@ def test_ok_cells_are_skipped_failed_ones_only_on_retry_interrupted_ones_rerun(w
     states = {0: "ok", 1: "failed", 2: "interrupted"}  # seed 3: no record
     for cell in sweep.cells:
         if cell.seed in states:
-            record = {"run_id": cell.run_id(), "status": states[cell.seed], "error": "x", "metrics": {}}
+            record = {"run_id": cell.run_id(), "method": "ann", "dataset": "mnist5k", "error": "x"}
+            record |= {"status": states[cell.seed], "metrics": {"test_acc": 0.9, "time_steps": 1}}
             (runs / f"{record['run_id']}.json").write_text(json.dumps(record))
     todo, skipped = cells_to_run(sweep, retry_failed=False)
     assert [c.seed for c in todo] == [2, 3] and skipped == {"done": 1, "failed": 1, "running": 0}

@@ -11,10 +11,21 @@ only.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 ENVIRONMENT = {"results": "SNNBENCH_RESULTS", "logs": "SNNBENCH_LOGS", "data": "SNNBENCH_DATA"}
 FALLBACK = {"results": "results", "logs": "logs", "data": "~/.cache/snnbench"}
+
+
+#: A name that becomes part of a path (run id, method, dataset, sweep): a letter or digit, then letters,
+#: digits and ``. _ + -``, at most 128 characters; so never ``..``, a separator or an absolute path.
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}")
+
+
+def is_name(value) -> bool:
+    """Whether ``value`` may become part of a path (:data:`NAME`)."""
+    return isinstance(value, str) and NAME.fullmatch(value) is not None
 
 
 def default(kind: str) -> str:

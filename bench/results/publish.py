@@ -23,6 +23,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench import CONFIG_DIR
+from bench.errors import BenchError
 from bench.results import paths
 from bench.results.aggregate import (
     SINGLE_RUNS,
@@ -110,6 +111,12 @@ def regenerate(results_dir: str | Path) -> list[Path]:
     """Rebuild every table, plot and ``README.md`` under ``results_dir`` from its run records; return the
     files written."""
     results_dir = Path(results_dir)
+    if not results_dir.is_dir():
+        raise BenchError(
+            f"There is no results folder {results_dir}, so there are no run records to build tables from. "
+            "Check --results or SNNBENCH_RESULTS (unset, it is results/ in the current folder), or run a "
+            "sweep or `bench run` first."
+        )
     tables_dir, plots_dir = paths.tables_dir(results_dir), paths.plots_dir(results_dir)
     published = sections(load_records(results_dir))
     written = []

@@ -8,16 +8,20 @@ re-run never replaces a record that says ``ok``.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import platform
 import subprocess
 import tempfile
+from datetime import datetime
 from importlib import metadata
 from pathlib import Path
 
 from bench import PROJECT_ROOT
-from bench.errors import BenchError
-from bench.results.paths import runs_dir
+from bench.errors import BenchError, storage_error
+from bench.results.paths import is_name, runs_dir
+
+_log = logging.getLogger("bench")
 
 VERSIONED_PACKAGES = (
     "snnbench",
@@ -65,14 +69,85 @@ def device_name(device) -> str:
     return f"{device.type}: {platform.processor() or platform.machine()} ({os.cpu_count()} cores)"
 
 
+#: The states a record can be in.
+STATUSES = ("ok", "failed", "interrupted", "running")
+#: The metrics that are not numbers (or null), and what they are.
+TEXT_METRICS = {"cost_table": str, "ann_reference_table": str, "conventions": dict}
+
+
+def _number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _no_constant(name: str):
+    raise ValueError(f"it holds {name}, which a run record never does")
+
+
+def record_problem(record, path: Path) -> str | None:
+    """Why ``record`` (read from ``path``) is not a run record this code may use, or None. Records may come
+    from someone else: every name that becomes a path (run id, method, dataset, sweep) is checked here,
+    where it is read, and so is every value the tables compute with."""
+    if not isinstance(record, dict):
+        return f"it is a JSON {type(record).__name__}, not an object"
+    for key in ("run_id", "method", "dataset"):
+        if not is_name(record.get(key)):
+            return f"its {key} {record.get(key)!r} is not a name (letters, digits and . _ + -)"
+    if record["run_id"] != path.stem:
+        return f"its run_id {record['run_id']} is not its file's name"
+    if record.get("sweep") is not None and not is_name(record["sweep"]):
+        return f"its sweep {record['sweep']!r} is not a name (letters, digits and . _ + -)"
+    variant = record.get("variant")
+    if variant is not None and (not isinstance(variant, str) or not variant.isprintable()):
+        return f"its variant {variant!r} is not a line of text"
+    if record.get("status") not in STATUSES:
+        return f"its status {record.get('status')!r} is not one of {', '.join(STATUSES)}"
+    seed = record.get("seed")
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+        return f"its seed {seed!r} is not an integer"
+    for key, kind in (("metrics", dict), ("config", dict), ("error", str)):
+        if record.get(key) is not None and not isinstance(record[key], kind):
+            return f"its {key} is not a JSON {'object' if kind is dict else 'string'}"
+    if record.get("wall_time_s") is not None and not _number(record["wall_time_s"]):
+        return f"its wall_time_s {record['wall_time_s']!r} is not a number"
+    if record.get("started_at") is not None:
+        try:
+            datetime.fromisoformat(record["started_at"])
+        except (TypeError, ValueError):
+            return f"its started_at {record['started_at']!r} is not an ISO date"
+    metrics = record.get("metrics") or {}
+    for key, value in metrics.items():
+        kind = TEXT_METRICS.get(key)
+        if not (isinstance(value, kind) if kind else value is None or _number(value)):
+            expected = {str: "a text", dict: "an object"}.get(kind, "a number or null")
+            return f"its metric {key} is {value!r}, not {expected}"
+    if record["status"] == "ok":
+        accuracy, steps = metrics.get("test_acc"), metrics.get("time_steps")
+        if not _number(accuracy) or not 0 <= accuracy <= 1:
+            return f"it says ok but its test accuracy {accuracy!r} is not a fraction between 0 and 1"
+        if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+            return f"it says ok but its time_steps {steps!r} is not a whole number >= 1"
+    return None
+
+
 def read_record(path: Path) -> dict:
+    """The record at ``path``, checked (:func:`record_problem`); a :class:`BenchError` naming the file if
+    it cannot be read or is not a run record."""
     try:
-        return json.loads(path.read_text())
+        record = json.loads(path.read_text(), parse_constant=_no_constant)
+        problem = record_problem(record, path)
     except (OSError, json.JSONDecodeError) as error:
         raise BenchError(
             f"Run record {path} is unreadable ({error}). Records are written atomically, so this file "
             "was changed by something else: delete it and re-run that cell."
         ) from error
+    except ValueError as error:  # NaN or Infinity (_no_constant)
+        problem = str(error)
+    if problem:
+        raise BenchError(
+            f"{path} is not a run record snnbench can use: {problem}. It was not written by snnbench (or "
+            "was edited since): delete it, or move it out of the results folder, and re-run that cell."
+        )
+    return record
 
 
 def read_status(path: Path) -> str | None:
@@ -84,29 +159,51 @@ def read_status(path: Path) -> str | None:
 
 
 def write_record(record: dict, results_dir: str | Path) -> Path:
-    """Write ``record`` atomically to ``<results>/runs/<run_id>.json`` and return its path.
+    """Write ``record`` atomically to ``<results>/runs/<run_id>.json`` and return its path; the file's mode
+    follows the umask, like every other file (a temporary file is created 0600). An OS error (a full
+    disk, a read-only folder) becomes a :class:`StorageError` naming the record.
 
     A ``failed`` record never replaces an existing ``ok`` one with the same run id.
     """
     directory = runs_dir(results_dir)
-    directory.mkdir(parents=True, exist_ok=True)
     target = directory / f"{record['run_id']}.json"
-    if record["status"] != "ok" and read_status(target) == "ok":
-        return target
-    fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=f".{record['run_id']}.", suffix=".tmp")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        if record["status"] != "ok" and read_status(target) == "ok":
+            return target
+        fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=f".{record['run_id']}.", suffix=".tmp")
+    except OSError as error:
+        raise storage_error(error, f"write the run record {target}") from error
     try:
         with os.fdopen(fd, "w") as handle:
+            os.fchmod(handle.fileno(), 0o666 & ~current_umask())
             json.dump(record, handle, indent=2, sort_keys=True, allow_nan=False)
             handle.write("\n")
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp_name, target)
-    except BaseException:
+    except BaseException as error:
         Path(tmp_name).unlink(missing_ok=True)
+        if isinstance(error, OSError):
+            raise storage_error(error, f"write the run record {target}") from error
         raise
     return target
 
 
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def load_records(results_dir: str | Path) -> list[dict]:
-    """All records under ``<results>/runs/``, sorted by file name."""
-    return [read_record(p) for p in sorted(runs_dir(results_dir).glob("*.json"))]
+    """All usable records under ``<results>/runs/``, sorted by file name; one that is not (unreadable, or
+    not a run record: :func:`read_record`) is left out with a warning naming it, so one bad file does not
+    stop the tables."""
+    records = []
+    for path in sorted(runs_dir(results_dir).glob("*.json")):
+        try:
+            records.append(read_record(path))
+        except BenchError as error:
+            _log.warning("%s Left out of the tables.", error)
+    return records

@@ -12,6 +12,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from bench import CONFIG_DIR, registry
 from bench import config as config_mod
 from bench.errors import BenchError, ConfigError
+from bench.results import paths
 
 SWEEP_KEYS = (
     "description",
@@ -160,7 +161,48 @@ def _names(cfg: DictConfig, key: str, path: Path) -> list:
         return registry.keys("method" if key == "methods" else "dataset")
     if not isinstance(value, ListConfig) or len(value) == 0:
         raise ConfigError(f"Sweep file {path} needs a non-empty list `{key}` or `all`, got {value!r}.")
-    return list(value)
+    return _once(list(value), key, path)
+
+
+def _once(values: list, key: str, path: Path) -> list:
+    """``values`` if none is listed twice (a cell listed twice would train one run twice)."""
+    twice = sorted({str(v) for v in values if values.count(v) > 1})
+    if twice:
+        raise ConfigError(
+            f"Sweep file {path}: `{key}` lists {', '.join(twice)} more than once; list each once."
+        )
+    return values
+
+
+#: The fields of an ``exclude`` rule besides config keys (``group.key``).
+EXCLUDE_FIELDS = ("method", "dataset", "seed", "variant")
+
+
+def _check_exclusions(rules: list[dict], cells: list[Cell], path: Path) -> None:
+    """Every ``exclude`` rule names fields a cell has, with values the sweep runs, and drops some cell: a
+    misspelt field or value would otherwise exclude nothing, silently."""
+    known = {
+        "method": {c.method for c in cells},
+        "dataset": {c.dataset for c in cells},
+        "seed": {str(c.seed) for c in cells},
+        "variant": {part for c in cells for part in c.variant.split(",") if part},
+    }
+    config_keys = {item.split("=", 1)[0] for c in cells for item in c.overrides}
+    for rule in rules:
+        for field, value in rule.items():
+            if field in known and str(value) not in known[field]:
+                raise ConfigError(
+                    f"Sweep file {path}: the exclude rule {rule} names {field} {value}, which the sweep does "
+                    f"not have; its {field}s: {', '.join(sorted(known[field])) or 'none'}."
+                )
+            if field not in known and field not in config_keys:
+                raise ConfigError(
+                    f"Sweep file {path}: the exclude rule {rule} has the field {field!r}, which is neither "
+                    f"one of {', '.join(EXCLUDE_FIELDS)} nor a config key the sweep's cells set "
+                    f"({', '.join(sorted(config_keys)) or 'none'})."
+                )
+        if not any(_excluded(c, [rule]) for c in cells):
+            raise ConfigError(f"Sweep file {path}: the exclude rule {rule} matches no cell of the sweep.")
 
 
 def _variants(cfg: DictConfig, path: Path) -> list[tuple[str, list[str]]]:
@@ -208,6 +250,11 @@ def load_sweep(name_or_path: str, check: bool = True) -> Sweep:
     """Read and expand a sweep file; with ``check``, every cell's config is merged and validated (unknown
     methods, datasets or keys are reported before anything runs)."""
     path = resolve_sweep_path(name_or_path)
+    if not paths.is_name(path.stem):  # the sweep's name becomes file names (tables, plots, logs)
+        raise ConfigError(
+            f"Sweep file {path}: its name {path.stem!r} is not a sweep's name; rename the file to letters, "
+            "digits and . _ + - (starting with a letter or digit)."
+        )
     cfg = config_mod._read_yaml(path)
     unknown = set(cfg) - set(SWEEP_KEYS)
     if unknown:
@@ -219,6 +266,7 @@ def load_sweep(name_or_path: str, check: bool = True) -> Sweep:
     seeds = list(cfg.get("seeds") or [0])
     if not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
         raise ConfigError(f"Sweep file {path}: `seeds` must be a list of integers, got {seeds}.")
+    _once(seeds, "seeds", path)
     common = _dotlist(cfg.get("overrides"), "overrides")
     per_dataset = cfg.get("per_dataset") or OmegaConf.create({})
     per_method = cfg.get("per_method") or OmegaConf.create({})
@@ -248,7 +296,7 @@ def load_sweep(name_or_path: str, check: bool = True) -> Sweep:
             f"Sweep file {path}: `reference: {reference}` names no variant; variants: "
             f"{', '.join(name for name, _ in variants)}."
         )
-    cells = []
+    every = []
     for dataset, method in itertools.product(datasets, methods):
         base = [
             *common,
@@ -257,12 +305,20 @@ def load_sweep(name_or_path: str, check: bool = True) -> Sweep:
         ]
         for (variant, overrides), seed in itertools.product(variants, seeds):
             cell = Cell(path.stem, method, dataset, variant, int(seed), tuple([*base, *overrides]))
-            if not _excluded(cell, rules):
-                cells.append(cell)
+            every.append(cell)
+    _check_exclusions(rules, every, path)
+    cells = [cell for cell in every if not _excluded(cell, rules)]
     if check:
+        runs: dict[str, Cell] = {}
         for cell in cells:
             try:
-                cell.config()
+                rid = config_mod.run_id(cell.method, cell.dataset, cell.config())
             except BenchError as error:
                 raise type(error)(f"Sweep {path.stem}, cell {cell.label}: {error}") from error
+            if rid in runs:  # e.g. two variants with the same overrides: one run trained twice
+                raise ConfigError(
+                    f"Sweep file {path}: the cells {runs[rid].label} and {cell.label} are the same run "
+                    f"({rid}): their configs are identical. Drop one, or make their overrides differ."
+                )
+            runs[rid] = cell
     return Sweep(path.stem, str(cfg.get("description", "")), cells, slurm, cells_per_task, track)
