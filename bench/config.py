@@ -13,7 +13,6 @@ import hashlib
 import inspect
 import json
 import logging
-import math
 import warnings
 from pathlib import Path
 from typing import get_args
@@ -25,6 +24,7 @@ from omegaconf.errors import OmegaConfBaseException
 from bench import CONFIG_DIR, registry
 from bench.errors import ConfigError
 from bench.results import paths
+from bench.results.records import first_non_finite
 
 # configs/defaults.yaml reads the default locations (and their environment variables) from one owner.
 OmegaConf.register_resolver("snnbench_path", paths.default, replace=True)
@@ -154,19 +154,9 @@ def check_time_steps(time_steps: int | None, frames: int | None) -> None:
 
 def _check_finite(cfg: DictConfig) -> None:
     """No inf or nan anywhere: no run can use one, and a run record (strict JSON) cannot hold one."""
-    flat = OmegaConf.to_container(cfg, resolve=True)
-
-    def walk(node, where: str):
-        if isinstance(node, dict):
-            for key, value in node.items():
-                walk(value, f"{where}.{key}" if where else str(key))
-        elif isinstance(node, list):
-            for i, value in enumerate(node):
-                walk(value, f"{where}[{i}]")
-        elif isinstance(node, float) and not math.isfinite(node):
-            raise ConfigError(f"{where}={node} is not a finite number; give a finite value.")
-
-    walk(flat, "")
+    found = first_non_finite(OmegaConf.to_container(cfg, resolve=True))
+    if found is not None:
+        raise ConfigError(f"{found[0]}={found[1]} is not a finite number; give a finite value.")
 
 
 def _construct(group: str, cls: type, values: DictConfig):

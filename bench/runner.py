@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import math
 import pickle
 import shutil
 import signal
@@ -35,7 +34,14 @@ from bench.loggers import ResumableCSVLogger, make_logger
 from bench.metrics import EnergyMetrics
 from bench.registry import get_dataset, get_method
 from bench.results.paths import checkpoint_dir, claim_path, runs_dir
-from bench.results.records import device_name, git_state, package_versions, read_status, write_record
+from bench.results.records import (
+    device_name,
+    first_non_finite,
+    git_state,
+    package_versions,
+    read_status,
+    write_record,
+)
 
 
 @dataclass
@@ -135,9 +141,6 @@ def _collect_metrics(trainer: pl.Trainer, model: pl.LightningModule, after_fit: 
     logged = _logged(trainer)
     if "test/acc" not in logged:
         raise BenchError("The test loop produced no accuracy: is the test split empty?")
-    if not math.isfinite(logged["test/loss"]):
-        loss = logged["test/loss"]
-        raise diverged(model, f"The test loss is {loss} (the trained network's output is not finite)")
     return {
         "test_acc": logged["test/acc"],
         "test_loss": logged["test/loss"],
@@ -224,10 +227,12 @@ def _train_and_test(cfg, rid, record, datamodule, model, trainer, energy) -> Non
     after_fit = _logged(trainer)
     trainer.test(model, datamodule=datamodule, verbose=False)
     record["device"] = device_name(trainer.strategy.root_device)
-    record["metrics"] = {**_collect_metrics(trainer, model, after_fit), **energy.summary}
-    record["layers"] = energy.layers
-    record["method_details"] = model.run_details()
-    record["status"] = "ok"
+    metrics = {**_collect_metrics(trainer, model, after_fit), **energy.summary}
+    details = model.run_details()
+    found = first_non_finite({"metrics": metrics, "method_details": details})
+    if found is not None:  # e.g. a NaN test loss, a learnt tau thrown to infinity
+        raise diverged(model, f"The run's {found[0]} is {found[1]} (the trained network is not finite)")
+    record.update(metrics=metrics, layers=energy.layers, method_details=details, status="ok")
 
 
 def _recorded_failure(record: dict, cfg: DictConfig, error: BaseException, start: float, interrupted: bool):

@@ -34,6 +34,8 @@ from bench.results.publish import regenerate
 from bench.results.records import read_record
 from bench.runner import _checkpoint_problem, run
 from bench.sweep import cell_state, load_sweep, wait_for_array
+from methods.ann import ANN
+from methods.common.neurons import MultiThresholdLIF
 
 QUICK = [f"{k}={v}" for k, v in TINY.items()] + [
     "trainer.max_epochs=1",
@@ -333,7 +335,19 @@ def test_a_diverged_run_deletes_its_checkpoint_and_fails_again_on_rerun(workdir)
 
 def test_a_non_finite_test_loss_fails_the_run_instead_of_an_unwritable_record(workdir, monkeypatch):
     monkeypatch.setattr(runner_module, "_logged", lambda trainer: {"test/acc": 0.1, "test/loss": math.nan})
-    with pytest.raises(Diverged, match=r"The test loss is nan \(the trained network's output is not finite"):
+    with pytest.raises(Diverged, match=r"The run's metrics\.test_loss is nan \(the trained network is not"):
+        run("ann", "mnist5k", QUICK)
+    (path,) = runs(workdir)
+    assert json.loads(path.read_text())["status"] == "failed"
+
+
+def test_a_learnt_constant_thrown_to_infinity_fails_the_run_instead_of_dividing_by_zero(workdir, monkeypatch):
+    neuron = MultiThresholdLIF(learnable_tau=True)
+    with torch.no_grad():
+        neuron.w.fill_(-1e4)  # 1/tau = sigmoid(w) underflows to 0: was ZeroDivisionError, "looks like a bug"
+    assert neuron.tau() == math.inf
+    monkeypatch.setattr(ANN, "run_details", lambda self: {"neurons": {"net.2": {"tau": neuron.tau()}}})
+    with pytest.raises(Diverged, match=r"The run's method_details\.neurons\.net\.2\.tau is inf"):
         run("ann", "mnist5k", QUICK)
     (path,) = runs(workdir)
     assert json.loads(path.read_text())["status"] == "failed"

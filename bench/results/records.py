@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import platform
 import subprocess
@@ -77,6 +78,18 @@ TEXT_METRICS = {"cost_table": str, "ann_reference_table": str, "conventions": di
 
 def _number(value) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def first_non_finite(node, where: str = "") -> tuple[str, float] | None:
+    """The first inf or nan in JSON-like content (what a record cannot hold), as (its dotted key, value);
+    None if there is none."""
+    if isinstance(node, dict):
+        items = ((f"{where}.{key}" if where else str(key), value) for key, value in node.items())
+    elif isinstance(node, list):
+        items = ((f"{where}[{i}]", value) for i, value in enumerate(node))
+    else:
+        return (where, node) if isinstance(node, float) and not math.isfinite(node) else None
+    return next((found for key, value in items if (found := first_non_finite(value, key)) is not None), None)
 
 
 def _no_constant(name: str):

@@ -370,9 +370,11 @@ class MultiThresholdLIF(BaseNode):
                 self.alpha = float(synaptic_alpha)
 
     def tau(self) -> float:
-        """The current membrane time constant (learnt or fixed)."""
+        """The current membrane time constant (learnt or fixed); inf once a learnt ``1/tau`` underflows to 0
+        (a diverged ``w``: the runner fails such a run)."""
         inverse_tau = self._inverse_tau()
-        return 1 / float(inverse_tau.detach() if isinstance(inverse_tau, torch.Tensor) else inverse_tau)
+        inverse_tau = float(inverse_tau.detach() if isinstance(inverse_tau, torch.Tensor) else inverse_tau)
+        return 1 / inverse_tau if inverse_tau else math.inf
 
     def _inverse_tau(self):
         return self.w.sigmoid() if hasattr(self, "w") else self.inverse_tau
