@@ -205,13 +205,19 @@ def fake_squeue(tmp_path: Path, monkeypatch, script: str) -> None:
     monkeypatch.setenv("PATH", f"{folder}{os.pathsep}{os.environ['PATH']}")
 
 
-def test_a_requeued_slurm_job_waiting_in_the_queue_still_owns_its_cell(tmp_path, workdir, monkeypatch):
-    fake_squeue(tmp_path, monkeypatch, "echo PENDING")
+def cell_claimed_by_slurm_job(tmp_path: Path, workdir: Path, job: str):
+    """A one-cell sweep's cell and its claim, held by SLURM job ``job`` on another node."""
     sweep = write_sweep(tmp_path, "s", "methods: [ann]\ndatasets: [mnist5k]\n")
     (cell,) = load_sweep(str(sweep)).cells
     path = workdir / "results" / "running" / f"{cell.run_id()}.json"
     path.parent.mkdir(parents=True)
-    path.write_text(json.dumps({"host": "node7", "pid": 1, "slurm_job_id": "41_3"}))
+    path.write_text(json.dumps({"host": "node7", "pid": 1, "slurm_job_id": job}))
+    return cell, path
+
+
+def test_a_requeued_slurm_job_waiting_in_the_queue_still_owns_its_cell(tmp_path, workdir, monkeypatch):
+    fake_squeue(tmp_path, monkeypatch, "echo PENDING")
+    cell, path = cell_claimed_by_slurm_job(tmp_path, workdir, "41_3")
     assert cell_state(cell) == ("running", None)  # so a second sweep does not submit it again
     with pytest.raises(BenchError, match="already running \\(SLURM PENDING"):
         claims.claim(path)
@@ -410,11 +416,7 @@ def test_counts_below_one_are_refused_by_the_command_line(option, capsys):
 # 7: squeue answering nothing with exit status 0 (a killed packed task) crashed status, sweep and dry-run
 def test_a_job_squeue_no_longer_lists_leaves_a_stale_claim(tmp_path, workdir, monkeypatch):
     fake_squeue(tmp_path, monkeypatch, "exit 0")
-    sweep = write_sweep(tmp_path, "s", "methods: [ann]\ndatasets: [mnist5k]\n")
-    (cell,) = load_sweep(str(sweep)).cells
-    path = workdir / "results" / "running" / f"{cell.run_id()}.json"
-    path.parent.mkdir(parents=True)
-    path.write_text(json.dumps({"host": "node7", "pid": 1, "slurm_job_id": "41_0"}))
+    cell, path = cell_claimed_by_slurm_job(tmp_path, workdir, "41_0")
     assert claims.liveness(json.loads(path.read_text())) is None
     assert cell_state(cell) == ("pending", None) and not path.exists()
 
