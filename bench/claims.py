@@ -135,13 +135,14 @@ def liveness(claim: dict) -> str | None:
 
 @contextlib.contextmanager
 def _takeover_lock(folder: Path):
-    """An exclusive lock on ``folder/.lock``: whoever removes a claim that is not theirs holds it."""
-    with open(folder / ".lock", "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    """An exclusive lock on ``folder/.lock``: whoever removes a claim that is not theirs holds it. Opened
+    read-only (a lock needs no more), so other users of a shared results folder can take it too."""
+    fd = os.open(folder / ".lock", os.O_RDONLY | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def _create(path: Path, me: dict) -> bool:
