@@ -390,9 +390,7 @@ def main(argv: list[str] | None = None) -> int:
         notes = " ".join(getattr(error, "__notes__", []))
         err_console.print(f"[bold red]error:[/] {error} {notes}".rstrip(), highlight=False)
         return 1
-    except (
-        OSError
-    ) as error:  # a full disk, a read-only or missing folder: not a bug, and not the user's input
+    except OSError as error:  # a full disk, a read-only or missing folder: not a bug
         notes = " ".join(getattr(error, "__notes__", []))
         message = storage_error(error, "read or write a file")
         err_console.print(f"[bold red]error:[/] {message} {notes}".rstrip(), highlight=False)

@@ -237,12 +237,12 @@ def validate(cfg: DictConfig, method_cls: type, dataset_cls: type) -> None:
     # The sweep's name becomes file names (tables/<sweep>.md, plots/<sweep>/), the variant a label.
     if cfg.get("sweep") is not None and not paths.is_name(cfg.sweep):
         raise ConfigError(
-            f"sweep={cfg.sweep!r} is not a sweep's name: letters, digits and . _ + - (no path separators), "
-            "starting with a letter or digit; or null."
+            f"sweep={cfg.sweep!r} is not a sweep's name ({paths.NAME_RULE}; no path separators), or null."
         )
-    variant = cfg.get("variant")
-    if variant is not None and (not isinstance(variant, str) or not variant.isprintable()):
-        raise ConfigError(f"variant must be a variant's name (one line of text) or null, got {variant!r}.")
+    if cfg.get("variant") is not None and not paths.is_label(cfg.variant):
+        raise ConfigError(
+            f"variant must be a variant's name (one line of text) or null, got {cfg.variant!r}."
+        )
     _check_finite(cfg)
     _check_group("method", cfg.method, method_cls, exclude=DATASET_FACTS)
     _check_group("data", cfg.data, dataset_cls)

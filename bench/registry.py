@@ -139,10 +139,7 @@ def keys(kind: str) -> list[str]:
 
 def _register(kind: str, key: str) -> Callable[[type], type]:
     if not paths.is_name(key):  # keys name folders and files (logs, run ids, plots)
-        raise RegistryError(
-            f"{kind} key {key!r} is not a name: use letters, digits and . _ + -, starting with a letter or "
-            "digit."
-        )
+        raise RegistryError(f"{kind} key {key!r} is not a name ({paths.NAME_RULE}).")
 
     def decorator(cls: type) -> type:
         registry = _REGISTRIES[kind]

@@ -23,9 +23,18 @@ FALLBACK = {"results": "results", "logs": "logs", "data": "~/.cache/snnbench"}
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}")
 
 
+#: :data:`NAME` in words, for the messages that refuse a name.
+NAME_RULE = "letters, digits and . _ + -, starting with a letter or digit"
+
+
 def is_name(value) -> bool:
     """Whether ``value`` may become part of a path (:data:`NAME`)."""
     return isinstance(value, str) and NAME.fullmatch(value) is not None
+
+
+def is_label(value) -> bool:
+    """Whether ``value`` is a label (a sweep variant's name): one printable line, never made a path."""
+    return isinstance(value, str) and value.isprintable()
 
 
 def default(kind: str) -> str:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from bench import PROJECT_ROOT
 from bench.errors import BenchError, storage_error
-from bench.results.paths import is_name, runs_dir
+from bench.results.paths import NAME_RULE, is_label, is_name, runs_dir
 
 _log = logging.getLogger("bench")
 
@@ -104,14 +104,13 @@ def record_problem(record, path: Path) -> str | None:
         return f"it is a JSON {type(record).__name__}, not an object"
     for key in ("run_id", "method", "dataset"):
         if not is_name(record.get(key)):
-            return f"its {key} {record.get(key)!r} is not a name (letters, digits and . _ + -)"
+            return f"its {key} {record.get(key)!r} is not a name ({NAME_RULE})"
     if record["run_id"] != path.stem:
         return f"its run_id {record['run_id']} is not its file's name"
     if record.get("sweep") is not None and not is_name(record["sweep"]):
-        return f"its sweep {record['sweep']!r} is not a name (letters, digits and . _ + -)"
-    variant = record.get("variant")
-    if variant is not None and (not isinstance(variant, str) or not variant.isprintable()):
-        return f"its variant {variant!r} is not a line of text"
+        return f"its sweep {record['sweep']!r} is not a name ({NAME_RULE})"
+    if record.get("variant") is not None and not is_label(record["variant"]):
+        return f"its variant {record['variant']!r} is not a line of text"
     if record.get("status") not in STATUSES:
         return f"its status {record.get('status')!r} is not one of {', '.join(STATUSES)}"
     seed = record.get("seed")

@@ -252,8 +252,8 @@ def load_sweep(name_or_path: str, check: bool = True) -> Sweep:
     path = resolve_sweep_path(name_or_path)
     if not paths.is_name(path.stem):  # the sweep's name becomes file names (tables, plots, logs)
         raise ConfigError(
-            f"Sweep file {path}: its name {path.stem!r} is not a sweep's name; rename the file to letters, "
-            "digits and . _ + - (starting with a letter or digit)."
+            f"Sweep file {path}: its name {path.stem!r} is not a sweep's name ({paths.NAME_RULE}): rename "
+            "the file."
         )
     cfg = config_mod._read_yaml(path)
     unknown = set(cfg) - set(SWEEP_KEYS)
