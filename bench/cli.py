@@ -19,9 +19,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from bench import CONFIG_DIR, check_config_dir, registry
+from bench import CONFIG_DIR, check_config_dir, paths, registry
 from bench.errors import BenchError, storage_error
-from bench.results import paths
 
 console = Console()
 err_console = Console(stderr=True)

@@ -21,9 +21,8 @@ import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from bench import CONFIG_DIR, registry
+from bench import CONFIG_DIR, paths, registry
 from bench.errors import ConfigError
-from bench.results import paths
 from bench.results.records import first_non_finite
 
 # configs/defaults.yaml reads the default locations (and their environment variables) from one owner.

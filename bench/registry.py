@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
+from bench import paths
 from bench.errors import RegistryError
-from bench.results import paths
 
 _REGISTRIES: dict[str, dict[str, type]] = {"method": {}, "dataset": {}}
 _PACKAGES = {"method": "methods", "dataset": "datamodules"}

@@ -32,8 +32,8 @@ from bench.errors import BenchError, ConfigError, Diverged, RunInterrupted, Stor
 from bench.guards import DivergenceGuard, diverged
 from bench.loggers import ResumableCSVLogger, make_logger
 from bench.metrics import EnergyMetrics
+from bench.paths import checkpoint_dir, claim_path, runs_dir
 from bench.registry import get_dataset, get_method
-from bench.results.paths import checkpoint_dir, claim_path, runs_dir
 from bench.results.records import (
     device_name,
     first_non_finite,

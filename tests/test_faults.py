@@ -28,8 +28,8 @@ from bench.config import load_config, run_id
 from bench.errors import BenchError, ConfigError, Diverged, RunInterrupted, StorageError, TrainingError
 from bench.guards import DivergenceGuard
 from bench.loggers import ResumableCSVLogger
+from bench.paths import checkpoint_dir
 from bench.results import records as records_module
-from bench.results.paths import checkpoint_dir
 from bench.results.publish import regenerate
 from bench.results.records import read_record
 from bench.runner import _checkpoint_problem, run

@@ -22,9 +22,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench import CONFIG_DIR
+from bench import CONFIG_DIR, paths
 from bench.errors import BenchError
-from bench.results import paths
 from bench.results.aggregate import (
     SINGLE_RUNS,
     Section,

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from bench import PROJECT_ROOT
 from bench.errors import BenchError, storage_error
-from bench.results.paths import NAME_RULE, is_label, is_name, runs_dir
+from bench.paths import NAME_RULE, is_label, is_name, runs_dir
 
 _log = logging.getLogger("bench")
 

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench import config as config_mod
+from bench import paths
 from bench.errors import BenchError, RunInterrupted
-from bench.results import paths
 from bench.results.records import read_status
 from bench.sweep.spec import SLURM_KEYS, Cell, Sweep, check_cells_per_task
 from bench.sweep.state import cells_to_run

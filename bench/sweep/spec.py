@@ -9,10 +9,9 @@ from pathlib import Path
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from bench import CONFIG_DIR, registry
+from bench import CONFIG_DIR, paths, registry
 from bench import config as config_mod
 from bench.errors import BenchError, ConfigError
-from bench.results import paths
 
 SWEEP_KEYS = (
     "description",

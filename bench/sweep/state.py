@@ -6,7 +6,7 @@ from datetime import datetime
 
 from bench import claims
 from bench import config as config_mod
-from bench.results.paths import claim_path, runs_dir
+from bench.paths import claim_path, runs_dir
 from bench.results.records import read_record
 from bench.sweep.spec import Cell, Sweep
 
