@@ -59,10 +59,10 @@ def cmd_list(args: argparse.Namespace) -> int:
     facts, descriptions = [], []
     for key, info in catalogue["dataset"].items():
         fact = info.facts
-        kind = fact["kind"] + (f", {fact['frames']} fr." if fact["frames"] else "")
-        shape = "x".join(str(s) for s in fact["input_shape"])
-        data = "embedded" if fact["embedded"] else "download"
-        facts.append((key, kind, shape, str(fact["num_classes"]), data, fact["sizes"]))
+        kind = fact.kind + (f", {fact.frames} fr." if fact.frames else "")
+        shape = "x".join(str(s) for s in fact.input_shape)
+        data = "embedded" if fact.embedded else "download"
+        facts.append((key, kind, shape, str(fact.num_classes), data, fact.sizes))
         descriptions.append((key, info.description))
     columns = ["key", "kind", "C,H,W", "classes", "data", "train / val / test"]
     console.print(whole_table("Datasets (--dataset)", columns, facts, whole=5))

@@ -24,12 +24,11 @@ from omegaconf.errors import OmegaConfBaseException
 from bench import CONFIG_DIR, paths, registry
 from bench.errors import ConfigError
 from bench.results.records import first_non_finite
+from datamodules.facts import METHOD_FACTS
 
 # configs/defaults.yaml reads the default locations (and their environment variables) from one owner.
 OmegaConf.register_resolver("snnbench_path", paths.default, replace=True)
 
-#: Facts the runner takes from the DataModule and passes to the method; never set in configs.
-DATASET_FACTS = ("num_classes", "input_shape", "kind", "frames")
 #: Trainer arguments the runner owns.
 RUNNER_OWNED_TRAINER_KEYS = ("callbacks", "logger", "default_root_dir", "plugins")
 LOGGERS = ("csv", "wandb", "none")
@@ -243,16 +242,16 @@ def validate(cfg: DictConfig, method_cls: type, dataset_cls: type) -> None:
             f"variant must be a variant's name (one line of text) or null, got {cfg.variant!r}."
         )
     _check_finite(cfg)
-    _check_group("method", cfg.method, method_cls, exclude=DATASET_FACTS)
+    _check_group("method", cfg.method, method_cls, exclude=METHOD_FACTS)
     _check_group("data", cfg.data, dataset_cls)
     _check_group("metrics", cfg.metrics, EnergyMetrics)
     # Trainer arguments take unions (devices: int | str | list): Lightning checks their values itself.
     _check_group("trainer", cfg.trainer, pl.Trainer, exclude=RUNNER_OWNED_TRAINER_KEYS, check_types=False)
     # Values: the constructors that receive them check them (cheap: nothing touches the disk or trains).
-    datamodule = _construct("data", dataset_cls, cfg.data)
-    if datamodule.kind == "event":
+    facts = _construct("data", dataset_cls, cfg.data).facts
+    if facts.kind == "event":
         time_steps = cfg.method.get("time_steps", constructor_keys(method_cls)["time_steps"].default)
-        check_time_steps(time_steps, datamodule.frames)
+        check_time_steps(time_steps, facts.frames)
     _construct("metrics", EnergyMetrics, cfg.metrics)
     _check_trainer(cfg.trainer)
     if set(cfg.paths) != {"results", "logs"}:

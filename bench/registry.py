@@ -21,18 +21,17 @@ import importlib
 import importlib.util
 import pkgutil
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
 from bench import paths
 from bench.errors import RegistryError
+from datamodules.facts import CLASS_FACTS, DataFacts
 
 _REGISTRIES: dict[str, dict[str, type]] = {"method": {}, "dataset": {}}
 _PACKAGES = {"method": "methods", "dataset": "datamodules"}
 _DECORATORS = {"register_method": "method", "register_dataset": "dataset"}
-#: The class facts ``bench list`` shows for a dataset.
-DATASET_FACTS = ("kind", "frames", "input_shape", "num_classes", "embedded", "sizes")
 _NOT_LITERAL = object()  # a class attribute the source does not state as a literal
 _discovered = False
 
@@ -45,7 +44,7 @@ class PluginInfo:
     module: str
     class_name: str
     description: str
-    facts: dict = field(default_factory=dict)
+    facts: DataFacts | None = None  # a dataset's class facts; None for a method
 
 
 def _package_files(package: str) -> list[tuple[str, Path]]:
@@ -122,12 +121,13 @@ def catalogue() -> dict[str, dict[str, PluginInfo]]:
     found: dict[str, dict[str, PluginInfo]] = {"method": {}, "dataset": {}}
     for kind, key, node, module in registered:
         description = describe_text(ast.get_docstring(node, clean=False))
-        facts = {}
+        facts = None
         if kind == "dataset":
-            facts = {name: attribute(node, name) for name in DATASET_FACTS}
-            if any(value is _NOT_LITERAL for value in facts.values()):  # say it from the class itself
+            values = {name: attribute(node, name) for name in CLASS_FACTS}
+            if any(value is _NOT_LITERAL for value in values.values()):  # say it from the class itself
                 cls = getattr(importlib.import_module(module), node.name)
-                facts = {name: getattr(cls, name) for name in DATASET_FACTS}
+                values = {name: getattr(cls, name) for name in CLASS_FACTS}
+            facts = DataFacts(**values)
         found[kind][key] = PluginInfo(key, module, node.name, description, facts)
     return {kind: dict(sorted(infos.items())) for kind, infos in found.items()}
 

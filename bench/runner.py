@@ -73,7 +73,7 @@ def build(cfg: DictConfig, method: str, dataset: str):
     """(datamodule, model) from a resolved config; the dataset's facts go into the method."""
     datamodule = get_dataset(dataset)(**_to_kwargs(cfg.data))
     try:
-        model = get_method(method)(**method_facts(datamodule), **_to_kwargs(cfg.method))
+        model = get_method(method)(**datamodule.facts.for_method(), **_to_kwargs(cfg.method))
     except (TypeError, ValueError) as error:
         raise ConfigError(f"Could not build method {method} from its config: {error}") from error
     return datamodule, model
@@ -111,26 +111,6 @@ def build_trainer(cfg: DictConfig, method: str, dataset: str, rid: str, callback
             f"Lightning cannot build a Trainer from trainer.* {trainer_kwargs} on this machine: "
             f"{type(error).__name__}: {error}"
         ) from error
-
-
-def method_facts(datamodule) -> dict:
-    """The dataset's facts every method receives (the one place they flow from data into a method)."""
-    return {
-        "num_classes": datamodule.num_classes,
-        "input_shape": list(datamodule.input_shape),
-        "kind": datamodule.kind,
-        "frames": datamodule.frames,
-    }
-
-
-def dataset_facts(datamodule) -> dict:
-    """What the run's data was: the method's facts plus the choices tables must not mix (split, frames)."""
-    facts = method_facts(datamodule)
-    if getattr(datamodule, "split", None) is not None:
-        facts["split"] = datamodule.split
-    if getattr(datamodule, "frame_spec", None) is not None:
-        facts["frame_spec"] = datamodule.frame_spec
-    return facts
 
 
 def _logged(trainer: pl.Trainer) -> dict[str, float]:
@@ -219,7 +199,7 @@ def _train_and_test(cfg, rid, record, datamodule, model, trainer, energy) -> Non
     resume = _resume_point(cfg, rid, record)
     if isinstance(trainer.logger, ResumableCSVLogger):
         trainer.logger.resuming = resume is not None
-    record["dataset_facts"] = dataset_facts(datamodule)
+    record["dataset_facts"] = datamodule.facts.for_record()
     # weights_only: a checkpoint folder may be writable by others, and a pickle can run code
     trainer.fit(model, datamodule=datamodule, ckpt_path=resume, weights_only=True)
     if trainer.interrupted:

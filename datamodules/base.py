@@ -1,8 +1,9 @@
 """Shared DataModule plumbing.
 
-Every DataModule publishes the facts the runner hands to methods -- ``num_classes``, ``input_shape``
-``(C, H, W)``, ``kind`` (``"static"`` or ``"event"``) and, for event data, ``frames`` -- as soon as it is
-constructed, without touching the disk, so tests and ``bench list`` can read them cheaply.
+Every DataModule publishes its :class:`~datamodules.facts.DataFacts` (``num_classes``, ``input_shape``
+``(C, H, W)``, ``kind``, for event data ``frames``, ...) as class attributes and, once configured, as
+``facts``, without touching the disk, so the runner, the config checks, ``bench list`` and tests read them
+cheaply.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from bench import paths
 from bench.errors import ConfigError
+from datamodules.facts import DataFacts
 
 
 def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -58,6 +60,8 @@ class BenchDataModule(pl.LightningDataModule):
     frames: int | None = None
     embedded: bool = False
     sizes: str = ""  # "train / val / test" sample counts, for `bench list`
+    split: str | None = None  # which published split, where a dataset offers several
+    frame_spec: dict | None = None  # how events become frames (event DataModules)
 
     def __init__(self, root: str | None = None, batch_size: int = 128, num_workers: int = 0):
         super().__init__()
@@ -69,6 +73,20 @@ class BenchDataModule(pl.LightningDataModule):
         self.batch_size = int(batch_size)
         self.num_workers = int(num_workers)
         self.train_set = self.val_set = self.test_set = None
+
+    @property
+    def facts(self) -> DataFacts:
+        """This configured DataModule's facts (``frames`` and ``input_shape`` may follow its arguments)."""
+        return DataFacts(
+            num_classes=int(self.num_classes),
+            input_shape=tuple(int(s) for s in self.input_shape),
+            kind=self.kind,
+            frames=self.frames,
+            embedded=self.embedded,
+            sizes=self.sizes,
+            split=self.split,
+            frame_spec=self.frame_spec,
+        )
 
     @classmethod
     def fixture(cls, root: Path) -> BenchDataModule | None:

@@ -14,7 +14,6 @@ from test_methods import assert_trains_one_step
 
 from bench import registry
 from bench.config import load_config
-from bench.runner import method_facts
 
 
 @pytest.fixture(scope="module", params=sorted(registry.datasets()))
@@ -34,7 +33,7 @@ def test_method_trains_one_step_on_the_fixture_batch(method, dataset_batch):
     # The method's config as a run on this fixture would resolve it (time steps follow data.frames).
     frames = [f"data.frames={datamodule.frames}"] if datamodule.kind == "event" else []
     cfg = load_config(method, key, frames)
-    facts = method_facts(datamodule)
+    facts = datamodule.facts.for_method()
     model = registry.get_method(method)(**facts, **OmegaConf.to_container(cfg.method, resolve=True))
     assert x.shape[-3:] == tuple(datamodule.input_shape) and y.max() < datamodule.num_classes
     assert_trains_one_step(model, x, y, datamodule.num_classes)

@@ -39,7 +39,6 @@ from torch import nn
 from bench import registry
 from bench.config import load_config
 from bench.metrics import EnergyMetrics
-from bench.runner import method_facts
 from datamodules import nmnist_sim
 from datamodules.mnist5k import MNIST5k, load_mnist5k
 from methods.common.neurons import MultiThresholdLIF
@@ -321,7 +320,7 @@ def test_every_method_counts_equal_neurobench_and_op_counter(method, dataset, re
     cfg = load_config(method, dataset)
     torch.manual_seed(0)
     model = registry.get_method(method)(
-        **method_facts(datamodule), **OmegaConf.to_container(cfg.method, resolve=True)
+        **datamodule.facts.for_method(), **OmegaConf.to_container(cfg.method, resolve=True)
     )
     model = model.double().eval()
     x = x.double()

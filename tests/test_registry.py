@@ -7,6 +7,7 @@ import pytest
 from bench import registry
 from bench.config import CONFIG_DIR
 from bench.errors import RegistryError
+from datamodules.facts import CLASS_FACTS, DataFacts
 
 
 def test_builtins_are_discovered_without_a_list():
@@ -60,11 +61,11 @@ def test_the_catalogue_read_from_the_sources_agrees_with_the_imported_classes():
     for key, cls in registry.datasets().items():
         info = catalogue["dataset"][key]
         assert info.description == registry.describe(cls) != ""
-        assert info.facts == {name: getattr(cls, name) for name in registry.DATASET_FACTS}
+        assert info.facts == DataFacts(**{name: getattr(cls, name) for name in CLASS_FACTS})
     # Inherited facts come through the base classes: nmnist_sim inherits N-MNIST's shape, mnist5k the
     # static kind and frames=None from the DataModule base.
-    assert catalogue["dataset"]["nmnist_sim"].facts["input_shape"] == (2, 34, 34)
-    assert catalogue["dataset"]["mnist5k"].facts["kind"] == "static"
+    assert catalogue["dataset"]["nmnist_sim"].facts.input_shape == (2, 34, 34)
+    assert catalogue["dataset"]["mnist5k"].facts.kind == "static"
 
 
 def test_listing_the_registry_imports_no_torch_lightning_or_plugin():
@@ -88,3 +89,25 @@ def test_looking_up_a_key_imports_only_its_module():
     assert out.returncode == 0, out.stderr
     loaded = out.stdout.split("LOADED", 1)[1]
     assert "'methods.ann'" in loaded and "methods.slssnn" not in loaded, loaded
+
+
+def test_one_facts_type_feeds_the_method_and_the_record_as_published():
+    """The runner builds a method from ``facts.for_method()`` and writes ``facts.for_record()`` into the
+    record: the exact dicts the published records hold (results/runs/*.json)."""
+    events = registry.get_dataset("nmnist_sim")(frames=8)
+    spec = {"frames": 8, "height": 34, "reader_version": 1, "split_by": "time", "width": 34}
+    assert events.facts.for_method() == {
+        "num_classes": 10,
+        "input_shape": [2, 34, 34],
+        "kind": "event",
+        "frames": 8,
+    }
+    assert events.facts.for_record() == {**events.facts.for_method(), "frame_spec": spec}
+    images = registry.get_dataset("mnist5k")().facts
+    assert images.for_record() == {
+        "num_classes": 10,
+        "input_shape": [1, 28, 28],
+        "kind": "static",
+        "frames": None,
+    }
+    assert (images.embedded, events.facts.embedded) == (True, True)
