@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.errors import BenchError
+from bench.processes import pid_alive, process_start
 
 #: squeue states in which a job still owns its cell (a requeued job waits as PENDING).
 LIVE_SLURM_STATES = frozenset(
@@ -54,16 +55,6 @@ def slurm_job() -> str | None:
     """This process's SLURM job as ``squeue -j`` names it (``<array>_<task>`` for an array task)."""
     job, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
     return f"{job}_{task}" if job and task else os.environ.get("SLURM_JOB_ID")
-
-
-def process_start(pid: int) -> str | None:
-    """The start time of ``pid`` (Linux: clock ticks since boot, /proc/<pid>/stat field 22), so a reused
-    PID is not taken for the claim's owner; None where /proc is not available."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat.rsplit(")", 1)[1].split()[19]
 
 
 def owner() -> dict:
@@ -122,14 +113,10 @@ def liveness(claim: dict) -> str | None:
         return f"on {claim.get('host')} (another machine)" if claim else None
     try:
         pid = int(claim["pid"])
-        os.kill(pid, 0)
-    except PermissionError:
-        pass  # it exists, but is another user's
-    except (KeyError, ValueError, TypeError, OSError):
+    except (KeyError, ValueError, TypeError):
         return None
-    started = claim.get("pid_started")
-    if started is not None and process_start(pid) not in (None, started):
-        return None  # the PID was reused by another process
+    if not pid_alive(pid, claim.get("pid_started")):
+        return None  # gone, or the PID was reused by another process
     return f"pid {pid} on {claim['host']}"
 
 

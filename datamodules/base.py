@@ -92,7 +92,8 @@ class BenchDataModule(pl.LightningDataModule):
     def fixture(cls, root: Path) -> BenchDataModule | None:
         """A DataModule reading a tiny copy of this dataset that this writes under ``root`` in the exact
         on-disk format: the registry-driven tests train every method on it, so a new dataset brings its
-        own. None only where no copy can be written quickly (the override says why)."""
+        own. The override delegates to its writer in ``datamodules/fixtures/``, so the DataModule keeps
+        only the reading code. None only where no copy can be written quickly (the override says why)."""
         raise NotImplementedError(
             f"{cls.__name__} provides no fixture(root): write a tiny copy of the dataset in its real "
             "on-disk format under root and return a DataModule that reads it."

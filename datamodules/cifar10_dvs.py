@@ -13,7 +13,6 @@ very different accuracies:
 from __future__ import annotations
 
 import re
-import struct
 from pathlib import Path
 
 import numpy as np
@@ -21,8 +20,9 @@ import numpy as np
 from bench.errors import ConfigError
 from bench.registry import register_dataset
 from datamodules.base import stratified_split
-from datamodules.event_frames import SPLIT_SEED, EventFrameDataModule, SampleIndex, list_files
+from datamodules.event_frames import SPLIT_SEED, EventFrameDataModule, list_files
 from datamodules.events import Events, read_aedat2_dvs128
+from datamodules.frame_cache import SampleIndex
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 SPLITS = ("random_9_1", "tebn")
@@ -47,9 +47,9 @@ class CIFAR10DVS(EventFrameDataModule):
 
     @classmethod
     def fixture(cls, root: Path) -> CIFAR10DVS:
-        """Ten AEDAT 2.0 recordings per class (one with an external event, which is dropped)."""
-        write_cifar10_dvs(Path(root) / cls.registry_key)
-        return cls(root=str(root), frames=2, val_fraction=0.5, batch_size=4)
+        from datamodules.fixtures import cifar10_dvs as fixtures  # on use: reading needs no writers
+
+        return fixtures.fixture(cls, root)
 
     def __init__(self, *args, split: str = "random_9_1", **kwargs):
         super().__init__(*args, **kwargs)
@@ -88,38 +88,3 @@ class CIFAR10DVS(EventFrameDataModule):
             test = self.sample_ids < 100
             return np.flatnonzero(~test), np.flatnonzero(test)
         return stratified_split(index.labels, 0.1, SPLIT_SEED)
-
-
-# --- a tiny fixture in the exact on-disk format: the tests' data, and a smoke test's -------------------
-AEDAT2_HEADER = (
-    b"#!AER-DAT2.0\r\n# This is a raw AE data file - do not edit\r\n"
-    b"# Data format is int32 address, int32 timestamp (8 bytes total), repeated for each event\r\n"
-    b"# Timestamps tick is 1 us\r\n"
-)
-
-
-def aedat2_record(x_raw: int, y_raw: int, p_raw: int, t: int, external: bool = False) -> bytes:
-    return struct.pack(">II", (external << 15) | (y_raw << 8) | (x_raw << 1) | p_raw, t)
-
-
-# --- CIFAR10-DVS fixture -------------------------------------------------------------------------------
-IDS = (0, 1, 2, 3, 4, 100, 101, 102, 103, 104)
-
-
-def write_cifar10_dvs(folder: Path) -> dict[Path, list]:
-    """10 classes x ids 0-4 and 100-104; returns {path: [(x_raw, y_raw, p_raw, t)]} (pixel events only)."""
-    truth = {}
-    for label, name in enumerate(CLASSES):
-        (folder / name).mkdir(parents=True)
-        for i in IDS:
-            if (label, i) == (0, 0):
-                events = [(0, 0, 0, 0), (127, 5, 1, 5)]
-            else:
-                n = 3 + (label + i) % 5
-                events = [((7 * k + label) % 128, (13 * k + i) % 128, k % 2, 100 * k) for k in range(n)]
-            records = b"".join(aedat2_record(*e) for e in events)
-            records += aedat2_record(3, 3, 1, 999, external=True)  # dropped
-            path = folder / name / f"cifar10_{name}_{i}.aedat"
-            path.write_bytes(AEDAT2_HEADER + records)
-            truth[path] = events
-    return truth

@@ -10,15 +10,15 @@ Validation is carved from the training rows, stratified with a fixed seed.
 
 from __future__ import annotations
 
-import struct
 from pathlib import Path
 
 import numpy as np
 
 from bench.errors import DataError
 from bench.registry import register_dataset
-from datamodules.event_frames import EventFrameDataModule, SampleIndex
+from datamodules.event_frames import EventFrameDataModule
 from datamodules.events import Events, read_aedat31_polarity
+from datamodules.frame_cache import SampleIndex
 
 URL = "https://research.ibm.com/interactive/dvsgesture/ (DvsGesture.tar.gz)"
 CLASSES = (
@@ -55,9 +55,9 @@ class DVSGesture(EventFrameDataModule):
 
     @classmethod
     def fixture(cls, root: Path) -> DVSGesture:
-        """Three AEDAT 3.1 recordings with their label CSVs and the train / test trial lists."""
-        write_gesture(Path(root) / cls.registry_key / "DvsGesture")
-        return cls(root=str(root), frames=2, size=64, val_fraction=0.5, batch_size=3)
+        from datamodules.fixtures import dvs_gesture as fixtures  # on use: reading needs no writers
+
+        return fixtures.fixture(cls, root)
 
     def index(self) -> SampleIndex:
         root = self.require_dir(self.data_dir, "the dataset folder")
@@ -121,55 +121,3 @@ class DVSGesture(EventFrameDataModule):
 
     def read(self, path: Path) -> Events:
         return read_aedat31_polarity(path, *self.sensor, hint=f"Re-extract it from {URL}.")
-
-
-# --- a tiny fixture in the exact on-disk format: the tests' data, and a smoke test's -------------------
-AEDAT31_HEADER = (
-    b"#!AER-DAT3.1\r\n#Format: RAW\r\n#Source 1: DVS128\r\n"
-    b"#Start-Time: 2017-01-01 00:00:00 (TZ+0000)\r\n#!END-HEADER\r\n"
-)
-
-
-def aedat31_packet(events, overflow: int = 0, kind: int = 1) -> bytes:
-    """One packet: 28-byte little-endian header + (data, timestamp) per event (x, y, p, t[, valid])."""
-    body = b"".join(
-        struct.pack("<Ii", (e[0] << 17) | (e[1] << 2) | (e[2] << 1) | (e[4] if len(e) > 4 else 1), e[3])
-        for e in events
-    )
-    n = len(events)
-    return struct.pack("<hhiiiiii", kind, 1, 8, 4, overflow, n, n, n) + body
-
-
-# --- DVS128 Gesture fixture ----------------------------------------------------------------------------
-GESTURE_CSV = {
-    "user01_fluorescent": [(1, 1000, 2000), (2, 2000, 3000), (8, 3000, 4000), (8, 5000, 6000)],
-    "user02_lab": [(1, 100, 200), (2, 300, 400), (8, 500, 600)],
-    "user24_led": [(1, 10, 20), (11, 30, 40)],
-}
-
-
-def gesture_events(name: str) -> list[tuple]:
-    """(x, y, p, t[, valid]) around and inside the CSV windows of ``name``."""
-    rows = GESTURE_CSV[name]
-    events = [(120, 3, 1, rows[0][1] - 1)]  # before the first window
-    for r, (_, start, end) in enumerate(rows):
-        for k in range(2 + r):
-            events.append(((5 * k + r) % 128, (9 * k + 7 * r) % 128, k % 2, start + k))
-        events.append((0, 0, 1, end - 1))
-        events.append((1, 1, 0, start + 1, 0))  # invalid (valid mark 0): dropped
-    events.append((127, 127, 0, rows[-1][2]))  # at the last window's end: excluded
-    return sorted(events, key=lambda e: e[3])
-
-
-def write_gesture(folder: Path) -> None:
-    folder.mkdir(parents=True)
-    (folder / "trials_to_train.txt").write_text("user01_fluorescent.aedat\nuser02_lab.aedat\n")
-    (folder / "trials_to_test.txt").write_text("user24_led.aedat\n\n")
-    for name, rows in GESTURE_CSV.items():
-        lines = ["class,startTime_usec,endTime_usec", *(f"{c},{s},{e}" for c, s, e in rows)]
-        (folder / f"{name}_labels.csv").write_text("\n".join(lines) + "\n")
-        events = gesture_events(name)
-        half = len(events) // 2
-        special = aedat31_packet([(0, 0, 0, 7), (0, 0, 0, 8)], kind=0)  # a non-polarity packet, skipped
-        data = aedat31_packet(events[:half]) + special + aedat31_packet(events[half:])
-        (folder / f"{name}.aedat").write_bytes(AEDAT31_HEADER + data)

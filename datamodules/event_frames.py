@@ -1,15 +1,10 @@
-"""Shared machinery of the event-camera DataModules: sample index, on-disk frame cache, splits, loaders.
+"""The DataModule side of the event-camera datasets: frame settings, splits, loaders, error messages.
 
 Every sample's events are read once, (optionally) downsampled and integrated into ``frames`` fine frames
-``[T, 2, H, W]`` (event counts; channel 0 OFF, 1 ON), and all samples are stored in one memory-mapped
-``.npy`` under ``<root>/<key>/snnbench_cache/frames-v<reader>-T<frames>-<split_by>-<H>x<W>/``. The path
-encodes every parameter that changes the frames, and ``meta.json`` holds a fingerprint of the source
-files (name, size, mtime, time window), so a changed T, reader or data never serves stale frames, and
-checksums of the cached arrays, verified whenever the cache is opened, so garbage written into a cache is
-rebuilt (with a warning) instead of being trained on. The cache is built in a temporary folder and
-renamed into place; a build killed outright (kill -9, a lost node) leaves that folder behind, and the
-next build removes it once its owner is gone. A cache that must be (re)built in a folder that cannot be
-written is a :class:`~bench.errors.DataError` saying what to do.
+``[T, 2, H, W]`` (event counts; channel 0 OFF, 1 ON) and kept in a checksummed on-disk cache
+(:mod:`datamodules.frame_cache`: where it lives, when it is stale or corrupt, how it is built). A cache
+that must be (re)built in a folder that cannot be written is a :class:`~bench.errors.DataError` saying
+what to do.
 
 Methods receive the fine frames as ``[B, T, 2, H, W]``; a method that wants fewer time steps aggregates
 them itself (e.g. 16 fine frames -> 2 steps of synaptic current).
@@ -17,18 +12,8 @@ them itself (e.g. 16 fine frames -> 2 steps of synaptic current).
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import mmap
 import os
-import shutil
-import socket
-import time
-from collections import deque
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -37,245 +22,19 @@ from torch.utils.data import Dataset
 
 from bench.errors import ConfigError, DataError
 from datamodules.base import BenchDataModule, stratified_split
-from datamodules.events import READER_VERSION, SPLIT_BY, Events, downsample, events_to_frames
+from datamodules.events import SPLIT_BY, Events
+from datamodules.frame_cache import (
+    CACHE_DIR,
+    CORRUPT,
+    FrameSpec,
+    SampleIndex,
+    build_frame_cache,
+    cache_problem,
+)
 
 log = logging.getLogger(__name__)
 
 SPLIT_SEED = 0  # fixes every train/val (and CIFAR10-DVS train/test) split for good, whatever the run seed
-CACHE_DIR = "snnbench_cache"
-TMP_MARK = ".tmp-"  # a cache being built: <cache name>.tmp-<host>-<pid>
-ORPHAN_AGE_S = 24 * 3600  # a temporary folder untouched this long is an orphan whatever its owner
-HOST = socket.gethostname()
-CHECKSUMMED = ("frames.npy", "events.npy")
-#: Why a cache cannot be used as it is (the phrases end up in log lines and error messages).
-MISSING = "has not been built yet (or its build was interrupted)"
-STALE = "is stale (built from other source files, frame settings or snnbench version)"
-CORRUPT = "is corrupt (its arrays no longer match the checksums written when it was built)"
-
-
-@dataclass
-class SampleIndex:
-    """What the dataset holds, found without reading any events.
-
-    ``paths[i]`` is sample i's source file; ``windows[i]`` (optional) its ``[start, end)`` µs time window
-    inside that file (DVS128 Gesture: one sample per label-CSV row); ``labels[i]`` its class;
-    ``test[i]`` whether it belongs to the official test set (None: the dataset has no official split).
-    """
-
-    paths: list[Path]
-    labels: np.ndarray
-    windows: np.ndarray | None = None
-    test: np.ndarray | None = None
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def fingerprint(self, base: Path) -> str:
-        """Hash of every source file's relative name, size and mtime, and of the time windows."""
-        digest = hashlib.sha256()
-        stats: dict[Path, str] = {}
-        for i, path in enumerate(self.paths):
-            if path not in stats:
-                st = path.stat()
-                stats[path] = f"{path.relative_to(base).as_posix()}\t{st.st_size}\t{st.st_mtime_ns}"
-            window = "" if self.windows is None else f"\t{self.windows[i][0]}\t{self.windows[i][1]}"
-            digest.update(f"{stats[path]}{window}\n".encode())
-        return digest.hexdigest()
-
-
-def _groups(index: SampleIndex) -> list[tuple[Path, list[int]]]:
-    """Samples grouped by source file (in first-seen order), so each file is read once."""
-    groups: dict[Path, list[int]] = {}
-    for i, path in enumerate(index.paths):
-        groups.setdefault(path, []).append(i)
-    return list(groups.items())
-
-
-class _Overflow(Exception):
-    """A frame cell needs a wider integer than the cache's dtype."""
-
-
-@dataclass(frozen=True)
-class FrameSpec:
-    """Everything that changes the frames; its ``name`` is the cache folder."""
-
-    frames: int
-    split_by: str
-    height: int
-    width: int
-    reader_version: int = READER_VERSION
-
-    @property
-    def name(self) -> str:
-        return f"frames-v{self.reader_version}-T{self.frames}-{self.split_by}-{self.height}x{self.width}"
-
-    def as_dict(self) -> dict:
-        return {
-            "frames": self.frames,
-            "split_by": self.split_by,
-            "height": self.height,
-            "width": self.width,
-            "reader_version": self.reader_version,
-        }
-
-
-def owner_tag() -> str:
-    """``<host>-<pid>``: names a temporary folder after its owner, so :func:`remove_orphans` can tell
-    when the owner is gone."""
-    return f"{HOST}-{os.getpid()}"
-
-
-def _running(pid: int) -> bool:
-    if os.name != "posix" or pid <= 0:  # no cheap liveness probe: rely on the age rule
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, but another user's
-        return True
-    return True
-
-
-def _last_write(path: Path) -> float:
-    """The newest mtime of ``path`` and its entries (now, if it changes while we look)."""
-    try:
-        return max(p.stat().st_mtime for p in (path, *path.iterdir()))
-    except OSError:
-        return time.time()
-
-
-def remove_orphans(folder: Path, mark: str, max_age_s: float = ORPHAN_AGE_S) -> None:
-    """Delete the temporary folders ``<...><mark><host>-<pid>`` in ``folder`` whose owner is gone.
-
-    A build killed outright (kill -9, OOM killer, a lost node) cannot clean up after itself, and its
-    partial output can be as large as the cache. A folder is an orphan when its host is this machine and
-    its pid no longer runs, or when nothing in it changed for ``max_age_s`` (24 h: no build takes that
-    long; this covers owners on other nodes of a shared file system, where their pids mean nothing here,
-    reused pids, and folders named by older versions without a host).
-    """
-    try:
-        candidates = [p for p in folder.iterdir() if mark in p.name and p.is_dir()]
-    except OSError:
-        return
-    for path in candidates:
-        host, _, pid = path.name.rpartition(mark)[2].rpartition("-")
-        dead = host == HOST and pid.isdigit() and not _running(int(pid))
-        if dead or time.time() - _last_write(path) > max_age_s:
-            log.warning("Removing %s, left behind by an interrupted build", path)
-            shutil.rmtree(path, ignore_errors=True)
-
-
-def checksums(folder: Path) -> dict[str, str]:
-    """blake2b digests of the cached arrays (:data:`CHECKSUMMED`), written at build time and verified
-    each time the cache is opened.
-
-    Hashing the memory-mapped bytes reads each file once, without a copy and with the GIL released, at
-    roughly 0.8 GB/s per core: 0.1 s for nmnist_sim's cache, about 3 s for N-MNIST at T = 16. That is
-    less than one epoch spends reading and converting the same frames, and it is what stops a cache
-    whose contents were overwritten (header and size intact) from being trained on silently.
-    """
-    digests = {}
-    for name in CHECKSUMMED:
-        with open(folder / name, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
-            digests[name] = hashlib.blake2b(data).hexdigest()
-    return digests
-
-
-def build_frame_cache(
-    cache: Path,
-    index: SampleIndex,
-    read: Callable[[Path], Events],
-    sensor: tuple[int, int],
-    spec: FrameSpec,
-    fingerprint: str,
-    workers: int = 2,
-) -> None:
-    """Read every sample, integrate it into frames and write ``frames.npy``, ``events.npy``, ``meta.json``
-    (with the arrays' checksums). Orphaned temporary folders of killed builds are removed first."""
-    remove_orphans(cache.parent, TMP_MARK)
-    tmp = cache.with_name(f"{cache.name}{TMP_MARK}{owner_tag()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
-        for dtype in (np.uint16, np.uint32):
-            try:
-                _write_frames(tmp, index, read, sensor, spec, dtype, workers)
-                break
-            except _Overflow:
-                continue
-        else:
-            raise DataError(f"A frame of {cache} would hold over 2**32 events in one pixel: corrupt data?")
-        meta = {
-            "spec": spec.as_dict(),
-            "samples": len(index),
-            "fingerprint": fingerprint,
-            "checksums": checksums(tmp),
-        }
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
-        shutil.rmtree(cache, ignore_errors=True)
-        try:
-            tmp.rename(cache)
-        except OSError:  # another process finished the same cache first: keep theirs
-            if not cache.exists():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _integrate_group(group, index, read, sensor, spec) -> list[tuple[int, np.ndarray]]:
-    path, samples = group
-    events = read(path)
-    if spec.height != sensor[0] or spec.width != sensor[1]:
-        events = downsample(events, sensor, (spec.height, spec.width))
-    out = []
-    for i in samples:
-        sample = events
-        if index.windows is not None:
-            start, end = index.windows[i]
-            sample = events.select((events.t >= start) & (events.t < end))
-        out.append((i, events_to_frames(sample, spec.frames, spec.split_by, spec.height, spec.width)))
-    return out
-
-
-def _integrated(index, read, sensor, spec, workers) -> Iterator[tuple[int, np.ndarray]]:
-    """Frames of every sample in file order; a few files are read ahead on worker threads."""
-    groups = _groups(index)
-    with ThreadPoolExecutor(max(1, workers)) as pool:
-        pending: deque = deque()
-        for group in groups:
-            pending.append(pool.submit(_integrate_group, group, index, read, sensor, spec))
-            if len(pending) >= 4 * max(1, workers):
-                yield from pending.popleft().result()
-        while pending:
-            yield from pending.popleft().result()
-
-
-def _write_frames(tmp: Path, index, read, sensor, spec, dtype, workers) -> None:
-    shape = (len(index), spec.frames, 2, spec.height, spec.width)
-    frames = np.lib.format.open_memmap(tmp / "frames.npy", mode="w+", dtype=dtype, shape=shape)
-    counts = np.zeros(len(index), dtype=np.int64)
-    limit, peak = np.iinfo(dtype).max, 0
-    for done, (i, sample) in enumerate(_integrated(index, read, sensor, spec, workers), 1):
-        top = int(sample.max()) if sample.size else 0
-        if top > limit:
-            raise _Overflow
-        peak = max(peak, top)
-        frames[i] = sample
-        counts[i] = int(sample.sum())
-        if done % 10000 == 0:
-            log.info("frame cache %s: %d / %d samples", spec.name, done, len(index))
-    frames.flush()
-    del frames
-    if peak <= np.iinfo(np.uint8).max:  # most datasets: halve the cache
-        wide = np.load(tmp / "frames.npy", mmap_mode="r")
-        narrow = np.lib.format.open_memmap(tmp / "frames8.npy", mode="w+", dtype=np.uint8, shape=shape)
-        for start in range(0, len(index), 1024):
-            narrow[start : start + 1024] = wide[start : start + 1024]
-        narrow.flush()
-        del narrow, wide
-        os.replace(tmp / "frames8.npy", tmp / "frames.npy")
-    np.save(tmp / "events.npy", counts)
 
 
 class FrameDataset(Dataset):
@@ -401,7 +160,7 @@ class EventFrameDataModule(BenchDataModule):
             raise self.missing(f"no samples were found under {self.data_dir}")
         cache = self.data_dir / CACHE_DIR / self.spec.name
         fingerprint = index.fingerprint(self.data_dir)
-        problem = self._cache_problem(cache, len(index), fingerprint)
+        problem = cache_problem(cache, self.spec, len(index), fingerprint)
         if problem is not None:
             level = logging.WARNING if problem == CORRUPT else logging.INFO
             log.log(level, "The %s frame cache %s %s: (re)building it.", self.registry_key, cache, problem)
@@ -416,23 +175,6 @@ class EventFrameDataModule(BenchDataModule):
                     f"$SNNBENCH_DATA) at the folder that holds the copy."
                 ) from error
         return index, cache
-
-    def _cache_problem(self, cache: Path, samples: int, fingerprint: str) -> str | None:
-        """Why the cache cannot be used as it is (:data:`MISSING`, :data:`STALE` or :data:`CORRUPT`);
-        None if it can. The checksums are only computed once everything cheaper matched."""
-        try:
-            meta = json.loads((cache / "meta.json").read_text())
-            shape = np.load(cache / "frames.npy", mmap_mode="r").shape
-            if (
-                meta.get("spec") != self.spec.as_dict()
-                or meta.get("fingerprint") != fingerprint
-                or shape != (samples, self.frames, *self.input_shape)
-                or "checksums" not in meta
-            ):
-                return STALE
-            return None if checksums(cache) == meta["checksums"] else CORRUPT
-        except (OSError, ValueError):
-            return MISSING
 
     def prepare_data(self) -> None:
         self.prepare_cache()

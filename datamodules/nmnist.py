@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 
 from bench.registry import register_dataset
-from datamodules.event_frames import EventFrameDataModule, SampleIndex, list_files
+from datamodules.event_frames import EventFrameDataModule, list_files
 from datamodules.events import NMNIST_URL, Events, read_nmnist_bin
+from datamodules.frame_cache import SampleIndex
 
 DIGITS = tuple(str(d) for d in range(10))
 OFFICIAL_SIZES = {"Train": 60_000, "Test": 10_000}
@@ -37,9 +38,9 @@ class NMNIST(EventFrameDataModule):
 
     @classmethod
     def fixture(cls, root: Path) -> NMNIST:
-        """Two training and one test recording per digit in N-MNIST's 40-bit .bin format."""
-        write_nmnist(Path(root) / cls.registry_key)
-        return cls(root=str(root), frames=4, val_fraction=0.5, batch_size=4)
+        from datamodules.fixtures import nmnist as fixtures  # on use: reading needs no writers
+
+        return fixtures.fixture(cls, root)
 
     def index(self) -> SampleIndex:
         index = self.scan()
@@ -89,36 +90,3 @@ class NMNIST(EventFrameDataModule):
 
     def read(self, path: Path) -> Events:
         return read_nmnist_bin(path, *self.sensor, hint=self.repair_hint())
-
-
-# --- a tiny fixture in the exact on-disk format: the tests' data, and a smoke test's -------------------
-# --- writers in the official formats -------------------------------------------------------------------
-def nmnist_record(x: int, y: int, p: int, t: int) -> bytes:
-    """40-bit big-endian: x (8) | y (8) | p (1) | t (23)."""
-    return bytes([x, y, (p << 7) | (t >> 16), (t >> 8) & 0xFF, t & 0xFF])
-
-
-# --- N-MNIST fixture -----------------------------------------------------------------------------------
-#: Hand-made sample Train/7/00070.bin: (x, y, p, t).
-HAND = [(1, 2, 1, 0), (1, 2, 1, 10), (33, 0, 0, 20), (0, 33, 0, 30), (5, 5, 1, 40), (5, 5, 0, 90)]
-
-
-def nmnist_sample(digit: int, k: int) -> list[tuple[int, int, int, int]]:
-    if (digit, k) == (7, 0):
-        return HAND
-    n = 5 + digit + 3 * k
-    return [((3 * i + digit) % 34, (5 * i + k) % 34, i % 2, 1000 * i + digit) for i in range(n)]
-
-
-def write_nmnist(folder: Path) -> dict[Path, list]:
-    """Train: 2 samples per digit, Test: 1 (ids 10*digit + k); returns {path: events}."""
-    truth = {}
-    for split, per_class in (("Train", 2), ("Test", 1)):
-        for digit in range(10):
-            (folder / split / str(digit)).mkdir(parents=True, exist_ok=True)
-            for k in range(per_class):
-                events = nmnist_sample(digit, k + (2 if split == "Test" else 0))
-                path = folder / split / str(digit) / f"{10 * digit + k:05d}.bin"
-                path.write_bytes(b"".join(nmnist_record(*e) for e in events))
-                truth[path] = events
-    return truth

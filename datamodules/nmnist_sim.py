@@ -33,8 +33,8 @@ import numpy as np
 from bench.errors import DataError
 from bench.registry import register_dataset
 from datamodules.base import stratified_split
-from datamodules.event_frames import SampleIndex, owner_tag, remove_orphans
 from datamodules.events import Events, encode_nmnist_bin
+from datamodules.frame_cache import SampleIndex, owner_tag, remove_orphans
 from datamodules.mnist5k import SPLIT_SEED as MNIST5K_SPLIT_SEED
 from datamodules.mnist5k import load_mnist5k
 from datamodules.nmnist import NMNIST

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import Dataset
 from torchvision.datasets.folder import IMG_EXTENSIONS, make_dataset
 from torchvision.datasets.utils import calculate_md5, download_url, extract_archive
@@ -81,9 +80,9 @@ class TinyImageNet(StaticImageData):
 
     @classmethod
     def fixture(cls, root: Path) -> TinyImageNet:
-        """Four JPEGs per class of three classes (one greyscale) and six val images, in the zip's tree."""
-        write_tiny_imagenet(Path(root) / cls.registry_key)
-        return cls(root=str(root), batch_size=3, val_fraction=0.25)
+        from datamodules.fixtures import tiny_imagenet as fixtures  # on use: reading needs no writers
+
+        return fixtures.fixture(cls, root)
 
     @property
     def folder(self) -> Path:
@@ -155,39 +154,3 @@ class TinyImageNet(StaticImageData):
                 samples.append((str(image), class_to_idx[fields[1]]))
         labels = np.array([label for _, label in samples], dtype=np.int64)
         return LabelledFiles(samples), labels
-
-
-# --- a tiny fixture in the exact on-disk format: the tests' data, and a smoke test's -------------------
-# -- Tiny ImageNet: the official zip's tree ------------------------------------------------------------------
-WNIDS = ["n09999999", "n01443537", "n02085620"]  # unsorted, as in the real wnids.txt
-
-
-COLOURS = {"n01443537": (200, 30, 30), "n02085620": (30, 200, 30), "n09999999": (30, 30, 200)}
-
-
-def write_jpeg(path, colour, mode="RGB") -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    value = colour if mode == "RGB" else colour[0]
-    Image.new(mode, (64, 64), value).save(path, format="JPEG", quality=95)
-
-
-def write_tiny_imagenet(data_dir):
-    base = data_dir / "tiny-imagenet-200"
-    base.mkdir(parents=True)
-    (base / "wnids.txt").write_text("\n".join(WNIDS) + "\n")
-    (base / "words.txt").write_text("".join(f"{w}\tthing {w}\n" for w in [*WNIDS, "n00000001"]))
-    for wnid in WNIDS:
-        boxes = []
-        for k in range(4):
-            name = f"{wnid}_{k}.JPEG"
-            grey = wnid == "n09999999" and k == 0  # Tiny ImageNet holds some greyscale JPEGs
-            write_jpeg(base / "train" / wnid / "images" / name, COLOURS[wnid], "L" if grey else "RGB")
-            boxes.append(f"{name}\t0\t0\t63\t63\n")
-        (base / "train" / wnid / f"{wnid}_boxes.txt").write_text("".join(boxes))
-    annotations = []
-    for k, wnid in enumerate(WNIDS * 2):
-        write_jpeg(base / "val" / "images" / f"val_{k}.JPEG", COLOURS[wnid])
-        annotations.append(f"val_{k}.JPEG\t{wnid}\t1\t2\t60\t61\n")
-    (base / "val" / "val_annotations.txt").write_text("".join(annotations))
-    write_jpeg(base / "test" / "images" / "test_0.JPEG", (90, 90, 90))  # unlabelled: never read
-    return base

@@ -10,7 +10,6 @@ of as a traceback from inside torchvision. The splits are read whole into memory
 
 from __future__ import annotations
 
-import hashlib
 import math
 import pickle
 import struct
@@ -65,9 +64,9 @@ class IDXImages(TorchvisionImages):
 
     @classmethod
     def fixture(cls, root: Path) -> IDXImages:
-        """40 training and 10 test random digits in the four IDX files, where torchvision leaves them."""
-        write_mnist(Path(root) / cls.registry_key, cls.tv_class.__name__)
-        return cls(root=str(root), batch_size=4)
+        from datamodules.fixtures import torchvision_sets as fixtures  # on use: reading needs no writers
+
+        return fixtures.mnist_fixture(cls, root)
 
     @property
     def raw_folder(self) -> Path:
@@ -122,11 +121,9 @@ class CIFARImages(TorchvisionImages):
 
     @classmethod
     def fixture(cls, root: Path) -> CIFARImages:
-        """Random images in the pickled batches (CIFAR-10: 20 per batch file; CIFAR-100: 2 and 1 per class),
-        read through torchvision with the fixture files' md5s in place of the originals'."""
-        write = {"cifar10": write_cifar10, "cifar100": write_cifar100}[cls.registry_key]
-        folder, _ = write(Path(root) / cls.registry_key)
-        return fixture_datamodule(cls, cls.tv_class, folder)(root=str(root), batch_size=4, val_fraction=0.5)
+        from datamodules.fixtures import torchvision_sets as fixtures  # on use: reading needs no writers
+
+        return fixtures.cifar_fixture(cls, root)
 
     @property
     def folder(self) -> Path:
@@ -255,96 +252,3 @@ class CIFAR100(CIFARImages):
         files="train, test and meta",
         archive="cifar-100-python.tar.gz",
     )
-
-
-# --- a tiny fixture in the exact on-disk format: the tests' data, and a smoke test's -------------------
-def md5(path) -> str:
-    return hashlib.md5(path.read_bytes()).hexdigest()
-
-
-# -- MNIST / Fashion-MNIST: IDX ------------------------------------------------------------------------------
-def write_idx(path, array: np.ndarray) -> None:
-    """magic 0x0800 + ndim (uint8 data), big-endian uint32 dims, then the raw bytes."""
-    header = struct.pack(f">I{array.ndim}I", 0x0800 + array.ndim, *array.shape)
-    path.write_bytes(header + array.astype(np.uint8).tobytes())
-
-
-def idx_split(n_per_class: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    labels = rng.permutation(np.repeat(np.arange(10), n_per_class)).astype(np.uint8)
-    return rng.integers(0, 256, (len(labels), 28, 28), dtype=np.uint8), labels
-
-
-def write_mnist(data_dir, class_name: str) -> dict[str, np.ndarray]:
-    raw = data_dir / class_name / "raw"
-    raw.mkdir(parents=True)
-    (train_x, train_y), (test_x, test_y) = idx_split(4, 1), idx_split(1, 2)
-    write_idx(raw / "train-images-idx3-ubyte", train_x)
-    write_idx(raw / "train-labels-idx1-ubyte", train_y)
-    write_idx(raw / "t10k-images-idx3-ubyte", test_x)
-    write_idx(raw / "t10k-labels-idx1-ubyte", test_y)
-    return {"train_x": train_x, "train_y": train_y, "test_x": test_x, "test_y": test_y}
-
-
-# -- CIFAR-10 / CIFAR-100: pickled batches -------------------------------------------------------------------
-def write_pickle(path, entry: dict) -> None:
-    with open(path, "wb") as f:
-        pickle.dump(entry, f, protocol=2)
-
-
-def cifar_batch(labels: np.ndarray, key: str, seed: int) -> dict:
-    """A batch dict as in the originals: rows of 1024 R, 1024 G, 1024 B values."""
-    data = np.random.default_rng(seed).integers(0, 256, (len(labels), 3072), dtype=np.uint8)
-    entry = {
-        "batch_label": f"batch {seed}",
-        "data": data,
-        "filenames": [f"img_{i}.png" for i in range(len(labels))],
-    }
-    entry[key] = labels.tolist()
-    if key == "fine_labels":
-        entry["coarse_labels"] = (labels // 5).tolist()  # ignored by the loader: the fine labels count
-    return entry
-
-
-def with_fixture_md5s(tv_class: type, folder) -> type:
-    """The torchvision class with the fixture files' md5s instead of the originals' (data-formats.md, 2)."""
-    listed = {
-        "train_list": [[name, md5(folder / name)] for name, _ in tv_class.train_list],
-        "test_list": [[name, md5(folder / name)] for name, _ in tv_class.test_list],
-        "meta": {**tv_class.meta, "md5": md5(folder / tv_class.meta["filename"])},
-    }
-    return type(f"Fixture{tv_class.__name__}", (tv_class,), listed)
-
-
-def write_cifar10(data_dir) -> tuple[Path, dict]:
-    folder = data_dir / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    written = {}
-    for b, name in enumerate([f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]):
-        labels = np.random.default_rng(b).permutation(np.repeat(np.arange(10), 2))
-        written[name] = cifar_batch(labels, "labels", seed=b)
-        write_pickle(folder / name, written[name])
-    names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-    write_pickle(folder / "batches.meta", {"label_names": names, "num_cases_per_batch": 20, "num_vis": 3072})
-    return folder, written
-
-
-def write_cifar100(data_dir) -> tuple[Path, dict]:
-    folder = data_dir / "cifar-100-python"
-    folder.mkdir(parents=True)
-    written = {}
-    for seed, (name, per_class) in enumerate({"train": 2, "test": 1}.items()):
-        labels = np.random.default_rng(seed).permutation(np.repeat(np.arange(100), per_class))
-        written[name] = cifar_batch(labels, "fine_labels", seed=seed)
-        write_pickle(folder / name, written[name])
-    meta = {
-        "fine_label_names": [f"fine{i}" for i in range(100)],
-        "coarse_label_names": [f"c{i}" for i in range(20)],
-    }
-    write_pickle(folder / "meta", meta)
-    return folder, written
-
-
-def fixture_datamodule(cls: type, tv_class: type, folder) -> type:
-    """The registered DataModule reading through the fixture-md5 torchvision class."""
-    return type(f"Fixture{cls.__name__}", (cls,), {"tv_class": with_fixture_md5s(tv_class, folder)})

@@ -18,8 +18,8 @@ import pytest
 from test_datamodules_events import items, nmnist_record, write_nmnist
 
 from bench.errors import DataError
-from datamodules import event_frames, nmnist_sim
-from datamodules.event_frames import HOST, remove_orphans
+from datamodules import frame_cache, nmnist_sim
+from datamodules.frame_cache import HOST, remove_orphans
 from datamodules.mnist5k import load_mnist5k
 from datamodules.nmnist import NMNIST
 from datamodules.nmnist_sim import NMNISTSim
@@ -96,7 +96,7 @@ def test_a_build_killed_with_sigkill_leaves_a_folder_that_the_next_build_removes
 
 def test_only_temporary_folders_whose_owner_is_gone_are_removed(tmp_path):
     gone = dead_pid()
-    day = time.time() - event_frames.ORPHAN_AGE_S - 60
+    day = time.time() - frame_cache.ORPHAN_AGE_S - 60
     names = {
         f"frames-v1-T4-number-34x34.tmp-{HOST}-{gone}": False,  # this host, pid gone: orphan
         f"frames-v1-T4-number-34x34.tmp-{HOST}-{os.getpid()}": True,  # this host, owner alive
@@ -111,7 +111,7 @@ def test_only_temporary_folders_whose_owner_is_gone_are_removed(tmp_path):
     for name in ("frames-v1-T2-time-34x34.tmp-node-17.cluster-42", "frames-v1-T8-time-34x34.tmp-4242"):
         for path in (tmp_path / name / "frames.npy", tmp_path / name):
             os.utime(path, (day, day))
-    remove_orphans(tmp_path, event_frames.TMP_MARK)
+    remove_orphans(tmp_path, frame_cache.TMP_MARK)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(n for n, kept in names.items() if kept)
 
 

@@ -16,8 +16,8 @@ import torch
 from bench.errors import ConfigError, DataError
 from datamodules import nmnist_sim
 from datamodules.base import stratified_split
-from datamodules.cifar10_dvs import AEDAT2_HEADER, CIFAR10DVS, CLASSES, aedat2_record, write_cifar10_dvs
-from datamodules.dvs_gesture import AEDAT31_HEADER, GESTURE_CSV, DVSGesture, aedat31_packet, write_gesture
+from datamodules.cifar10_dvs import CIFAR10DVS, CLASSES
+from datamodules.dvs_gesture import DVSGesture
 from datamodules.events import (
     Events,
     encode_nmnist_bin,
@@ -26,8 +26,11 @@ from datamodules.events import (
     read_aedat31_polarity,
     read_nmnist_bin,
 )
+from datamodules.fixtures.cifar10_dvs import AEDAT2_HEADER, aedat2_record, write_cifar10_dvs
+from datamodules.fixtures.dvs_gesture import AEDAT31_HEADER, GESTURE_CSV, aedat31_packet, write_gesture
+from datamodules.fixtures.nmnist import HAND, nmnist_record, write_nmnist
 from datamodules.mnist5k import load_mnist5k
-from datamodules.nmnist import HAND, NMNIST, nmnist_record, write_nmnist
+from datamodules.nmnist import NMNIST
 from datamodules.nmnist_sim import NMNISTSim
 
 

@@ -25,19 +25,17 @@ from torchvision.transforms import v2
 from bench import registry
 from bench.errors import DataError
 from bench.runner import run
-from datamodules.static_images import probe
-from datamodules.tiny_imagenet import COLOURS, WNIDS, TinyImageNet, write_tiny_imagenet
-from datamodules.torchvision_sets import (
-    CIFAR10,
-    CIFAR100,
-    MNIST,
-    FashionMNIST,
+from datamodules.fixtures.tiny_imagenet import COLOURS, WNIDS, write_tiny_imagenet
+from datamodules.fixtures.torchvision_sets import (
     fixture_datamodule,
     md5,
     write_cifar10,
     write_cifar100,
     write_mnist,
 )
+from datamodules.static_images import probe
+from datamodules.tiny_imagenet import TinyImageNet
+from datamodules.torchvision_sets import CIFAR10, CIFAR100, MNIST, FashionMNIST
 
 STATIC = {
     "mnist": MNIST,

@@ -1,8 +1,13 @@
 """Adding a method is two new files, a module in methods/ and its config: `bench list`, the registry-driven
-tests and a sweep with `methods: all` pick it up with no other edit."""
+tests and a sweep with `methods: all` pick it up with no other edit. Adding a dataset is three, as the
+README's "Adding a dataset" section writes them."""
 
 from __future__ import annotations
 
+import json
+import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -64,3 +69,70 @@ def test_a_method_added_as_two_files_is_picked_up_by_list_registry_tests_and_swe
         config.unlink(missing_ok=True)
         for cached in (module.parent / "__pycache__").glob("zz_throwaway.*"):
             cached.unlink()
+
+
+def readme_files(section: str) -> dict[str, str]:
+    """The code blocks of a README section, by the path each names on its first line (``# <path>``)."""
+    text = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
+    body = text.split(f"\n## {section}\n", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"^```\w*\n(.*?)^```$", body, flags=re.S | re.M)
+    return {block.split("\n", 1)[0].removeprefix("# "): block for block in blocks}
+
+
+#: Run in the copy: write the fixture through the registry, read a batch, then one training step of a
+#: small network through `bench run` with the dataset's config.
+TRAIN_ON_FIXTURE = """
+import json, sys
+from pathlib import Path
+from bench import registry
+from bench.runner import run
+
+key, root = sys.argv[1], Path(sys.argv[2])
+datamodule = registry.get_dataset(key).fixture(root)
+datamodule.prepare_data()
+datamodule.setup()
+x, y = next(iter(datamodule.train_dataloader()))
+quick = ["logger=none", "trainer.enable_checkpointing=false", "trainer.enable_progress_bar=false"]
+quick += ["trainer.max_epochs=1", "trainer.limit_train_batches=1", "trainer.limit_val_batches=1"]
+quick += ["trainer.limit_test_batches=1", "metrics.latency_samples=0", "metrics.throughput_batches=0"]
+record = run("ann", key, [*quick, "method.layers=8FC", "data.batch_size=4", f"data.root={root}"]).record
+print(json.dumps({"batch": list(x.shape), "labels": y.tolist(), "status": record["status"],
+                  "facts": record["dataset_facts"], "test_acc": record["metrics"]["test_acc"]}))
+"""
+
+
+def test_a_dataset_added_as_the_readme_says_is_listed_and_trains_on_its_fixture(tmp_path):
+    files = readme_files("Adding a dataset")
+    folders = sorted(str(Path(path).parent) for path in files)
+    assert folders == ["configs/datasets", "datamodules", "datamodules/fixtures"], list(files)
+    (key,) = re.findall(r'@register_dataset\("(\w+)"\)', "".join(files.values()))
+    checkout = tmp_path / "checkout"  # a copy: the real tree and the other tests never see the dataset
+    for folder in ("bench", "methods", "datamodules", "configs"):
+        shutil.copytree(
+            PROJECT_ROOT / folder, checkout / folder, ignore=shutil.ignore_patterns("__pycache__")
+        )
+    for path, text in files.items():
+        assert not (checkout / path).exists(), f"{path} is not a new file"
+        (checkout / path).write_text(text)
+    env = {name: value for name, value in os.environ.items() if not name.startswith("SNNBENCH_")}
+    env |= {"PYTHONPATH": str(checkout), "COLUMNS": "200", "SNNBENCH_RESULTS": str(tmp_path / "results")}
+    env |= {"SNNBENCH_LOGS": str(tmp_path / "logs"), "SNNBENCH_DATA": str(tmp_path / "elsewhere")}
+
+    def python(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, *args], capture_output=True, text=True, cwd=checkout, env=env, timeout=600
+        )
+
+    listed = python("-m", "bench.cli", "list")
+    assert listed.returncode == 0, listed.stderr
+    (row,) = [line for line in listed.stdout.splitlines() if f" {key} " in line and "static" in line]
+    assert "3x32x32" in row and "900 / 100 / 200" in row and "download" in row, row
+    assert "My set: 32x32 RGB images of 10 classes" in listed.stdout
+
+    trained = python("-c", TRAIN_ON_FIXTURE, key, str(tmp_path / "data"))
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    outcome = json.loads(trained.stdout.strip().splitlines()[-1])
+    assert outcome["batch"] == [4, 3, 32, 32] and all(0 <= label < 10 for label in outcome["labels"])
+    assert outcome["status"] == "ok" and outcome["facts"]["input_shape"] == [3, 32, 32]
+    assert 0.0 <= outcome["test_acc"] <= 1.0
+    assert (tmp_path / "data" / key / "my_set.npz").is_file()
