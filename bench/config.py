@@ -134,22 +134,6 @@ def _check_group(group: str, values: DictConfig, target: type, exclude=(), check
             raise ConfigError(f"{group}.{name} is required by {target.__name__} but not set.")
 
 
-def check_time_steps(time_steps: int | None, frames: int | None) -> None:
-    """Event data: each of the T time steps integrates an equal group of the ``frames`` fine frames.
-    ``None`` is "every fine frame a step" (a method's static-data T on images): it always fits."""
-    if time_steps is None:
-        return
-    if int(time_steps) < 1:
-        raise ConfigError(f"method.time_steps must be >= 1, got {time_steps}.")
-    if frames is not None and int(frames) % int(time_steps):
-        divisors = [t for t in range(1, int(frames) + 1) if int(frames) % t == 0]
-        raise ConfigError(
-            f"method.time_steps={time_steps} does not divide data.frames={frames}: each time step "
-            f"integrates an equal group of fine event frames. Use a time_steps in {divisors}, or change "
-            "data.frames."
-        )
-
-
 def _check_finite(cfg: DictConfig) -> None:
     """No inf or nan anywhere: no run can use one, and a run record (strict JSON) cannot hold one."""
     found = first_non_finite(OmegaConf.to_container(cfg, resolve=True))
@@ -249,9 +233,9 @@ def validate(cfg: DictConfig, method_cls: type, dataset_cls: type) -> None:
     _check_group("trainer", cfg.trainer, pl.Trainer, exclude=RUNNER_OWNED_TRAINER_KEYS, check_types=False)
     # Values: the constructors that receive them check them (cheap: nothing touches the disk or trains).
     facts = _construct("data", dataset_cls, cfg.data).facts
-    if facts.kind == "event":
-        time_steps = cfg.method.get("time_steps", constructor_keys(method_cls)["time_steps"].default)
-        check_time_steps(time_steps, facts.frames)
+    # The method contract's rule on T, checked here once per run (not by the method's constructor).
+    time_steps = cfg.method.get("time_steps", constructor_keys(method_cls)["time_steps"].default)
+    method_cls.check_time_steps(time_steps, facts.frames if facts.kind == "event" else None)
     _construct("metrics", EnergyMetrics, cfg.metrics)
     _check_trainer(cfg.trainer)
     if set(cfg.paths) != {"results", "logs"}:

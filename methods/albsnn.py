@@ -63,6 +63,10 @@ Reconstructions [R] (``papers.md`` §3, §1.1; the paper's ALE formula and selec
 
 Energy and storage (``papers.md`` §1.5): binarised layers still cost ACs on spikes; they are declared with
 1-bit weights and one 32-bit ``alpha`` per output channel, so the metrics callback reports the storage.
+
+The binary layer (``BinaryConv2d``: binarisation, its straight-through estimator, the BWO update and the
+storage count) is in ``methods/common/binary.py``; this module keeps the ALE, the selection policies, the
+GAP network and the LightningModule.
 """
 
 from __future__ import annotations
@@ -79,6 +83,7 @@ from torch.utils.data import DataLoader
 from bench.errors import ConfigError
 from bench.registry import register_method
 from methods.base import BenchMethod, SynapticLayer
+from methods.common.binary import BinaryConv2d, full_precision_bits, scaling_factors, sign
 from methods.common.networks import parse_layers, sized_layers
 from methods.common.neurons import MultiThresholdLIF
 
@@ -94,34 +99,6 @@ Batches = Sequence[tuple[torch.Tensor, torch.Tensor]]
 def default_layers(input_shape: Sequence[int]) -> str:
     """Small net for 1-2 channel inputs up to 34 pixels, else VGG-11 (+ stem / input pooling)."""
     return sized_layers(input_shape, SMALL_NET, VGG11, stem="32C3-MP2")
-
-
-def sign(weight: torch.Tensor) -> torch.Tensor:
-    """``sign`` with ``sign(0) = +1``, so every binary weight is +-1."""
-    return torch.where(weight >= 0, 1.0, -1.0).to(weight.dtype)
-
-
-def scaling_factors(weight: torch.Tensor) -> torch.Tensor:
-    """``alpha_c = ||W_c||_1 / n`` per output channel (dim 0), shaped to broadcast against ``weight``."""
-    return weight.abs().mean(dim=tuple(range(1, weight.dim())), keepdim=True)
-
-
-class _Binarize(torch.autograd.Function):
-    """Forward ``alpha sign(W)``; backward the clipped straight-through estimator ``1[|W| <= 1]``."""
-
-    @staticmethod
-    def forward(ctx, weight):
-        ctx.save_for_backward(weight)
-        return scaling_factors(weight) * sign(weight)
-
-    @staticmethod
-    def backward(ctx, grad_output):
-        (weight,) = ctx.saved_tensors
-        return grad_output * (weight.abs() <= 1).to(grad_output.dtype)
-
-
-def binarize(weight: torch.Tensor) -> torch.Tensor:
-    return _Binarize.apply(weight)
 
 
 def weight_error(weight: torch.Tensor) -> float:
@@ -152,59 +129,6 @@ def calibration_set(loader: DataLoader, count: int, device: torch.device) -> lis
             loader.dataset, batch_size=loader.batch_size, shuffle=True, collate_fn=loader.collate_fn
         )
         return [(x.to(device), y.to(device)) for x, y in itertools.islice(fixed, count)]
-
-
-class BinaryConv2d(layer.Conv2d):
-    """A conv whose weights switch between full precision and ``alpha sign(W)`` (latent FP weights kept).
-
-    Buffers, so they are checkpointed: ``binarised``; ``bwo`` (binary weight optimisation: ``alpha`` is
-    then the buffer ``bwo_alpha`` updated by the BWO rule, and the latent weights only carry signs).
-    """
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.register_buffer("binarised", torch.tensor(False))
-        self.register_buffer("bwo", torch.tensor(False))
-        self.register_buffer("bwo_alpha", torch.zeros(self.out_channels, 1, 1, 1))
-        self.binary_weight: torch.Tensor | None = None  # BWO: the last training W_b, which gets dL/dW_b
-
-    def storage_bits(self, binarised: bool) -> int:
-        """Weight storage: 32-bit weights, or 1-bit weights + one 32-bit alpha per output channel."""
-        n = self.weight.numel()
-        return n + 32 * self.out_channels if binarised else 32 * n
-
-    def effective_weight(self) -> torch.Tensor:
-        if not self.binarised:
-            return self.weight
-        if not self.bwo:
-            return binarize(self.weight)
-        weight = self.bwo_alpha * sign(self.weight.detach())
-        if self.training and torch.is_grad_enabled():
-            self.binary_weight = weight.requires_grad_()
-        return weight
-
-    def start_bwo(self) -> None:
-        with torch.no_grad():
-            self.bwo_alpha.copy_(scaling_factors(self.weight))
-        self.bwo.fill_(True)
-
-    @torch.no_grad()
-    def bwo_step(self, grad: torch.Tensor, lr: float, flip_threshold: float) -> int:
-        """One BWO update from ``grad = dL/dW_b``; returns the number of flipped signs."""
-        signs = sign(self.weight)
-        self.bwo_alpha -= lr * (grad * signs).sum(dim=(1, 2, 3), keepdim=True)
-        flip = grad * signs > flip_threshold
-        self.weight.copy_(torch.where(flip, -self.weight, self.weight))
-        return int(flip.sum())
-
-    def _conv_forward(self, x, weight, bias):
-        return super()._conv_forward(x, self.effective_weight(), bias)
-
-
-def full_precision_bits(module: nn.Module) -> int:
-    """32-bit storage of a synaptic layer's weights and bias."""
-    bias = 0 if module.bias is None else module.bias.numel()
-    return 32 * (module.weight.numel() + bias)
 
 
 def choose_layers(
@@ -272,6 +196,7 @@ class ALBSNN(BenchMethod):
         input_shape: Sequence[int],
         kind: str = "static",
         time_steps: int = 1,
+        frames: int | None = None,
         layers: str = "auto",
         v_threshold: float = 0.25,
         tau: float = 1.25,
@@ -289,7 +214,7 @@ class ALBSNN(BenchMethod):
         bwo_flip_threshold: float = 2.0e-2,
         **optim,
     ):
-        super().__init__(num_classes, input_shape, kind, time_steps, **optim)
+        super().__init__(num_classes, input_shape, kind, time_steps, frames=frames, **optim)
         if estimator not in ESTIMATORS:
             raise ConfigError(f"method.estimator={estimator!r} is not supported; use one of {ESTIMATORS}.")
         if policy not in POLICIES:

@@ -40,7 +40,7 @@ class ANN(BenchMethod):
         layers: str | None = None,
         **optim,
     ):
-        super().__init__(num_classes, input_shape, kind, time_steps, frames, **optim)
+        super().__init__(num_classes, input_shape, kind, time_steps, frames=frames, **optim)
         if kind == "event":
             if self.time_steps != 1:
                 raise ConfigError(

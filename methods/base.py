@@ -5,7 +5,8 @@ and for event data ``frames``, the fine frames per sample) plus ``time_steps`` a
 Inside, SNN tensors are time-first ``[T, B, ...]`` (spikingjelly's multi-step convention). The base class
 owns what every method needs done the same way: input encoding, readout, loss, optimiser + cosine
 schedule, accuracy, the per-batch neuron reset, the NaN-loss guard, and the declarations the metrics
-callback reads: whether the method is spiking at all, its spiking layers and its synaptic layers.
+callback reads: whether the method is spiking at all, its spiking layers and its synaptic layers. It
+also states the contract's rule on ``time_steps`` (``check_time_steps``), which the config check runs.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from spikingjelly.activation_based.neuron import BaseNode
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from bench.config import check_time_steps
 from bench.errors import ConfigError
 from bench.guards import diverged
 
@@ -70,7 +70,6 @@ class BenchMethod(pl.LightningModule):
             )
         if scheduler not in SCHEDULERS:
             raise ConfigError(f"method.scheduler={scheduler!r} is not supported; use {SCHEDULERS}.")
-        check_time_steps(time_steps, frames if kind == "event" else None)
         self.save_hyperparameters()
         self.num_classes = int(num_classes)
         self.input_shape = tuple(int(s) for s in input_shape)
@@ -83,6 +82,24 @@ class BenchMethod(pl.LightningModule):
         self.val_acc = MulticlassAccuracy(self.num_classes, average="micro", validate_args=False)
         self.test_acc = MulticlassAccuracy(self.num_classes, average="micro", validate_args=False)
 
+    @staticmethod
+    def check_time_steps(time_steps: int | None, frames: int | None) -> None:
+        """T must be >= 1 and, on event data (``frames`` fine frames per sample, None on images), divide
+        ``frames``: each time step integrates an equal group of fine frames. ``None`` is "every fine frame a
+        step" (the method's ``static_time_steps`` on images): it always fits. Checked once per run, with
+        the config (``bench.config.validate``), before anything is recorded; not per batch."""
+        if time_steps is None:
+            return
+        if int(time_steps) < 1:
+            raise ConfigError(f"method.time_steps must be >= 1, got {time_steps}.")
+        if frames is not None and int(frames) % int(time_steps):
+            divisors = [t for t in range(1, int(frames) + 1) if int(frames) % t == 0]
+            raise ConfigError(
+                f"method.time_steps={time_steps} does not divide data.frames={frames}: each time step "
+                f"integrates an equal group of fine event frames. Use a time_steps in {divisors}, or change "
+                "data.frames."
+            )
+
     # --- what a method overrides -------------------------------------------------------------------
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Batch -> time-first input ``[T, B, C, H, W]``.
@@ -93,7 +110,6 @@ class BenchMethod(pl.LightningModule):
         """
         if self.kind == "event":
             batch, frames = x.shape[:2]
-            check_time_steps(self.time_steps, frames)
             if frames != self.time_steps:
                 x = x.reshape(batch, self.time_steps, frames // self.time_steps, *x.shape[2:]).sum(2)
             return x.transpose(0, 1).contiguous()

@@ -75,6 +75,7 @@ class CompressedEventSNN(RateCodedOutput, BenchMethod):
         input_shape: Sequence[int],
         kind: str = "static",
         time_steps: int = 2,
+        frames: int | None = None,
         compression: bool = True,
         synaptic_tau: float = 4.0,
         channels: int = 128,
@@ -91,7 +92,7 @@ class CompressedEventSNN(RateCodedOutput, BenchMethod):
         loss: str = "mse",
         **optim,
     ):
-        super().__init__(num_classes, input_shape, kind, time_steps, **optim)
+        super().__init__(num_classes, input_shape, kind, time_steps, frames=frames, **optim)
         if not synaptic_tau > 0:
             raise ConfigError(f"method.synaptic_tau must be > 0 fine frames, got {synaptic_tau}.")
         self.set_rate_output(levels, loss, voting)
@@ -116,8 +117,6 @@ class CompressedEventSNN(RateCodedOutput, BenchMethod):
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Event frames -> T compressed steps of synaptic current; static images -> constant current."""
         if self.kind == "event" and self.compression:
-            if x.shape[1] % self.time_steps:
-                return super().encode(x)  # raises the base class's clear error
             return compress(x, self.time_steps, self.synaptic_tau)
         return super().encode(x)
 

@@ -74,6 +74,11 @@ zeros); in deep VGGs it is a small share of the ANN's MACs and the later layers'
 
 Adaptation (ours): on event data the frames (re-binned to T steps) pass through as binary spikes, a pixel
 spiking in every step in which it had an event; there is no analog step, so every layer costs ACs.
+
+This module keeps what defines the method: the encoding, the networks, the readout and loss, the two-phase
+schedule and the LightningModule. The machinery it uses lives in ``methods/common/``: the single-spike IF
+neuron and its fused form in ``neurons.py`` (``SingleSpikeIF``), the STDB surrogate in ``surrogates.py``,
+the conversion (BN folding, Lloyd-Max thresholds, the threshold-scale search) in ``conversion.py``.
 """
 
 from __future__ import annotations
@@ -83,22 +88,18 @@ import math
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
-from spikingjelly.activation_based.neuron import BaseNode
 from torch import nn
 
-from bench.errors import ConfigError, TrainingError
+from bench.errors import ConfigError
 from bench.registry import register_method
 from methods.base import OPTIMIZERS, BenchMethod
+from methods.common.conversion import NORMS, SYNAPSES, fold_and_calibrate
 from methods.common.networks import layer_stack, sized_layers
+from methods.common.neurons import SingleSpikeIF
+from methods.common.surrogates import SINGLE_SPIKE, SURROGATES
 
 SMALL_NET = "32C3-AP2-64C3-AP2-256FC"
 VGG32 = "64C3-AP2-128C3-AP2-256C3-256C3-AP2-512FC"
-SURROGATES = ("stdb", "constant")
-NORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
-SYNAPSES = (nn.Conv2d, nn.Linear)
-#: Activations the Lloyd-Max quantiser looks at, at most (an evenly strided subset beyond that).
-QUANTISER_SAMPLES = 2_000_000
 
 
 def default_layers(input_shape: Sequence[int]) -> str:
@@ -120,149 +121,6 @@ def hybrid_encode(image: torch.Tensor, time_steps: int, analog_step: bool = True
     return torch.stack([image, *spikes] if analog_step else spikes)
 
 
-class _STDBSpike(torch.autograd.Function):
-    """Forward: the given spikes; backward: ``d spike / d m = alpha exp(-beta dt)`` where the neuron has
-    spiked (``dt >= 0``), 0 before (see the module doc); ``beta=None``: ``alpha`` everywhere."""
-
-    @staticmethod
-    def forward(ctx, m, spikes, dt, alpha, beta):
-        ctx.save_for_backward(dt)
-        ctx.alpha, ctx.beta = alpha, beta
-        return spikes
-
-    @staticmethod
-    def backward(ctx, grad_output):
-        (dt,) = ctx.saved_tensors
-        if ctx.beta is None:
-            return grad_output * ctx.alpha, None, None, None, None
-        surrogate = torch.where(dt >= 0, ctx.alpha * torch.exp(-ctx.beta * dt.clamp(min=0)), 0.0)
-        return grad_output * surrogate, None, None, None, None
-
-
-class _FusedSingleSpikeIF(torch.autograd.Function):
-    """The single-spike IF over the whole ``[T, ...]`` sequence as one autograd node.
-
-    Same equations as ``SingleSpikeIF.single_step_functional_forward`` + ``_STDBSpike``, but the forward
-    records no ops and keeps only ``dt[t]`` (which also says whether the neuron had fired: ``dt >= 0``),
-    and the backward runs the membrane recurrence in reverse by hand: the neuron costs about half as much
-    as the per-step graph, and it is most of a hybrid_stdb training step. It relies on the memories'
-    invariant ``dt = -1`` exactly while the neuron has not fired, so ``dt[t] = dt[t-1] + fired[t]``.
-    """
-
-    @staticmethod
-    def forward(ctx, x, v, fired, dt, v_threshold, leak, alpha, beta):
-        x = x.contiguous()
-        spikes = torch.empty_like(x)
-        dt_seq = torch.empty_like(x, dtype=dt.dtype)
-        v0, fired0 = v, fired
-        for t in range(x.shape[0]):
-            integrated = torch.add(x[t], v, alpha=leak) if leak != 1 else x[t] + v
-            v = torch.where(fired, v, integrated)  # no integration after the spike
-            spike = torch.div(v, v_threshold) > 1  # m = v / V_th - 1 > 0, bit for bit
-            spike.logical_and_(fired.logical_not())
-            fired = fired | spike
-            torch.add(dt, fired, out=dt_seq[t])  # -1 until the spike, then 0, 1, 2, ...
-            dt = dt_seq[t]
-            spikes[t].copy_(spike)
-        if ctx.needs_input_grad[0] or ctx.needs_input_grad[1]:
-            ctx.save_for_backward(v0, fired0, dt_seq, v_threshold)
-            ctx.constants = (leak, alpha, beta)
-        dt = dt.clone()
-        ctx.mark_non_differentiable(fired, dt)
-        return spikes, v.clone(), fired, dt
-
-    @staticmethod
-    def backward(ctx, grad_spikes, grad_v, _grad_fired, _grad_dt):
-        v0, fired0, dt_seq, v_threshold = ctx.saved_tensors
-        leak, alpha, beta = ctx.constants
-        scale = alpha / v_threshold.to(grad_spikes.dtype)  # do/dm = alpha (...), dm/du = 1 / V_th
-        zero = torch.zeros((), dtype=grad_spikes.dtype, device=grad_spikes.device)
-        grad_x = torch.empty_like(grad_spikes, memory_format=torch.contiguous_format)
-        gv = grad_v  # dL/du[t], carried backwards
-        for t in range(dt_seq.shape[0] - 1, -1, -1):
-            dt = dt_seq[t]
-            if beta is None:
-                gv = torch.addcmul(gv, grad_spikes[t], scale)
-            else:  # alpha exp(-beta dt) from the spike on, 0 before
-                surrogate = torch.where(dt >= 0, torch.exp(dt * -beta), zero).mul_(scale)
-                gv = torch.addcmul(gv, grad_spikes[t], surrogate)
-            fired_before = dt_seq[t - 1] >= 0 if t else fired0
-            torch.where(fired_before, zero, gv, out=grad_x[t])  # a frozen membrane takes no input
-            if leak != 1:
-                gv = torch.where(fired_before, gv, gv * leak)
-        return grad_x, gv, None, None, None, None, None, None
-
-
-class SingleSpikeIF(BaseNode):
-    """Integrate-and-fire neuron that fires at most once per sample, trained through the STDB surrogate.
-
-    Memories: membrane ``v``, ``fired`` (bool) and ``dt`` (steps since the spike, 0 at its step, -1 before
-    it). The threshold is a buffer, so it is saved with the model and broadcast under DDP. ``ann_mode``
-    turns the module into the ANN twin's activation: ReLU, or the identity for the output layer.
-    Multi-step mode runs ``_FusedSingleSpikeIF`` (``fused=False``: the per-step graph, which single-step
-    mode always uses; the two agree to rounding, ``tests/test_fused_neuron.py``).
-    """
-
-    def __init__(
-        self,
-        v_threshold: float = 1.0,
-        leak: float = 1.0,
-        alpha: float = 0.3,
-        beta: float | None = 0.5,
-        output: bool = False,
-        step_mode: str = "m",
-        fused: bool = True,
-    ):
-        super().__init__(float(v_threshold), None, None, False, step_mode)
-        self.fused = bool(fused)  # multi-step mode: one fused autograd node, or the per-step reference
-        del self.v_threshold  # a float in BaseNode; a buffer here
-        self.register_buffer("v_threshold", torch.tensor(float(v_threshold)))
-        self.register_memory("fired", False)
-        self.register_memory("dt", -1.0)
-        self.leak, self.alpha, self.beta, self.output = float(leak), float(alpha), beta, output
-        self.ann_mode = False
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.ann_mode:
-            return x if self.output else F.relu(x)
-        return super().forward(x)
-
-    def materialize_states(self, inputs, states, step_mode):
-        x = inputs[0][0] if step_mode == "m" else inputs[0]
-        if isinstance(states[0], torch.Tensor) and states[0].shape == x.shape:
-            return states
-        return torch.zeros_like(x), torch.zeros_like(x, dtype=torch.bool), torch.full_like(x, -1.0)
-
-    def single_step_functional_forward(self, inputs, states, **kwargs):
-        x, (v, fired, dt) = inputs[0], states
-        v = torch.where(fired, v, self.leak * v + x)  # no integration after the spike
-        m = v / self.v_threshold - 1
-        spike = (m > 0) & ~fired
-        fired = fired | spike
-        dt = torch.where(spike, 0.0, torch.where(fired, dt + 1, -1.0))
-        out = _STDBSpike.apply(m, spike.to(x.dtype), dt, self.alpha, self.beta)
-        return (out,), (v, fired, dt)
-
-    def multi_step_functional_forward(self, inputs, states, **kwargs):
-        if self.fused:
-            v, fired, dt = states
-            spikes, *states = _FusedSingleSpikeIF.apply(
-                inputs[0], v, fired, dt, self.v_threshold, self.leak, self.alpha, self.beta
-            )
-            return (spikes,), tuple(states)
-        spikes = []
-        for x in inputs[0].unbind(0):  # unbind: one gradient stack in backward, not T zero-filled copies
-            (spike,), states = self.single_step_functional_forward((x,), states)
-            spikes.append(spike)
-        return (torch.stack(spikes),), states
-
-    def extra_repr(self) -> str:
-        return (
-            f"v_threshold={float(self.v_threshold):.4g}, leak={self.leak}, alpha={self.alpha}, "
-            f"beta={self.beta}, output={self.output}, step_mode={self.step_mode}"
-        )
-
-
 class AnalogStepApart(nn.Module):
     """Runs a synaptic layer on the first time step and on the rest in two calls: the metrics callback
     classifies each call's input as a whole, so the analog step counts as MACs and the spikes as ACs."""
@@ -277,97 +135,6 @@ class AnalogStepApart(nn.Module):
         return torch.cat([self.synapse(x[:1]), self.synapse(x[1:])])
 
 
-# --- conversion ---------------------------------------------------------------------------------------
-def synapses(module: nn.Module) -> list[nn.Module]:
-    """The conv/linear layers in ``module`` in order (the first one unwrapped from its AnalogStepApart)."""
-    return [m for m in module.modules() if isinstance(m, SYNAPSES)]
-
-
-@torch.no_grad()
-def fold_norms(net: nn.Sequential, time_steps: int) -> None:
-    """Fold every BN into the synaptic layer before it (step 1 of the conversion in the module doc): its
-    scale into the weights, its shift into a bias current of shift / T per step, kept in the BN module,
-    which becomes ``x + bias``; a synaptic layer's own bias is spread over the T steps too."""
-    layers = [m for m in net.modules() if isinstance(m, SYNAPSES + NORMS)]
-    for synapse, norm in zip(layers, layers[1:], strict=False):
-        if isinstance(synapse, SYNAPSES) and isinstance(norm, NORMS):
-            scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
-            synapse.weight.mul_(scale.view(-1, *[1] * (synapse.weight.dim() - 1)))
-            shift = norm.bias - scale * norm.running_mean
-            if synapse.bias is not None:
-                shift += scale * synapse.bias
-                synapse.bias.zero_()
-            norm.weight.fill_(1.0)
-            norm.running_mean.zero_()
-            norm.running_var.fill_(1.0 - norm.eps)  # (x - 0) / sqrt(1 - eps + eps) = x
-            norm.bias.copy_(shift / time_steps)
-    for synapse in synapses(net):
-        if synapse.bias is not None:
-            synapse.bias.div_(time_steps)
-
-
-def lloyd_max(z: torch.Tensor, iterations: int = 30) -> tuple[float, float]:
-    """The 1-bit Lloyd-Max quantiser of ``ReLU(z)``: (threshold, level), the level the mean of the values
-    above the threshold and the threshold half the level (the quantiser that minimises the squared error
-    ``ReLU(z) ~ level x 1[z > threshold]``)."""
-    values = z[z > 0].double()
-    if values.numel() == 0:
-        raise TrainingError(
-            "A layer of the trained ANN never has a positive input on the calibration batches, so its "
-            "spiking threshold cannot be set: train the ANN longer (method.ann_epochs) or with another "
-            "method.ann_lr, or train the SNN from scratch (method.ann_epochs=0)."
-        )
-    threshold = float(values.mean()) / 2
-    for _ in range(iterations):
-        level = float(values[values > threshold].mean())
-        threshold = level / 2
-    return threshold, level
-
-
-def quantiser_sample(sequences: list[torch.Tensor]) -> torch.Tensor:
-    """What the Lloyd-Max quantiser sees: ``sequences`` (``[T, B, ...]`` each) summed over the time steps,
-    every value of every sample, evenly strided down to at most ``QUANTISER_SAMPLES`` values."""
-    total = torch.cat([sequence.sum(0).flatten() for sequence in sequences])
-    step = max(1, math.ceil(total.numel() / QUANTISER_SAMPLES))
-    return total[::step]
-
-
-@torch.no_grad()
-def calibrate(
-    net: nn.Sequential, inputs: list[torch.Tensor], scale: float, readout=lambda spikes: spikes
-) -> tuple[dict[str, dict], list[torch.Tensor]]:
-    """Step 2 of the conversion: each neuron's threshold from the Lloyd-Max quantiser of its integrated
-    SNN-mode input, layer by layer, the quantiser's level folded into the next synaptic layer. ``net`` must
-    be folded and end with the output neuron; ``inputs`` are its input sequences (``[T, B, ...]``, one per
-    calibration batch). Returns each neuron's threshold (and level) by its index in ``net``, and the
-    converted network's output on each batch: ``readout`` of the output spikes, called while the output
-    neuron still holds that batch's state.
-
-    The batches go up the network one layer at a time, each layer run once per batch: a neuron's input
-    depends only on the layers below it, which are calibrated by then (a pass from the input for every
-    neuron would run the large early layers once per neuron)."""
-    activations = list(inputs)  # replaced in place as they go up: one batch's worth held twice at most
-    done = 0  # activations are the input of net[done]
-    chosen = {}
-    for index, m in enumerate(net):
-        if not isinstance(m, SingleSpikeIF):
-            continue
-        for layer in net[done:index]:
-            for i, a in enumerate(activations):
-                activations[i] = layer(a)
-        threshold, level = lloyd_max(quantiser_sample(activations))
-        m.v_threshold.fill_(scale * threshold)
-        chosen[str(index)] = {"threshold": scale * threshold}
-        if not m.output:  # a spike of this layer stands for `level`
-            synapses(net[index + 1 :])[0].weight.mul_(level)
-            chosen[str(index)]["level"] = level
-        for i, a in enumerate(activations):
-            m.reset()  # every batch starts from resting neurons
-            activations[i] = readout(m(a)) if m.output else m(a)
-        done = index + 1
-    return chosen, activations
-
-
 @register_method("hybrid_stdb")
 class HybridSTDB(BenchMethod):
     """Single-spike hybrid input encoding; the ANN twin trained, converted, then STDB fine-tuning (T = 5)."""
@@ -380,6 +147,7 @@ class HybridSTDB(BenchMethod):
         input_shape: Sequence[int],
         kind: str = "static",
         time_steps: int | None = None,
+        frames: int | None = None,
         layers: str = "auto",
         ann_epochs: int = 4,
         ann_lr: float = 1e-3,
@@ -394,7 +162,7 @@ class HybridSTDB(BenchMethod):
         time_weight: float = 1.0,
         **optim,
     ):
-        super().__init__(num_classes, input_shape, kind, time_steps, **optim)
+        super().__init__(num_classes, input_shape, kind, time_steps, frames=frames, **optim)
         checks = {
             "ann_epochs": (ann_epochs, ann_epochs >= 0, ">= 0 (0 trains the SNN from scratch)"),
             "ann_lr": (ann_lr, ann_lr > 0, "> 0"),
@@ -406,7 +174,7 @@ class HybridSTDB(BenchMethod):
             ),
             "v_threshold": (v_threshold, v_threshold > 0, "> 0"),
             "leak": (leak, 0 < leak <= 1, "in (0, 1] (1 = integrate-and-fire, the lineage's default)"),
-            "surrogate": (surrogate, surrogate in SURROGATES, f"one of {', '.join(SURROGATES)}"),
+            "surrogate": (surrogate, surrogate in SINGLE_SPIKE, f"one of {', '.join(SINGLE_SPIKE)}"),
             "stdb_alpha": (stdb_alpha, stdb_alpha > 0, "> 0 (the lineage uses 0.3)"),
             "stdb_beta": (stdb_beta, stdb_beta >= 0, ">= 0 (0.5 here; the lineage uses 0.01 at T >= 100)"),
             "time_weight": (time_weight, time_weight >= 0, ">= 0"),
@@ -422,7 +190,7 @@ class HybridSTDB(BenchMethod):
         self.analog_step = bool(analog_step)
         self.time_weight = float(time_weight)
         self.layers = default_layers(self.input_shape) if layers == "auto" else layers
-        beta = float(stdb_beta) if surrogate == "stdb" else None
+        beta = float(stdb_beta) if SURROGATES[surrogate].stdb_decay else None
 
         def make_neuron(output: bool = False) -> SingleSpikeIF:
             return SingleSpikeIF(v_threshold, leak, stdb_alpha, beta, output=output)
@@ -538,24 +306,21 @@ class HybridSTDB(BenchMethod):
         batches = self._loader_batches(train, max(1, min(self.calibration_batches, count)))
         self.eval()
         self.set_ann_mode(False)
-        fold_norms(self.net, self.time_steps)
-        folded = {k: v.clone() for k, v in self.net.state_dict().items()}
         inputs = [self.encode(x) for x, _ in batches]
-        trials = {}  # scale -> (calibration accuracy, converted state, per-layer thresholds and levels)
-        for scale in self.threshold_scales:
-            self.net.load_state_dict(folded)
-            layers, outputs = calibrate(self.net, inputs, scale, self.readout)
-            state = {k: v.clone() for k, v in self.net.state_dict().items()}
-            trials[scale] = (self.accuracy(batches, outputs), state, layers)
-        best = max(trials, key=lambda s: trials[s][0])
-        _, state, layers = trials[best]
-        self.net.load_state_dict(state)
+        best, scores, layers = fold_and_calibrate(
+            self.net,
+            inputs,
+            self.time_steps,
+            self.threshold_scales,
+            lambda outputs: self.accuracy(batches, outputs),
+            self.readout,
+        )
         val_limit = trainer.limit_val_batches
         val = data.val_dataloader()
         val_count = val_limit if isinstance(val_limit, int) else math.ceil(val_limit * len(val))
         self.details.update(
             threshold_scale=best,
-            calibration_acc={str(s): round(trial[0], 4) for s, trial in trials.items()},
+            calibration_acc={str(s): round(accuracy, 4) for s, accuracy in scores.items()},
             conversion={f"net.{k}": v for k, v in layers.items()},
             converted_snn_val_acc=self.accuracy(self._loader_batches(val, val_count)) if val_count else None,
         )

@@ -1,6 +1,7 @@
 """``lif_sg``: the plain spiking baseline: LIF neurons trained by surrogate-gradient BPTT.
 
-The topology of the ``ann`` baseline with spikingjelly ``LIFNode`` (multi-step) in place of ReLU; direct
+The topology of the ``ann`` baseline with spikingjelly ``LIFNode`` (multi-step) in place of ReLU, its
+surrogate (``surrogate_function``) one of spikingjelly's from ``methods/common/surrogates.py``; direct
 input encoding (the analog image is fed to the first conv at every time step, so layer 1 costs MACs and
 all later layers ACs); readout = mean over T of the last linear layer's output; cross-entropy loss.
 ``layers`` (the layer notation) builds the network with ``layer_stack`` as every other method does (the
@@ -11,14 +12,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from spikingjelly.activation_based import neuron, surrogate
+from spikingjelly.activation_based import neuron
 
 from bench.errors import ConfigError
 from bench.registry import register_method
 from methods.base import BenchMethod
 from methods.common.networks import conv_net, layer_stack
+from methods.common.surrogates import SURROGATES
 
-SURROGATES = {"atan": surrogate.ATan, "sigmoid": surrogate.Sigmoid, "erf": surrogate.Erf}
+#: The spikingjelly surrogates this baseline offers (``method.surrogate_function``).
+SURROGATE_FUNCTIONS = ("atan", "sigmoid", "erf")
 
 
 @register_method("lif_sg")
@@ -33,6 +36,7 @@ class LIFSurrogateGradient(BenchMethod):
         input_shape: Sequence[int],
         kind: str = "static",
         time_steps: int | None = None,
+        frames: int | None = None,
         channels: Sequence[int] = (32, 64),
         hidden: int = 256,
         dropout: float = 0.0,
@@ -44,11 +48,11 @@ class LIFSurrogateGradient(BenchMethod):
         layers: str | None = None,
         **optim,
     ):
-        super().__init__(num_classes, input_shape, kind, time_steps, **optim)
-        if surrogate_function not in SURROGATES:
+        super().__init__(num_classes, input_shape, kind, time_steps, frames=frames, **optim)
+        if surrogate_function not in SURROGATE_FUNCTIONS:
             raise ConfigError(
                 f"method.surrogate_function={surrogate_function!r} is not supported; "
-                f"use one of {sorted(SURROGATES)}."
+                f"use one of {sorted(SURROGATE_FUNCTIONS)}."
             )
 
         def make_neuron():
@@ -56,7 +60,7 @@ class LIFSurrogateGradient(BenchMethod):
                 tau=float(tau),
                 v_threshold=float(v_threshold),
                 v_reset=0.0 if hard_reset else None,
-                surrogate_function=SURROGATES[surrogate_function](),
+                surrogate_function=SURROGATES[surrogate_function].spikingjelly(),
                 detach_reset=detach_reset,
                 step_mode="m",
             )

@@ -13,7 +13,7 @@ so everything below the abstract is a reconstruction from ``papers.md`` §5 [R]:
   ``piecewise_quadratic`` also accepted); T = 2 by default, T = 1 supported;
 * reconstruction [R]: the STBP membrane ``u[t] = k_tau u[t-1] (1 - 1[o[t-1] > 0]) + W o[t]`` with
   ``k_tau = 1 - 1/tau`` (tau 1.25 -> k_tau 0.2) and uniform thresholds ``k V_th``; soft reset as an
-  ablation; the derivative shapes and their widths (``methods/common/neurons.py``); direct encoding; the
+  ablation; the derivative shapes and their widths (``methods/common/surrogates.py``); direct encoding; the
   loss, MSE between the one-hot label and the output firing rate ``count / (T K)`` (``loss=ce`` uses
   cross-entropy on that rate); the output layer as a voting population of ``voting`` neurons per class
   (PLIF's voting layer), which keeps rates of different classes from tying at T = 2; the networks
@@ -63,6 +63,7 @@ class MultiThresholdSNN(RateCodedOutput, BenchMethod):
         input_shape: Sequence[int],
         kind: str = "static",
         time_steps: int = 2,
+        frames: int | None = None,
         layers: str = "auto",
         voting: int = 10,
         levels: int = 3,
@@ -74,7 +75,7 @@ class MultiThresholdSNN(RateCodedOutput, BenchMethod):
         loss: str = "mse",
         **optim,
     ):
-        super().__init__(num_classes, input_shape, kind, time_steps, **optim)
+        super().__init__(num_classes, input_shape, kind, time_steps, frames=frames, **optim)
         self.set_rate_output(levels, loss, voting)
 
         def make_neuron():

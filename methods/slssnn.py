@@ -172,12 +172,13 @@ class SLSSNN(BenchMethod):
         input_shape: Sequence[int],
         kind: str = "static",
         time_steps: int = 4,
+        frames: int | None = None,
         layers: str = "auto",
         v_threshold: float = 0.5,
         readout: str = "potential",
         **optim,
     ):
-        super().__init__(num_classes, input_shape, kind, time_steps, **optim)
+        super().__init__(num_classes, input_shape, kind, time_steps, frames=frames, **optim)
         if readout not in READOUTS:
             raise ConfigError(f"method.readout={readout!r} is not supported; use one of {READOUTS}.")
         spec = default_layers(input_shape) if layers == "auto" else layers

@@ -12,17 +12,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from bench.errors import ConfigError
 from bench.runner import run
-from methods.albsnn import (
-    ALBSNN,
-    BinaryConv2d,
-    binarize,
-    calibration_set,
-    choose_layers,
-    default_layers,
-    output_error,
-    scaling_factors,
-    weight_error,
-)
+from methods.albsnn import ALBSNN, calibration_set, choose_layers, default_layers, output_error, weight_error
+from methods.common.binary import BinaryConv2d, binarize, scaling_factors
 
 
 def conv_weight(rows) -> torch.Tensor:

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
 import pytest
+import torch
 from omegaconf import OmegaConf
 
 from bench.config import load_config, parse_overrides, run_id
 from bench.errors import ConfigError
+from bench.runner import build
+from methods.base import BenchMethod
 
 
 @pytest.fixture
@@ -89,3 +92,15 @@ def test_run_id_ignores_paths_but_not_what_defines_the_run():
     assert run_id("ann", "mnist5k", moved) == run_id("ann", "mnist5k", cfg)
     assert run_id("ann", "mnist5k", reseeded) != run_id("ann", "mnist5k", cfg)
     assert run_id("ann", "mnist5k", cfg).startswith("ann-mnist5k-")
+
+
+def test_time_steps_are_checked_once_per_run_by_the_config_check_not_per_batch(monkeypatch):
+    calls = []
+    check = BenchMethod.check_time_steps
+    monkeypatch.setattr(BenchMethod, "check_time_steps", lambda *args: calls.append(args) or check(*args))
+    cfg = load_config("lif_sg", "nmnist_sim", ["data.frames=6", "method.time_steps=2"])
+    model = build(cfg, "lif_sg", "nmnist_sim")[1]
+    assert model.encode(torch.ones(3, 6, 2, 34, 34)).shape == (2, 3, 2, 34, 34)
+    assert calls == [(2, 6)]  # validate's, none from the constructor or encode
+    with pytest.raises(ConfigError, match="method.time_steps must be >= 1, got 0"):  # on images too
+        load_config("lif_sg", "mnist5k", ["method.time_steps=0"])

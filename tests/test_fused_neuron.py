@@ -14,8 +14,8 @@ import pytest
 import torch
 from spikingjelly.activation_based import functional
 
-from methods.common.neurons import SURROGATES, MultiThresholdLIF, _fire
-from methods.hybrid_stdb import SingleSpikeIF
+from methods.common.neurons import MultiThresholdLIF, SingleSpikeIF, _fire
+from methods.common.surrogates import MULTI_THRESHOLD
 
 FILTERS = {"no filter": {}, "learnt alpha": dict(synaptic_filter=True), "fixed alpha": {}}
 FILTERS["fixed alpha"] = dict(synaptic_filter=True, learnable_synaptic=False, synaptic_alpha=0.3)
@@ -52,7 +52,7 @@ def run_twice(
     return {name: value.detach() for name, value in result.items()}
 
 
-@pytest.mark.parametrize("shape", SURROGATES)
+@pytest.mark.parametrize("shape", MULTI_THRESHOLD)
 @pytest.mark.parametrize("levels, reset, decay_input, learnable_tau, filt, detach_reset", STRUCTURE)
 def test_fused_equals_reference(levels, reset, decay_input, learnable_tau, filt, detach_reset, shape):
     # A power-of-two threshold takes the floor() staircase, any other the K comparisons: cover both.

@@ -14,15 +14,9 @@ from bench.config import load_config
 from bench.errors import ConfigError, TrainingError
 from bench.metrics import EnergyMetrics
 from bench.runner import run
-from methods.hybrid_stdb import (
-    HybridSTDB,
-    SingleSpikeIF,
-    calibrate,
-    default_layers,
-    fold_norms,
-    hybrid_encode,
-    lloyd_max,
-)
+from methods.common.conversion import calibrate, fold_norms, lloyd_max
+from methods.common.neurons import SingleSpikeIF
+from methods.hybrid_stdb import HybridSTDB, default_layers, hybrid_encode
 
 QUICK = [
     "trainer.enable_progress_bar=false",

@@ -48,7 +48,7 @@ def test_static_images_are_a_constant_current():
 
 def test_time_steps_must_divide_the_frames():
     with pytest.raises(ConfigError, match=r"time_steps=3 does not divide data.frames=16.*\[1, 2, 4, 8, 16\]"):
-        CompressedEventSNN(num_classes=10, input_shape=(2, 34, 34), kind="event", frames=16, time_steps=3)
+        load_config("compressed_event", "nmnist_sim", ["data.frames=16", "method.time_steps=3"])
     with pytest.raises(ConfigError, match="time_steps=5 does not divide data.frames=6"):
         load_config("compressed_event", "nmnist_sim", ["method.time_steps=5"])  # when the config is checked
 

@@ -1,6 +1,16 @@
-"""The multi-threshold LIF neuron shared by ``multi_threshold``, ``compressed_event`` and later methods.
+"""The spiking neurons methods build on (spikingjelly ``BaseNode`` subclasses, multi-step ``[T, B, ...]``).
 
-One spikingjelly ``BaseNode`` covers the Xidian group's neurons (``papers.md`` §1.6): K thresholds
+* ``MultiThresholdLIF``: the multi-threshold LIF of ``multi_threshold``, ``compressed_event`` and
+  ``albsnn`` (below);
+* ``SingleSpikeIF``: the integrate-and-fire neuron that fires at most once per sample, trained through the
+  STDB surrogate, of ``hybrid_stdb`` (its equations and which parts are reconstructions: that module's
+  doc), with its ANN-twin mode for ANN-to-SNN conversion (``methods/common/conversion.py``).
+
+Both have a per-step reference and a fused multi-step autograd node that the tests hold equal to it
+(``tests/test_fused_neuron.py``). Their surrogate gradients are looked up by name in
+``methods/common/surrogates.py``.
+
+**Multi-threshold LIF.** One neuron covers the Xidian group's neurons (``papers.md`` §1.6): K thresholds
 ``k * V_th`` (k = 1..K), so a spike carries an integer amplitude ``m = sum_k H(h - k V_th)`` in 0..K
 (K = 1 is the ordinary binary LIF); hard or soft reset; a fixed or learnable membrane time constant (PLIF
 parametrisation ``1/tau = sigmoid(w)``, Fang et al. 2021); and an optional synaptic-current filter in front
@@ -15,8 +25,8 @@ of the membrane (``J[t] = alpha J[t-1] + (1 - alpha) X[t]``, ``alpha = sigmoid(w
 
 The backward pass replaces ``dO/dH`` by one of the multi-threshold paper's three approximated derivatives,
 each a unit-area bump summed over the K thresholds (``papers.md`` §1.2, §5), or by a spikingjelly surrogate
-summed the same way. The papers' own shapes and constants are not available; the forms below follow
-their STBP lineage and are reconstructions [R].
+summed the same way (``methods/common/surrogates.py``). The papers' own shapes and constants are not
+available; the forms follow their STBP lineage and are reconstructions [R].
 
 Two implementations of the same equations. The per-step reference (``_step``) builds an autograd graph of
 a dozen small ops per step; single-step mode, ``store_v_seq=True`` (spikingjelly records ``v_seq`` step by
@@ -37,46 +47,14 @@ autocast is switched off inside it, so nothing is recast.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import torch
-from spikingjelly.activation_based import surrogate
+import torch.nn.functional as F
 from spikingjelly.activation_based.neuron import BaseNode
 from torch import nn
 
 from bench.errors import ConfigError
-
-
-def rectangular(x: torch.Tensor, a: float) -> torch.Tensor:
-    """h1: ``(1/a) 1[|x| < a/2]``."""
-    return (x.abs() < a / 2).to(x.dtype) / a
-
-
-def triangular(x: torch.Tensor, a: float) -> torch.Tensor:
-    """h2: ``(sqrt(a)/2 - (a/4)|x|)_+``, zero outside ``|x| < 2/sqrt(a)``."""
-    return (math.sqrt(a) / 2 - (a / 4) * x.abs()).clamp(min=0)
-
-
-def sigmoid_derivative(x: torch.Tensor, a: float) -> torch.Tensor:
-    """h3: ``(1/a) e^{-x/a} / (1 + e^{-x/a})^2 = s (1 - s) / a`` with ``s = sigmoid(x/a)``."""
-    s = torch.sigmoid(x / a)
-    return s * (1 - s) / a
-
-
-#: The paper's three shapes and the default ``a`` for a threshold ``v``: every bump then has unit area and
-#: peak ``1/v``, and spreads over about one threshold step, so K bumps tile ``[v/2, (K + 1/2) v]``.
-DERIVATIVES: dict[str, tuple[Callable[[torch.Tensor, float], torch.Tensor], Callable[[float], float]]] = {
-    "rect": (rectangular, lambda v: v),
-    "tri": (triangular, lambda v: 4 / v**2),
-    "sigmoid": (sigmoid_derivative, lambda v: v / 4),
-}
-#: spikingjelly surrogates (their default ``alpha``), applied at every threshold and summed.
-SPIKINGJELLY_SURROGATES = {
-    "atan": surrogate.ATan,
-    "erf": surrogate.Erf,
-    "piecewise_quadratic": surrogate.PiecewiseQuadratic,
-}
-SURROGATES = (*DERIVATIVES, *SPIKINGJELLY_SURROGATES)
+from methods.common.surrogates import MULTI_THRESHOLD, SURROGATES, STDBSpike
 
 
 class _StaircaseSpike(torch.autograd.Function):
@@ -108,23 +86,22 @@ class MultiThresholdSpike(nn.Module):
         self, v_threshold: float = 1.0, levels: int = 1, shape: str = "rect", a: float | None = None
     ):
         super().__init__()
-        if shape not in SURROGATES:
-            raise ConfigError(f"surrogate {shape!r} is not supported; use one of {list(SURROGATES)}.")
+        if shape not in MULTI_THRESHOLD:
+            raise ConfigError(f"surrogate {shape!r} is not supported; use one of {list(MULTI_THRESHOLD)}.")
         if int(levels) < 1:
             raise ConfigError(f"the number of thresholds (levels) must be >= 1, got {levels}.")
         if a is not None and a <= 0:
             raise ConfigError(f"the surrogate width/sharpness a must be > 0, got {a}.")
         self.v_threshold, self.levels, self.shape = float(v_threshold), int(levels), shape
-        if shape in DERIVATIVES:
-            self.derivative, default_a = DERIVATIVES[shape]
-            self.a = float(default_a(self.v_threshold) if a is None else a)
+        entry = SURROGATES[shape]
+        self.derivative = entry.bump  # None: the spikingjelly surrogate, summed over the thresholds
+        if self.derivative is not None:
+            self.a = float(entry.default_a(self.v_threshold) if a is None else a)
         else:
-            self.surrogate = (
-                SPIKINGJELLY_SURROGATES[shape]() if a is None else SPIKINGJELLY_SURROGATES[shape](a)
-            )
+            self.surrogate = entry.spikingjelly() if a is None else entry.spikingjelly(a)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        if self.shape in DERIVATIVES:
+        if self.derivative is not None:
             return _StaircaseSpike.apply(h, self.v_threshold, self.levels, self.derivative, self.a)
         amplitude = self.surrogate(h - self.v_threshold)
         for k in range(2, self.levels + 1):
@@ -132,7 +109,7 @@ class MultiThresholdSpike(nn.Module):
         return amplitude
 
     def extra_repr(self) -> str:
-        a = f", a={self.a:g}" if self.shape in DERIVATIVES else ""
+        a = f", a={self.a:g}" if self.derivative is not None else ""
         return f"v_threshold={self.v_threshold}, levels={self.levels}, shape={self.shape}{a}"
 
 
@@ -430,7 +407,7 @@ class MultiThresholdLIF(BaseNode):
     def _fused_spec(self) -> tuple:
         """The static options of the fused path, read at call time (the spike module may be edited)."""
         spike = self.surrogate_function
-        a = spike.a if spike.shape in DERIVATIVES else float(spike.surrogate.alpha)
+        a = spike.a if spike.derivative is not None else float(spike.surrogate.alpha)
         slope = _SlopeSum(spike.shape, a, spike.levels, spike.v_threshold)
         return (
             spike.levels,
@@ -447,6 +424,130 @@ class MultiThresholdLIF(BaseNode):
         tau = "learnable" if hasattr(self, "w") else f"{1 / self.inverse_tau:g}"
         return (
             f"{super().extra_repr()}, levels={self.levels}, tau={tau}, decay_input={self.decay_input}{filt}"
+        )
+
+
+class _FusedSingleSpikeIF(torch.autograd.Function):
+    """The single-spike IF over the whole ``[T, ...]`` sequence as one autograd node.
+
+    Same equations as ``SingleSpikeIF.single_step_functional_forward`` + ``STDBSpike``, but the forward
+    records no ops and keeps only ``dt[t]`` (which also says whether the neuron had fired: ``dt >= 0``),
+    and the backward runs the membrane recurrence in reverse by hand: the neuron costs about half as much
+    as the per-step graph, and it is most of a hybrid_stdb training step. It relies on the memories'
+    invariant ``dt = -1`` exactly while the neuron has not fired, so ``dt[t] = dt[t-1] + fired[t]``.
+    """
+
+    @staticmethod
+    def forward(ctx, x, v, fired, dt, v_threshold, leak, alpha, beta):
+        x = x.contiguous()
+        spikes = torch.empty_like(x)
+        dt_seq = torch.empty_like(x, dtype=dt.dtype)
+        v0, fired0 = v, fired
+        for t in range(x.shape[0]):
+            integrated = torch.add(x[t], v, alpha=leak) if leak != 1 else x[t] + v
+            v = torch.where(fired, v, integrated)  # no integration after the spike
+            spike = torch.div(v, v_threshold) > 1  # m = v / V_th - 1 > 0, bit for bit
+            spike.logical_and_(fired.logical_not())
+            fired = fired | spike
+            torch.add(dt, fired, out=dt_seq[t])  # -1 until the spike, then 0, 1, 2, ...
+            dt = dt_seq[t]
+            spikes[t].copy_(spike)
+        if ctx.needs_input_grad[0] or ctx.needs_input_grad[1]:
+            ctx.save_for_backward(v0, fired0, dt_seq, v_threshold)
+            ctx.constants = (leak, alpha, beta)
+        dt = dt.clone()
+        ctx.mark_non_differentiable(fired, dt)
+        return spikes, v.clone(), fired, dt
+
+    @staticmethod
+    def backward(ctx, grad_spikes, grad_v, _grad_fired, _grad_dt):
+        v0, fired0, dt_seq, v_threshold = ctx.saved_tensors
+        leak, alpha, beta = ctx.constants
+        scale = alpha / v_threshold.to(grad_spikes.dtype)  # do/dm = alpha (...), dm/du = 1 / V_th
+        zero = torch.zeros((), dtype=grad_spikes.dtype, device=grad_spikes.device)
+        grad_x = torch.empty_like(grad_spikes, memory_format=torch.contiguous_format)
+        gv = grad_v  # dL/du[t], carried backwards
+        for t in range(dt_seq.shape[0] - 1, -1, -1):
+            dt = dt_seq[t]
+            if beta is None:
+                gv = torch.addcmul(gv, grad_spikes[t], scale)
+            else:  # alpha exp(-beta dt) from the spike on, 0 before
+                surrogate = torch.where(dt >= 0, torch.exp(dt * -beta), zero).mul_(scale)
+                gv = torch.addcmul(gv, grad_spikes[t], surrogate)
+            fired_before = dt_seq[t - 1] >= 0 if t else fired0
+            torch.where(fired_before, zero, gv, out=grad_x[t])  # a frozen membrane takes no input
+            if leak != 1:
+                gv = torch.where(fired_before, gv, gv * leak)
+        return grad_x, gv, None, None, None, None, None, None
+
+
+class SingleSpikeIF(BaseNode):
+    """Integrate-and-fire neuron that fires at most once per sample, trained through the STDB surrogate.
+
+    Memories: membrane ``v``, ``fired`` (bool) and ``dt`` (steps since the spike, 0 at its step, -1 before
+    it). The threshold is a buffer, so it is saved with the model and broadcast under DDP. ``ann_mode``
+    turns the module into the ANN twin's activation: ReLU, or the identity for the output layer.
+    Multi-step mode runs ``_FusedSingleSpikeIF`` (``fused=False``: the per-step graph, which single-step
+    mode always uses; the two agree to rounding, ``tests/test_fused_neuron.py``).
+    """
+
+    def __init__(
+        self,
+        v_threshold: float = 1.0,
+        leak: float = 1.0,
+        alpha: float = 0.3,
+        beta: float | None = 0.5,
+        output: bool = False,
+        step_mode: str = "m",
+        fused: bool = True,
+    ):
+        super().__init__(float(v_threshold), None, None, False, step_mode)
+        self.fused = bool(fused)  # multi-step mode: one fused autograd node, or the per-step reference
+        del self.v_threshold  # a float in BaseNode; a buffer here
+        self.register_buffer("v_threshold", torch.tensor(float(v_threshold)))
+        self.register_memory("fired", False)
+        self.register_memory("dt", -1.0)
+        self.leak, self.alpha, self.beta, self.output = float(leak), float(alpha), beta, output
+        self.ann_mode = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.ann_mode:
+            return x if self.output else F.relu(x)
+        return super().forward(x)
+
+    def materialize_states(self, inputs, states, step_mode):
+        x = inputs[0][0] if step_mode == "m" else inputs[0]
+        if isinstance(states[0], torch.Tensor) and states[0].shape == x.shape:
+            return states
+        return torch.zeros_like(x), torch.zeros_like(x, dtype=torch.bool), torch.full_like(x, -1.0)
+
+    def single_step_functional_forward(self, inputs, states, **kwargs):
+        x, (v, fired, dt) = inputs[0], states
+        v = torch.where(fired, v, self.leak * v + x)  # no integration after the spike
+        m = v / self.v_threshold - 1
+        spike = (m > 0) & ~fired
+        fired = fired | spike
+        dt = torch.where(spike, 0.0, torch.where(fired, dt + 1, -1.0))
+        out = STDBSpike.apply(m, spike.to(x.dtype), dt, self.alpha, self.beta)
+        return (out,), (v, fired, dt)
+
+    def multi_step_functional_forward(self, inputs, states, **kwargs):
+        if self.fused:
+            v, fired, dt = states
+            spikes, *states = _FusedSingleSpikeIF.apply(
+                inputs[0], v, fired, dt, self.v_threshold, self.leak, self.alpha, self.beta
+            )
+            return (spikes,), tuple(states)
+        spikes = []
+        for x in inputs[0].unbind(0):  # unbind: one gradient stack in backward, not T zero-filled copies
+            (spike,), states = self.single_step_functional_forward((x,), states)
+            spikes.append(spike)
+        return (torch.stack(spikes),), states
+
+    def extra_repr(self) -> str:
+        return (
+            f"v_threshold={float(self.v_threshold):.4g}, leak={self.leak}, alpha={self.alpha}, "
+            f"beta={self.beta}, output={self.output}, step_mode={self.step_mode}"
         )
 
 
