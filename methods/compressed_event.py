@@ -40,7 +40,6 @@ import torch
 from bench.errors import ConfigError
 from bench.registry import register_method
 from methods.base import BenchMethod
-from methods.common.networks import layer_stack
 from methods.common.neurons import MultiThresholdLIF, RateCodedOutput
 
 
@@ -97,22 +96,18 @@ class CompressedEventSNN(RateCodedOutput, BenchMethod):
             raise ConfigError(f"method.synaptic_tau must be > 0 fine frames, got {synaptic_tau}.")
         self.set_rate_output(levels, loss, voting)
         self.compression, self.synaptic_tau = bool(compression), float(synaptic_tau)
-
-        def make_neuron():
-            return MultiThresholdLIF(
-                levels=levels,
-                v_threshold=v_threshold,
-                tau=tau,
-                decay_input=True,
-                learnable_tau=learnable_tau,
-                hard_reset=hard_reset,
-                surrogate=surrogate,
-                synaptic_filter=synaptic_filter,
-                synaptic_alpha=synaptic_alpha,
-            )
-
         spec = default_layers(input_shape, int(channels)) if layers == "auto" else layers
-        self.net = layer_stack(input_shape, num_classes, spec, make_neuron, voting=int(voting))
+        self.net = self.voting_network(
+            spec,
+            v_threshold,
+            tau,
+            hard_reset,
+            surrogate,
+            decay_input=True,
+            learnable_tau=learnable_tau,
+            synaptic_filter=synaptic_filter,
+            synaptic_alpha=synaptic_alpha,
+        )
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Event frames -> T compressed steps of synaptic current; static images -> constant current."""

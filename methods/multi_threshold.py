@@ -33,8 +33,7 @@ from collections.abc import Sequence
 
 from bench.registry import register_method
 from methods.base import BenchMethod
-from methods.common.networks import layer_stack
-from methods.common.neurons import MultiThresholdLIF, RateCodedOutput
+from methods.common.neurons import RateCodedOutput
 
 SMALL_NET = "32C3-AP2-32C3-AP2-128FC"
 CIFARNET = "128C3-256C3-AP2-512C3-AP2-1024C3-512C3-1024FC-512FC"
@@ -77,17 +76,7 @@ class MultiThresholdSNN(RateCodedOutput, BenchMethod):
     ):
         super().__init__(num_classes, input_shape, kind, time_steps, frames=frames, **optim)
         self.set_rate_output(levels, loss, voting)
-
-        def make_neuron():
-            return MultiThresholdLIF(
-                levels=levels,
-                v_threshold=v_threshold,
-                tau=tau,
-                decay_input=False,
-                hard_reset=hard_reset,
-                surrogate=surrogate,
-                surrogate_a=surrogate_a,
-            )
-
         spec = default_layers(input_shape) if layers == "auto" else layers
-        self.net = layer_stack(input_shape, num_classes, spec, make_neuron, voting=int(voting))
+        self.net = self.voting_network(
+            spec, v_threshold, tau, hard_reset, surrogate, decay_input=False, surrogate_a=surrogate_a
+        )

@@ -11,6 +11,7 @@ from test_metrics import measure
 from bench.config import load_config
 from bench.errors import ConfigError
 from bench.runner import build
+from methods.common.neurons import MultiThresholdLIF
 from methods.compressed_event import CompressedEventSNN, compress
 from methods.multi_threshold import MultiThresholdSNN, default_layers
 
@@ -148,3 +149,27 @@ def test_a_synaptic_conv_block_over_two_steps_by_hand():
     assert spikes.flatten(1).tolist() == [[0, 1, 0, 2], [0, 0, 0, 3]]
     assert neuron.v.flatten().tolist() == pytest.approx([0.2, 0.175, 0.15, 0.1], rel=1e-4)
     assert pooled.flatten().tolist() == [2, 3]  # max pooling of each step's amplitudes
+
+
+def test_each_method_configures_every_neuron_of_its_voting_network():
+    """The shared builder (``RateCodedOutput.voting_network``) hands each method's options to the hidden
+    neurons and to the voting population alike: STBP charge for multi_threshold, PLIF + filter for
+    compressed_event."""
+    small = dict(num_classes=2, input_shape=(1, 2, 2), layers="4FC", levels=2, v_threshold=0.3)
+    multi = MultiThresholdSNN(**small, tau=1.5, hard_reset=False, surrogate="tri", surrogate_a=0.7)
+    compressed = CompressedEventSNN(**small, tau=3.0, hard_reset=True, synaptic_alpha=0.25)
+    expected = [  # decay_input, tau, learnt tau, v_reset, surrogate, width, synaptic alpha
+        (multi, (False, 1.5, False, None, "tri", 0.7, None)),
+        (compressed, (True, 3.0, True, 0.0, "rect", 0.3, 0.25)),  # rect's default width: V_th
+    ]
+    for model, (decay_input, tau, learnt, v_reset, shape, a, alpha) in expected:
+        neurons = [m for m in model.net if isinstance(m, MultiThresholdLIF)]
+        assert len(neurons) == 2  # the 4FC layer's and the voting population's
+        for neuron in neurons:
+            spike = neuron.surrogate_function
+            assert (neuron.levels, neuron.v_threshold, neuron.decay_input) == (2, 0.3, decay_input)
+            assert neuron.tau() == pytest.approx(tau) and hasattr(neuron, "w") == learnt
+            assert neuron.v_reset == v_reset and (spike.shape, spike.a) == (shape, pytest.approx(a))
+            assert neuron.synaptic_filter == (alpha is not None)
+            if alpha is not None:
+                assert float(neuron.synaptic_alpha()) == pytest.approx(alpha)

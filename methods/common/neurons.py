@@ -4,9 +4,11 @@
   ``albsnn`` (below);
 * ``SingleSpikeIF``: the integrate-and-fire neuron that fires at most once per sample, trained through the
   STDB surrogate, of ``hybrid_stdb`` (its equations and which parts are reconstructions: that module's
-  doc), with its ANN-twin mode for ANN-to-SNN conversion (``methods/common/conversion.py``).
+  doc), with its ANN-twin mode for ANN-to-SNN conversion (``methods/common/conversion.py``);
+* ``RateCodedOutput``: the mixin of methods whose classifier is a voting population of multi-threshold
+  neurons (the rate readout, its loss, and the network builder they share).
 
-Both have a per-step reference and a fused multi-step autograd node that the tests hold equal to it
+Both neurons have a per-step reference and a fused multi-step autograd node that the tests hold equal to it
 (``tests/test_fused_neuron.py``). Their surrogate gradients are looked up by name in
 ``methods/common/surrogates.py``.
 
@@ -46,6 +48,7 @@ autocast is switched off inside it, so nothing is recast.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -54,6 +57,7 @@ from spikingjelly.activation_based.neuron import BaseNode
 from torch import nn
 
 from bench.errors import ConfigError
+from methods.common.networks import layer_stack
 from methods.common.surrogates import MULTI_THRESHOLD, SURROGATES, STDBSpike
 
 
@@ -552,7 +556,8 @@ class SingleSpikeIF(BaseNode):
 
 
 class RateCodedOutput:
-    """Mixin for methods whose classifier is a voting population of K-level neurons.
+    """Mixin for methods whose network is a stack of multi-threshold LIF neurons with a voting population of
+    K-level neurons as classifier (``multi_threshold``, ``compressed_event``).
 
     The logits are the population's firing rate ``count / (T K)`` in [0, 1]; the loss is the MSE to the
     one-hot label (STBP / PLIF) or cross-entropy on the rate.
@@ -565,7 +570,24 @@ class RateCodedOutput:
             raise ConfigError(f"method.loss={loss!r} is not supported; use one of {self.LOSSES}.")
         if int(voting) < 1:
             raise ConfigError(f"method.voting must be >= 1 output neurons per class, got {voting}.")
-        self.levels, self.loss = int(levels), loss
+        self.levels, self.loss, self.voting = int(levels), loss, int(voting)
+
+    def voting_network(
+        self, layers: str, v_threshold: float, tau: float, hard_reset: bool, surrogate: str, **options
+    ) -> nn.Sequential:
+        """The method's network: ``layers`` (the layer notation) of ``MultiThresholdLIF`` neurons, then the
+        voting population. The neurons take the output's ``levels`` (so ``set_rate_output`` comes first), the
+        options every such method exposes, and the method's own ``options`` (e.g. ``decay_input``)."""
+        make_neuron = functools.partial(
+            MultiThresholdLIF,
+            levels=self.levels,
+            v_threshold=v_threshold,
+            tau=tau,
+            hard_reset=hard_reset,
+            surrogate=surrogate,
+            **options,
+        )
+        return layer_stack(self.input_shape, self.num_classes, layers, make_neuron, voting=self.voting)
 
     def readout(self, output_seq: torch.Tensor) -> torch.Tensor:
         """Voting-population spike amplitudes ``[T, B, classes]`` -> firing rate ``count / (T K)``."""
