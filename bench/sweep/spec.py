@@ -69,7 +69,9 @@ class Cell:
     variant: str
     seed: int
     overrides: tuple[str, ...]
-    facts: SweepFacts | None = None  # None: a cell made by hand, its record says nothing of a file
+    # None: its record says nothing of a file (a cell made by hand, or pickled by an older checkout for a
+    # SLURM task that is requeued now)
+    facts: SweepFacts | None = None
 
     @property
     def args(self) -> list[str]:
