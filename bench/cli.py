@@ -112,8 +112,8 @@ def cmd_tables(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     # Reads records only, like `bench tables`: no torch.
-    from bench.results.compare import accuracy_text, comparisons
-    from bench.results.stats import format_p
+    from bench.results.compare import comparisons
+    from bench.results.formatting import PARETO, format_p, row_accuracy, row_energy
 
     results = args.results or paths.results_root()
     verdicts = {
@@ -139,9 +139,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         for column in ("acc. % ± CI95", "Welch p", "tied", "µJ", "Pareto"):
             table.add_column(column, no_wrap=True)
         for row in rows:
-            energy = "-" if row.energy is None else f"{row.energy:.3f}"
-            cells = (str(row.place), Text(row.name), str(row.n), accuracy_text(row), format_p(row.p))
-            table.add_row(*cells, verdicts[row.verdict], energy, "◆" if row.pareto else "")
+            cells = (str(row.place), Text(row.name), str(row.n), row_accuracy(row), format_p(row.p))
+            table.add_row(*cells, verdicts[row.verdict], row_energy(row), PARETO if row.pareto else "")
         console.print(table)
         console.print(comparison.answer, markup=False, highlight=False)
         console.print()

@@ -35,6 +35,7 @@ from bench.metrics import EnergyMetrics
 from bench.paths import checkpoint_dir, claim_path, runs_dir
 from bench.registry import get_dataset, get_method
 from bench.results.records import (
+    SWEEP_FACTS,
     device_name,
     first_non_finite,
     git_state,
@@ -135,8 +136,13 @@ def run(
     dataset: str,
     overrides: list[str] | tuple[str, ...] = (),
     seed: int | None = None,
+    sweep_facts: dict | None = None,
 ) -> RunResult:
     """Train, validate and test ``method`` on ``dataset``; write and return the run record.
+
+    ``sweep_facts``: what a sweep cell's record says of its sweep file (the keys
+    :data:`~bench.results.records.SWEEP_FACTS`: track, description, reference variant, path), written
+    beside the config and so in no run id; ``None`` (``bench run``) records them as ``None``.
 
     Everything a config decides (DataModule, method, metrics callback, Trainer) is built and checked before
     anything is recorded, so a config mistake leaves no record. Then the run claims its run id (one run id
@@ -157,6 +163,7 @@ def run(
         "seed": cfg.seed,
         "sweep": cfg.get("sweep"),
         "variant": cfg.get("variant"),
+        **{key: (sweep_facts or {}).get(key) for key in SWEEP_FACTS},
         "status": "running",
         "error": None,
         "metrics": {},
@@ -344,13 +351,16 @@ def describe_error(error: BaseException) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m bench.runner '{"method": ..., "dataset": ..., "overrides": [...]}'``: one run, as a
-    sweep's local cells start it. Exit 0 when it ends ``ok``; otherwise the error (a one-paragraph message,
-    or the traceback of an unexpected error, in the cell's log) and 1, or 130 when interrupted."""
+    """``python -m bench.runner '{"method": ..., "dataset": ..., "overrides": [...], "sweep_facts": ...}'``:
+    one run, as a sweep's local cells start it. Exit 0 when it ends ``ok``; otherwise the error (a
+    one-paragraph message, or the traceback of an unexpected error, in the cell's log) and 1, or 130 when
+    interrupted."""
     spec = json.loads((argv if argv is not None else sys.argv[1:])[0])
     quiet_lightning()
     try:
-        result = run(spec["method"], spec["dataset"], spec.get("overrides", []))
+        result = run(
+            spec["method"], spec["dataset"], spec.get("overrides", []), sweep_facts=spec.get("sweep_facts")
+        )
     except KeyboardInterrupt:
         return 130
     except BenchError as error:

@@ -159,16 +159,11 @@ def test_a_sweep_file_names_its_track(tmp_path):
 
 
 @pytest.fixture
-def mixed(tmp_path, monkeypatch):
+def mixed(tmp_path):
     """Records of one dataset, method pair and T that would mix: a matched sweep under two cost tables,
     two sets of conventions and two frame settings, and a paper-track sweep; in each setting a different
     method is the most accurate."""
-    sweeps = tmp_path / "configs" / "sweeps"
-    sweeps.mkdir(parents=True)
-    (sweeps / "m.yaml").write_text("description: matched\ntrack: matched\n")
-    (sweeps / "p.yaml").write_text("description: paper\ntrack: paper\n")
-    for module in ("aggregate", "publish"):
-        monkeypatch.setattr(f"bench.results.{module}.CONFIG_DIR", tmp_path / "configs")
+    tracks = {"m": "matched", "p": "paper"}  # as the sweeps' records carry them
     settings = {  # name: (sweep, record options, a's accuracies, b's accuracies)
         "base": ("m", {}, (0.95, 0.96), (0.90, 0.91)),
         "int8": ("m", {"table": "horowitz45_int8"}, (0.80, 0.81), (0.85, 0.86)),
@@ -179,9 +174,8 @@ def mixed(tmp_path, monkeypatch):
     for name, (sweep, options, a, b) in settings.items():
         for method, accuracies, energy in (("a", a, 5.0), ("b", b, 3.0)):
             for seed, acc in enumerate(accuracies):
-                write_record(
-                    record(f"{name}-{method}{seed}", method, seed, acc, energy, sweep, **options), tmp_path
-                )
+                made = record(f"{name}-{method}{seed}", method, seed, acc, energy, sweep, **options)
+                write_record({**made, "track": tracks[sweep]}, tmp_path)
     return tmp_path
 
 
@@ -275,7 +269,7 @@ def test_bench_compare_prints_the_ranking_and_neither_it_nor_bench_tables_import
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
     assert "RC 0 HEAVY []" in out.stdout, out.stdout + out.stderr
     text = " ".join(out.stdout.split())
-    assert "nmnist_sim at T = 2: sweep mine (no sweep file)" in text
+    assert "nmnist_sim at T = 2: sweep mine (no track recorded)" in text
     assert f"cost table horowitz45_fp32; conventions {V2_LABEL}; frames {FRAMES8}" in text
     # b: 0.90, 0.91 against a: 0.95, 0.96 (equal spread, n = 2): t = sqrt(50), df = 2,
     # p = 1 - t / sqrt(t^2 + 2)

@@ -424,6 +424,7 @@ def test_a_job_squeue_no_longer_lists_leaves_a_stale_claim(tmp_path, workdir, mo
 # 9: records of the wrong shape, NaN accuracy, or names that are paths
 def test_a_bad_record_is_left_out_of_the_tables_with_a_warning_naming_it(workdir, caplog):
     good = run("ann", "mnist5k", QUICK).record
+    assert (good["sweep"], good["track"], good["sweep_file"]) == (None, None, None)  # `bench run`: no sweep
     folder = workdir / "results" / "runs"
     bad = {
         "wrong-shape": {"status": "ok"},

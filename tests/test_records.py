@@ -61,3 +61,28 @@ def test_nan_metrics_are_refused_not_written(tmp_path):
     with pytest.raises(ValueError):
         records.write_record({**record(), "metrics": {"test_acc": float("nan")}}, tmp_path)
     assert list((tmp_path / "runs").iterdir()) == []
+
+
+def test_the_sweep_file_facts_a_record_carries_are_checked_and_older_records_need_none(tmp_path):
+    path = tmp_path / "m-d-abc.json"
+    older = {**record(), "method": "m", "dataset": "d", "metrics": {"test_acc": 0.9, "time_steps": 1}}
+    assert records.record_problem(older, path) is None  # made before records carried them
+    single = {**older, **dict.fromkeys(records.SWEEP_FACTS)}  # `bench run`: none
+    assert records.record_problem(single, path) is None
+    cell = {
+        **older,
+        "sweep": "s",
+        "track": "ablation",
+        "sweep_description": "what\nfor",
+        "sweep_reference": "full",
+    }
+    cell["sweep_file"] = "configs/sweeps/s.yaml"
+    assert records.record_problem(cell, path) is None
+    for change, why in (
+        ({"track": "matchd"}, "its track 'matchd' is not one of matched, paper, ablation"),
+        ({"sweep_reference": "a\nb"}, "its sweep_reference 'a\\nb' is not a line of text"),
+        ({"sweep_description": 3}, "its sweep_description 3 is not a text"),
+        ({"sweep_file": ["s.yaml"]}, "its sweep_file ['s.yaml'] is not a text"),
+        ({"sweep": None}, "it carries a sweep file's facts (track, ...) but names no sweep"),
+    ):
+        assert records.record_problem({**cell, **change}, path) == why

@@ -3,6 +3,7 @@ the real local SLURM (job array, requeue) when one is up (`scripts/slurm-local.s
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
@@ -112,6 +113,29 @@ exclude:
     assert sweep.cells[0].args[-2:] == ["seed=0", "sweep=grid"]
     cfg = load_sweep(str(path)).cells[-1].config()  # every cell's config merges and validates
     assert (cfg.trainer.max_epochs, cfg.data.frames, cfg.method.surrogate, cfg.sweep) == (5, 4, "tri", "grid")
+
+
+def test_a_cell_carries_its_sweep_files_facts_for_its_record_outside_its_run_id(tmp_path):
+    text = """
+description: why
+track: ablation
+methods: [ann]
+datasets: [mnist5k]
+variants: {a: {}, b: {method.lr: 0.1}}
+reference: a
+exclude: [{variant: b}]
+"""
+    path = write_sweep(tmp_path, "facts", text)
+    (cell,) = load_sweep(str(path), check=False).cells
+    assert cell.sweep_facts == {
+        "track": "ablation",
+        "sweep_description": "why",
+        "sweep_reference": "a",
+        "sweep_file": str(path.resolve()),  # outside the checkout: its full path
+    }
+    matched = load_sweep("matched", check=False).cells[0]
+    assert matched.sweep_facts["sweep_file"] == "configs/sweeps/matched.yaml"  # in the checkout: relative
+    assert dataclasses.replace(cell, facts=None).run_id() == cell.run_id()  # no run id depends on them
 
 
 @pytest.mark.parametrize(
@@ -226,6 +250,7 @@ def test_a_killed_local_sweep_completes_on_rerun_with_one_record_per_cell(tmp_pa
     after = records(tmp_path)
     expected = {cell.run_id() for cell in load_sweep_in(tmp_path, path).cells}
     assert set(after) == expected and all(r["status"] == "ok" for r in after.values())
+    assert {r["track"] for r in after.values()} == {"paper"}  # the file's (default) track, in every record
     assert all(
         after[rid]["wall_time_s"] == r["wall_time_s"] for rid, r in before.items() if r["status"] == "ok"
     )
@@ -380,6 +405,7 @@ exclude: [{{method: ann, variant: diverges}}]
         task(cells)
     found = records(workdir)
     assert [found[c.run_id()]["status"] for c in cells] == ["ok", "failed", "ok"]
+    assert [found[c.run_id()]["track"] for c in cells] == ["paper"] * 3  # the file's (default) track
     # The same task again (as submitit requeues it, its state pickled): nothing runs twice.
     with pytest.raises(BenchError, match="1 of the 3"):
         task(cells)

@@ -159,8 +159,8 @@ def published_bytes(results) -> dict[str, bytes]:
 
 
 def test_one_table_per_sweep_and_a_readme_by_track_with_the_papers_claims_beside_matching_runs(tmp_path):
-    def swept(record, sweep, dataset="mnist5k"):
-        return {**record, "sweep": sweep, "dataset": dataset}
+    def swept(record, sweep, dataset="mnist5k", track="paper"):
+        return {**record, "sweep": sweep, "dataset": dataset, "track": track}
 
     for r in (
         swept(make("d0", "ann", 0, 1, 0.90, 20.0, 1.0, 0, 4e6, None, 3220.5, 1000, 1000), "demo"),
@@ -168,10 +168,16 @@ def test_one_table_per_sweep_and_a_readme_by_track_with_the_papers_claims_beside
         swept(make("e1", "ann", 1, 1, 0.97, 22.0, 1.0, 0, 4e6, None, 3220.5, 1000, 1000), "embedded"),
         swept(
             make("f0", "albsnn", 0, 1, 0.93, 2.0, 10.0, 1e6, 1e5, 0.2, 100.0, 500, 1000),
-            "gone",  # a sweep whose file was deleted: no track, published last
+            "gone",  # records that carry no track (made before records did): published last
             "fashion_mnist",
+            None,
         ),
-        swept(make("f1", "albsnn", 0, 4, status="interrupted", error="Interrupted"), "gone", "fashion_mnist"),
+        swept(
+            make("f1", "albsnn", 0, 4, status="interrupted", error="Interrupted"),
+            "gone",
+            "fashion_mnist",
+            None,
+        ),
     ):
         write_record(r, tmp_path)
     regenerate(tmp_path)
@@ -193,9 +199,7 @@ def test_one_table_per_sweep_and_a_readme_by_track_with_the_papers_claims_beside
         < readme.index("## Other records")
         < readme.index("### Sweep `gone`\n")
     )
-    assert (
-        "No matched-track records yet: the matched sweep has not been run (`bench sweep matched`)." in readme
-    )
+    assert "No matched-track records yet: no sweep whose file says `track: matched` has run." in readme
     row = (
         "| ann | 1 | 2 | **98.00 ± 12.71** | best | ◆ | 21.000 | 1.00 | 0 | 4,000,000 | 3,220.5 | 1,000 | - |"
     )
@@ -268,7 +272,7 @@ def test_energy_plot_points_legend_and_axis(tmp_path):
     plt.close(fig)
 
 
-def test_a_row_is_one_experiment_labelled_by_its_variant_or_its_settings(tmp_path, monkeypatch):
+def test_a_row_is_one_experiment_labelled_by_its_variant_or_its_settings(tmp_path):
     def with_config(record, variant=None, **method):
         config = {
             "seed": record["seed"],
@@ -283,12 +287,8 @@ def test_a_row_is_one_experiment_labelled_by_its_variant_or_its_settings(tmp_pat
     write_record(
         with_config(make("c", "lif_sg", 0, 4, 0.10, 9.0, 1.0, 1e6, 9e5, 0.1, 100.0, 1, 1), lr=1e9), tmp_path
     )
-    # a sweep with a reference variant: the others are compared with it
-    sweeps = tmp_path / "configs" / "sweeps"
-    sweeps.mkdir(parents=True)
-    (sweeps / "abl.yaml").write_text("description: an ablation\ntrack: ablation\nreference: twin\n")
-    monkeypatch.setattr("bench.results.aggregate.CONFIG_DIR", tmp_path / "configs")
-    monkeypatch.setattr("bench.results.publish.CONFIG_DIR", tmp_path / "configs")
+    # a sweep with a reference variant (as its records carry it): the others are compared with it
+    abl = {"sweep": "abl", "track": "ablation", "sweep_description": "an ablation", "sweep_reference": "twin"}
     for run_id, seed, acc, energy, storage, variant, policy in (
         ("t0", 0, 0.980, 4.0, 400.0, "twin", "none"),
         ("t1", 1, 0.970, 4.0, 400.0, "twin", "none"),
@@ -296,7 +296,7 @@ def test_a_row_is_one_experiment_labelled_by_its_variant_or_its_settings(tmp_pat
         ("f1", 1, 0.966, 3.0, 300.0, "full", "storage"),
     ):
         record = make(run_id, "albsnn", seed, 1, acc, energy, 8.0, 1e6, 1e5, 0.3, storage, 1, 1)
-        write_record({**with_config(record, variant, policy=policy), "sweep": "abl"}, tmp_path)
+        write_record({**with_config(record, variant, policy=policy), **abl}, tmp_path)
     regenerate(tmp_path)
 
     runs = (tmp_path / "tables" / "runs.md").read_text()
@@ -319,3 +319,45 @@ def test_a_row_is_one_experiment_labelled_by_its_variant_or_its_settings(tmp_pat
         readme.index("## Ablations") < readme.index("### Sweep `abl` (ablation)") < readme.index("## Other")
     )
     assert "| albsnn | 1 | full | 2 | 96.80 ± 2.54 |" in readme and "| -0.70 | 0.750 | 0.750 |" in readme
+
+
+def test_a_sweeps_section_is_what_its_records_say_never_its_file(tmp_path):
+    """Tables from records only: a sweep's track, description, reference and file are those its records
+    carry, whatever configs/sweeps/ holds now (the file renamed, deleted or edited since); records that
+    disagree (the file edited between runs) follow the most recently started one, in any order."""
+    from bench import CONFIG_DIR
+    from bench.results.aggregate import sections
+    from bench.results.readme import render_readme
+
+    def cell_record(run_id, sweep, seed, day, **facts):
+        record = make(run_id, "ann", seed, 1, 0.90 + seed / 100, 20.0, 1.0, 0, 4e6, None, 3220.5, 1000, 1000)
+        return {**record, "sweep": sweep, "started_at": f"2026-01-0{day}T10:00:00+00:00", **facts}
+
+    assert not (CONFIG_DIR / "sweeps" / "renamed.yaml").exists()
+    assert "track: paper" in (CONFIG_DIR / "sweeps" / "demo.yaml").read_text()
+    matched = {"track": "matched", "sweep_description": "moved", "sweep_file": "configs/sweeps/old.yaml"}
+    earlier = {
+        "track": "paper",
+        "sweep_description": "before the edit",
+        "sweep_file": "configs/sweeps/demo.yaml",
+    }
+    later = {**earlier, "track": "ablation", "sweep_description": "after it", "sweep_reference": "ann"}
+    records = [
+        cell_record("r0", "renamed", 0, 1, **matched),  # its file is gone: still the matched track
+        cell_record("r1", "renamed", 1, 1, **matched),
+        cell_record("d1", "demo", 1, 3, **later),  # its file says paper; its latest record, ablation
+        cell_record("d0", "demo", 0, 2, **earlier),
+    ]
+    for order in (records, records[::-1]):
+        found = {s.name: (s.track, s.description, s.reference, s.file) for s in sections(order)}
+        assert found == {
+            "renamed": ("matched", "moved", None, "configs/sweeps/old.yaml"),
+            "demo": ("ablation", "after it", "ann", "configs/sweeps/demo.yaml"),
+        }
+    readme = render_readme(sections(records), [])
+    answer = readme[readme.index("## The answer") : readme.index("## Matched track")]
+    assert "### mnist5k\n\nSweep `renamed`." in answer and "| 1 | **ann** | 90.50 ± 6.35 |" in answer
+    assert "What each method keeps of its own (configs/sweeps/old.yaml; the backbone" in readme
+    assert readme.index("## Matched track") < readme.index("### Sweep `renamed` (matched track)\n\nmoved\n")
+    assert readme.index("## Ablations") < readme.index("### Sweep `demo` (ablation)\n\nafter it\n")
+    assert "## Paper track" not in readme and "## Other records" not in readme

@@ -1,6 +1,7 @@
-"""Records grouped per experiment (dataset, method, T, cost table, counting conventions and the resolved
-config minus the seed, paths and names), labelled, and compared with a sweep's reference variant; every
-metric is mean +- the half-width of its 95 % confidence interval over the group's seeds.
+"""Records grouped: per sweep into sections (with the sweep-file facts the records carry), and per
+experiment (dataset, method, T, cost table, counting conventions and the resolved config minus the seed,
+paths and names) into labelled groups. Nothing here reads a sweep file or formats a number
+(:mod:`~bench.results.formatting`).
 
 Groups are only ever ranked, tabled or plotted together inside one *setting* (dataset, frame setting, cost
 table, counting conventions) of one sweep, and ranked at one T: the comparison context of
@@ -13,60 +14,17 @@ import json
 import statistics
 from dataclasses import dataclass
 
-from omegaconf import OmegaConf
-
-from bench import CONFIG_DIR
 from bench.metrics.rules import conventions_label
-from bench.results.stats import Row, mean_ci, rank
+from bench.results.records import SWEEP_FACTS, TRACKS
+from bench.results.stats import Row, rank
 
 #: Table name of the records that belong to no sweep (``bench run``).
 SINGLE_RUNS = "runs"
 
 
-#: The order of the tracks in the README; ``None``: records with no sweep file (``bench run``, or a sweep
-#: whose file was deleted).
-TRACK_ORDER = ("matched", "paper", "ablation", None)
-
-
-def section_title(name: str) -> str:
-    """The heading of a sweep's (or the single runs') table, README section and plots."""
-    return "Individual runs (`bench run`)" if name == SINGLE_RUNS else f"Sweep `{name}`"
-
-
-def sweep_file(name: str) -> tuple[str, str | None, str | None]:
-    """A sweep's description, reference variant and track, from its file in configs/sweeps/; the track is
-    ``None`` when it has no file (single runs, a deleted sweep)."""
-    from bench.sweep.spec import check_track  # here: the sweep package is needed only with a file
-
-    path = CONFIG_DIR / "sweeps" / f"{name}.yaml"
-    if name == SINGLE_RUNS or not path.exists():
-        return "", None, None
-    spec = OmegaConf.load(path)
-    track = check_track(spec.get("track"), f"Sweep file {path}")
-    return str(spec.get("description", "")), spec.get("reference"), track
-
-
-@dataclass(frozen=True)
-class Column:
-    key: str  # key in record["metrics"]
-    header: str
-    scale: float = 1.0
-    digits: int = 2
-    cost: bool = False  # plotted against accuracy when present
-
-
-ACCURACY = Column("test_acc", "accuracy (%)", scale=100.0)
-COLUMNS = (
-    ACCURACY,
-    Column("energy_uj", "energy/sample (µJ)", digits=3, cost=True),
-    Column("ann_snn_energy_ratio", "ANN/SNN energy", digits=2),
-    Column("acs", "ACs", digits=0, cost=True),
-    Column("macs", "MACs", digits=0, cost=True),
-    Column("firing_rate", "firing rate", digits=4),
-    Column("storage_kib", "storage (KiB)", digits=1, cost=True),
-    Column("throughput_sps", "throughput (samples/s)", digits=0),
-    Column("params", "parameters", digits=0, cost=True),
-)
+#: The order of the tracks in the README; ``None``: records that carry no track (``bench run``, records
+#: made before records carried it).
+TRACK_ORDER = (*TRACKS, None)
 
 
 @dataclass
@@ -122,12 +80,14 @@ def frame_setting(record: dict) -> str:
 
 @dataclass
 class Section:
-    """One sweep's (or the single runs') records, as published: a table file, plots, a README section."""
+    """One sweep's (or the single runs') records, as published: a table file, plots, a README section;
+    its track, description, reference variant and file as its records say (:func:`sweep_facts`)."""
 
     name: str
-    track: str | None  # None: no sweep file
+    track: str | None  # None: no record says (`bench run`, older records)
     description: str
     reference: str | None
+    file: str | None
     groups: list[Group]
     failed: list[dict]
     n_records: int
@@ -135,6 +95,44 @@ class Section:
     @property
     def order(self) -> tuple:
         return (TRACK_ORDER.index(self.track), self.name == SINGLE_RUNS, self.name)
+
+
+def sweep_facts(records: list[dict]) -> dict:
+    """What one sweep's records say of its file (:data:`~bench.results.records.SWEEP_FACTS`): those of the
+    most recently started record that has a track (by ``started_at``, the ISO time the runner writes in
+    UTC; equal times: the larger run id), so that when the file was edited between runs its latest state
+    wins, the same whatever the order of the records. ``{}`` when none has a track (``bench run`` records,
+    records made before records carried these facts)."""
+    carrying = [r for r in records if r.get("track") is not None]
+    if not carrying:
+        return {}
+    latest = max(carrying, key=lambda r: (r.get("started_at") or "", r["run_id"]))
+    return {key: latest.get(key) for key in SWEEP_FACTS}
+
+
+def sections(records: list[dict]) -> list[Section]:
+    """The records per sweep (or single runs), grouped, with the sweep-file facts they carry, in README
+    order: what ``bench tables`` publishes and ``bench compare`` ranks."""
+    by_sweep: dict[str, list[dict]] = {}
+    for record in records:
+        by_sweep.setdefault(record.get("sweep") or SINGLE_RUNS, []).append(record)
+    result = []
+    for name, sweep_records in by_sweep.items():
+        facts = sweep_facts(sweep_records)
+        failed = [r for r in sweep_records if r.get("status") != "ok"]
+        result.append(
+            Section(
+                name,
+                facts.get("track"),
+                facts.get("sweep_description") or "",
+                facts.get("sweep_reference"),
+                facts.get("sweep_file"),
+                group_records(sweep_records),
+                failed,
+                len(sweep_records),
+            )
+        )
+    return sorted(result, key=lambda s: s.order)
 
 
 def by_setting(groups: list[Group]) -> list[list[Group]]:
@@ -190,17 +188,6 @@ def setting_names(groups: list[Group]) -> dict[tuple, tuple[str, str]]:
             differing = [key[j] or "no frames" for j in (1, 2, 3) if len({k[j] for k in keys}) > 1]
             names[key] = (f"{dataset} ({'; '.join(differing)})", f"{dataset}-{i}")
     return names
-
-
-def setting_note(group: Group) -> str:
-    """The sentences that say under which cost table, counting conventions and frames a setting's costs
-    were counted."""
-    table = f"cost table {group.cost_table}" if group.cost_table else "no cost table recorded"
-    text = (
-        f"Energy is an estimate under the {table} (configs/energy/), not a hardware measurement; ops "
-        f"counted under the conventions {group.conventions} (README: What a run measures)."
-    )
-    return text + (f" Event frames: {group.frames}." if group.frames else "")
 
 
 #: Config keys that never tell two experiments apart: the seed, file locations, names and display.
@@ -268,62 +255,11 @@ def label_experiments(groups: list[Group]) -> None:
             g.label = variant or ", ".join(f"{k}={s.get(k)}" for k in differing if k != "method.time_steps")
 
 
-@dataclass(frozen=True)
-class Relative:
-    """A column comparing a row with its method's reference variant (sweep file ``reference``)."""
-
-    key: str
-    header: str
-    difference: bool  # points of difference (accuracy) or a ratio (costs)
-
-
-RELATIVE = (
-    Relative("test_acc", "Δ accuracy vs {ref} (pt)", True),
-    Relative("energy_uj", "energy vs {ref}", False),
-    Relative("storage_kib", "storage vs {ref}", False),
-)
-
-
-def relative_cells(group: Group, groups: list[Group], reference: str) -> list[str]:
-    """``group``'s mean against the mean of its method's ``reference`` row (same setting; the same T when
-    the reference ran at several)."""
+def reference_group(group: Group, groups: list[Group], reference: str) -> Group | None:
+    """The row ``group`` is compared with: its method's ``reference`` variant in its setting, at its T when
+    the reference ran at several; ``None`` when there is none."""
     candidates = [
         g for g in groups if (g.setting, g.method, g.label) == (group.setting, group.method, reference)
     ]
     same_t = [g for g in candidates if g.time_steps == group.time_steps]
-    base = (same_t or candidates or [None])[0]
-    cells = []
-    for column in RELATIVE:
-        ours, theirs = group.mean(column.key), base.mean(column.key) if base else None
-        if (
-            base is None
-            or ours is None
-            or theirs is None
-            or base is group
-            or (not column.difference and not theirs)
-        ):
-            cells.append("-")
-        elif column.difference:
-            cells.append(f"{100 * (ours - theirs):+.2f}")
-        else:
-            cells.append(f"{ours / theirs:.3f}")
-    return cells
-
-
-def mean_std(values: list[float]) -> tuple[float, float | None]:
-    """Mean and sample standard deviation (``None`` for a single value: it is undefined)."""
-    mean = statistics.fmean(values)
-    return mean, (statistics.stdev(values) if len(values) > 1 else None)
-
-
-def format_cell(column: Column, values: list[float], spread: bool = True) -> str:
-    """Mean ± the half-width of its 95 % confidence interval (``spread``; none for n = 1), or the mean."""
-    if not values:
-        return "-"
-    mean, ci = mean_ci([v * column.scale for v in values])
-    text = f"{mean:,.{column.digits}f}"
-    return text if ci is None or not spread else f"{text} ± {ci:,.{column.digits}f}"
-
-
-def present_columns(groups: list[Group]) -> list[Column]:
-    return [c for c in COLUMNS if any(g.values(c.key) for g in groups)]
+    return (same_t or candidates or [None])[0]

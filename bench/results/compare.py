@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.errors import BenchError
-from bench.results.aggregate import SINGLE_RUNS, Group, Section, by_setting, by_time_steps
-from bench.results.publish import sections
+from bench.results.aggregate import SINGLE_RUNS, Group, Section, by_setting, by_time_steps, sections
+from bench.results.formatting import MISSING, p_clause, row_accuracy, row_energy
 from bench.results.records import load_records
-from bench.results.stats import REFERENCE, TIED, UNTESTED, Ranking, Row, p_clause, rank
+from bench.results.stats import REFERENCE, TIED, UNTESTED, Ranking, Row, rank
 
 
 class NothingToCompare(BenchError):
@@ -31,7 +31,7 @@ class Comparison:
     @property
     def title(self) -> str:
         g = self.groups[0]
-        track = f"{self.section.track} track" if self.section.track else "no sweep file"
+        track = f"{self.section.track} track" if self.section.track else "no track recorded"
         where = "`bench run`" if self.section.name == SINGLE_RUNS else f"sweep {self.section.name}"
         return f"{g.dataset} at T = {g.time_steps}: {where} ({track})"
 
@@ -56,15 +56,10 @@ class Comparison:
         )
 
 
-def accuracy_text(row: Row) -> str:
-    """``98.57 ± 0.29`` (%, 95 % CI; the mean alone for n = 1)."""
-    text = f"{100 * row.accuracy:.2f}"
-    return text if row.ci is None else f"{text} ± {100 * row.ci:.2f}"
-
-
 def describe(row: Row) -> str:
-    energy = "" if row.energy is None else f", {row.energy:.3f} µJ"
-    return f"{row.name} ({accuracy_text(row)} %{energy})"
+    """``name (98.57 ± 0.29 %, 1.234 µJ)``: the row's accuracy and energy as its table cells read."""
+    energy = row_energy(row)
+    return f"{row.name} ({row_accuracy(row)} %{'' if energy == MISSING else f', {energy} µJ'})"
 
 
 def _missing(what: str, value, known: list, results: Path) -> NothingToCompare:
@@ -73,8 +68,8 @@ def _missing(what: str, value, known: list, results: Path) -> NothingToCompare:
     hint = f" Did you mean {', '.join(close)}?" if close and isinstance(value, str) else ""
     return NothingToCompare(
         f"No ok run record in {results / 'runs'} for {what}.{hint} Those with records: "
-        f"{', '.join(str(k) for k in known) or 'none'}. `bench compare` ranks the records that `bench run` "
-        "and `bench sweep` leave (the ones `bench tables` publishes): run those first, or pass --results DIR."
+        f"{', '.join(str(k) for k in known) or 'none'}. `bench compare` ranks the records that runs and "
+        "sweeps leave (the ones `bench tables` publishes): run those first, or pass --results DIR."
     )
 
 

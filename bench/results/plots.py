@@ -6,16 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.results.aggregate import (
-    ACCURACY,
-    Group,
-    by_setting,
-    by_time_steps,
-    mean_std,
-    present_columns,
-    setting_names,
-)
-from bench.results.stats import mean_ci, rank
+from bench.results.aggregate import Group, by_setting, by_time_steps, setting_names
+from bench.results.formatting import ACCURACY, present_columns
+from bench.results.stats import mean_ci, mean_std, rank
 
 LINESTYLES = ("-", "--", ":", "-.")
 

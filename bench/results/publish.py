@@ -6,34 +6,25 @@ table, counting conventions), so that those never mix either; ``plots/<sweep>/``
 cost (a panel per setting), and per setting accuracy against energy with each T's Pareto front and, with
 several T, accuracy and energy against T; ``README.md``: the answer (per dataset and T of the matched
 track: the most accurate method, those tied with it, the cheapest within 1 point), then the sweeps track by
-track (a sweep file's ``track``), the paper track beside the papers' claimed accuracy
-(``configs/paper_claims.yaml``). Runs are grouped per experiment: dataset, method, T, cost table, counting
-conventions and the resolved config minus the seed (and paths and names), so different variants of a sweep
-or runs with different settings are never averaged together; a sweep's rows are labelled by their variant's
-name (or, for single runs, by the settings that tell them apart), and a sweep file's ``reference`` variant
-adds columns comparing every other row with it. Every metric is mean +- the half-width of its 95 %
-confidence interval over the group's seeds, with n; rows are ranked per T (:mod:`bench.results.stats`).
-Failed and interrupted runs are listed, never averaged in. Files under ``tables/`` and ``plots/`` that this
-run did not write (a sweep's records deleted, a setting renamed) are removed: ``results/`` is a function of
-``runs/``.
+track (the track a sweep's records carry, copied from its file when each cell ran), the paper track beside
+the papers' claimed accuracy (``configs/paper_claims.yaml``). Runs are grouped per experiment: dataset,
+method, T, cost table, counting conventions and the resolved config minus the seed (and paths and names),
+so different variants of a sweep or runs with different settings are never averaged together; a sweep's
+rows are labelled by their variant's name (or, for single runs, by the settings that tell them apart), and
+a sweep's ``reference`` variant (as its records carry it) adds columns comparing every other row with it.
+Every metric is mean +- the half-width of its 95 % confidence interval over the group's seeds, with n; rows
+are ranked per T (:mod:`bench.results.stats`). Failed and interrupted runs are listed, never averaged in.
+Files under ``tables/`` and ``plots/`` that this run did not write (a sweep's records deleted, a setting
+renamed) are removed: ``results/`` is a function of ``runs/``.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from bench import CONFIG_DIR, paths
+from bench import paths
 from bench.errors import BenchError
-from bench.results.aggregate import (
-    SINGLE_RUNS,
-    Section,
-    by_setting,
-    group_records,
-    section_title,
-    setting_names,
-    several_t,
-    sweep_file,
-)
+from bench.results.aggregate import Section, by_setting, sections, setting_names, several_t
 from bench.results.plots import (
     method_colors,
     plot_accuracy_vs_costs,
@@ -42,31 +33,10 @@ from bench.results.plots import (
 )
 from bench.results.readme import load_claims, render_readme
 from bench.results.records import load_records
-from bench.results.tables import render_markdown, write_csv
+from bench.results.tables import render_markdown, section_title, write_csv
 
 #: What ``bench tables`` writes under ``tables/`` and ``plots/`` (and so may remove when stale).
 GENERATED = (".md", ".csv", ".png")
-
-
-def sections(records: list[dict]) -> list[Section]:
-    """The records per sweep (or single runs), grouped, with their sweep file's facts, in README order."""
-    by_sweep: dict[str, list[dict]] = {}
-    for record in records:
-        by_sweep.setdefault(record.get("sweep") or SINGLE_RUNS, []).append(record)
-    result = []
-    for name, sweep_records in by_sweep.items():
-        description, reference, track = sweep_file(name)
-        failed = [r for r in sweep_records if r.get("status") != "ok"]
-        groups = group_records(sweep_records)
-        result.append(Section(name, track, description, reference, groups, failed, len(sweep_records)))
-    return sorted(result, key=lambda s: s.order)
-
-
-def matched_sweep_names() -> list[str]:
-    """The sweep files in configs/sweeps/ whose track is ``matched``."""
-    return [
-        p.stem for p in sorted((CONFIG_DIR / "sweeps").glob("*.yaml")) if sweep_file(p.stem)[2] == "matched"
-    ]
 
 
 def plot_title(section: Section, heading: str, what: str = "") -> str:
@@ -126,6 +96,6 @@ def regenerate(results_dir: str | Path) -> list[Path]:
         write_csv(section, table_csv)
         written += [table_md, table_csv, *write_plots(section, plots_dir / section.name)]
     readme = results_dir / "README.md"
-    readme.write_text(render_readme(published, load_claims(), matched_sweep_names()))
+    readme.write_text(render_readme(published, load_claims()))
     remove_stale(results_dir, written)
     return [*written, readme]

@@ -74,6 +74,15 @@ def device_name(device) -> str:
 STATUSES = ("ok", "failed", "interrupted", "running")
 #: The metrics that are not numbers (or null), and what they are.
 TEXT_METRICS = {"cost_table": str, "ann_reference_table": str, "conventions": dict}
+#: A sweep's comparison track (its file's ``track:``), in the README's order: ``matched`` (one backbone,
+#: settings matched across methods), ``paper`` (each method's own network and settings), ``ablation`` (a
+#: method's components switched off).
+TRACKS = ("matched", "paper", "ablation")
+#: What a sweep cell's record says of its sweep file, as the file was when the cell ran: its track,
+#: description, reference variant and path. The tables read these, never the file (renaming or editing it
+#: moves no published row). Beside the config, not in it: no run id depends on them. ``None`` in a
+#: ``bench run`` record; absent from records made before they were recorded.
+SWEEP_FACTS = ("track", "sweep_description", "sweep_reference", "sweep_file")
 
 
 def _number(value) -> bool:
@@ -111,6 +120,15 @@ def record_problem(record, path: Path) -> str | None:
         return f"its sweep {record['sweep']!r} is not a name ({NAME_RULE})"
     if record.get("variant") is not None and not is_label(record["variant"]):
         return f"its variant {record['variant']!r} is not a line of text"
+    if record.get("track") is not None and record["track"] not in TRACKS:
+        return f"its track {record['track']!r} is not one of {', '.join(TRACKS)}"
+    if record.get("sweep_reference") is not None and not is_label(record["sweep_reference"]):
+        return f"its sweep_reference {record['sweep_reference']!r} is not a line of text"
+    for key in ("sweep_description", "sweep_file"):
+        if record.get(key) is not None and not isinstance(record[key], str):
+            return f"its {key} {record[key]!r} is not a text"
+    if record.get("sweep") is None and any(record.get(key) is not None for key in SWEEP_FACTS):
+        return "it carries a sweep file's facts (track, ...) but names no sweep"
     if record.get("status") not in STATUSES:
         return f"its status {record.get('status')!r} is not one of {', '.join(STATUSES)}"
     seed = record.get("seed")

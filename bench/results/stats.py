@@ -46,6 +46,11 @@ def mean_ci(values: list[float], confidence: float = CONFIDENCE) -> tuple[float,
     return mean, float(t * statistics.stdev(values) / math.sqrt(len(values)))
 
 
+def mean_std(values: list[float]) -> tuple[float, float | None]:
+    """Mean and sample standard deviation (``None`` for a single value: it is undefined)."""
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
+
+
 def welch_p(a: list[float], b: list[float]) -> float | None:
     """Two-sided p-value of Welch's t-test of equal means; ``None`` (no test) with fewer than two values on
     either side. scipy's test from the exact means and sample deviations (``ttest_ind(equal_var=False)``
@@ -147,16 +152,6 @@ def rank(groups: list) -> Ranking:
     for row, on_front in zip(costed, pareto_front([(r.accuracy, r.energy) for r in costed]), strict=True):
         row.pareto = on_front
     return Ranking(ranked + references)
-
-
-def format_p(p: float | None) -> str:
-    """``0.205``, ``< 0.001``, or ``-`` without a test."""
-    return "-" if p is None else "< 0.001" if p < 0.001 else f"{p:.3f}"
-
-
-def p_clause(p: float | None) -> str:
-    """``p = 0.205`` or ``p < 0.001`` in a sentence (``-`` without a test)."""
-    return "-" if p is None else f"p {format_p(p)}" if p < 0.001 else f"p = {format_p(p)}"
 
 
 RULES = (

@@ -8,25 +8,46 @@ import csv
 from pathlib import Path
 
 from bench.results.aggregate import (
-    ACCURACY,
-    RELATIVE,
-    Column,
+    SINGLE_RUNS,
     Group,
     Section,
     by_setting,
-    format_cell,
     in_rank_order,
-    mean_std,
-    present_columns,
     ranked,
-    relative_cells,
-    section_title,
+    reference_group,
     setting_names,
-    setting_note,
 )
-from bench.results.stats import BEST, REFERENCE, RULES, TIED, UNTESTED, Row, mean_ci, p_clause
+from bench.results.formatting import (
+    ACCURACY,
+    RANK_HEADERS,
+    RELATIVE,
+    Column,
+    accuracy_cell,
+    csv_number,
+    format_cell,
+    present_columns,
+    rank_cells,
+    relative_cells,
+)
+from bench.results.stats import RULES, Row, mean_ci, mean_std
 
 TRACK_NAMES = {"matched": "matched track", "paper": "paper track", "ablation": "ablation"}
+
+
+def section_title(name: str) -> str:
+    """The heading of a sweep's (or the single runs') table, README section and plots."""
+    return "Individual runs (`bench run`)" if name == SINGLE_RUNS else f"Sweep `{name}`"
+
+
+def setting_note(group: Group) -> str:
+    """The sentences that say under which cost table, counting conventions and frames a setting's costs
+    were counted."""
+    table = f"cost table {group.cost_table}" if group.cost_table else "no cost table recorded"
+    text = (
+        f"Energy is an estimate under the {table} (configs/energy/), not a hardware measurement; ops "
+        f"counted under the conventions {group.conventions} (README: What a run measures)."
+    )
+    return text + (f" Event frames: {group.frames}." if group.frames else "")
 
 
 def title(section: Section) -> str:
@@ -39,27 +60,6 @@ def identifying(groups: list[Group]) -> tuple[list[str], list[list[str]]]:
     if not any(g.label for g in groups):
         return [], [[] for _ in groups]
     return ["variant"], [[g.label or "-"] for g in groups]
-
-
-RANK_HEADERS = ["vs best at T", "Pareto"]
-
-
-def rank_cells(row: Row | None) -> list[str]:
-    """The verdict against the best of the row's T (Welch's p) and the Pareto marker."""
-    if row is None:
-        return ["-", "-"]
-    verdict = {
-        BEST: "best",
-        TIED: f"tied, {p_clause(row.p)}",
-        UNTESTED: "untested (n < 2)",
-        REFERENCE: f"reference, {p_clause(row.p)}" if row.p is not None else "reference",
-    }.get(row.verdict, p_clause(row.p))
-    return [verdict, "◆" if row.pareto else ""]
-
-
-def accuracy_cell(group: Group, row: Row | None) -> str:
-    cell = format_cell(ACCURACY, group.values(ACCURACY.key))
-    return f"**{cell}**" if row is not None and row.verdict == BEST else cell
 
 
 def table_lines(
@@ -84,7 +84,7 @@ def table_lines(
         cells = [g.method, str(g.time_steps), *extra, str(len(g.records)), accuracy_cell(g, row)]
         cells += rank_cells(row)
         cells += [format_cell(c, g.values(c.key), spread) for c in others]
-        cells += relative_cells(g, groups, reference) if reference else []
+        cells += relative_cells(g, reference_group(g, groups, reference)) if reference else []
         cells += [claims(g)] if claims else []
         lines.append("| " + " | ".join(cells) + " |")
     return lines
@@ -126,12 +126,6 @@ def render_markdown(section: Section) -> str:
     return "\n".join(lines)
 
 
-def _number(value: float | None) -> object:
-    """A CSV number: statistics from scipy to 10 significant digits, so that they do not depend on the
-    last bits of a library's arithmetic."""
-    return "" if value is None else float(f"{value:.10g}")
-
-
 def write_csv(section: Section, path: Path) -> None:
     """Every row of every setting table, with each column's mean, sample std and 95 % CI half-width."""
     columns, rows = present_columns(section.groups), ranked(section.groups)
@@ -147,10 +141,10 @@ def write_csv(section: Section, path: Path) -> None:
                 row = rows.get(id(g))
                 cells: list = [section.track or "", g.dataset, g.frames, g.cost_table, g.conventions]
                 cells += [g.time_steps, g.method, g.label, len(g.records)]
-                cells += [row.verdict, _number(row.p), int(row.pareto)] if row else ["", "", ""]
+                cells += [row.verdict, csv_number(row.p), int(row.pareto)] if row else ["", "", ""]
                 for c in columns:
                     values = g.values(c.key)
                     mean, std = mean_std(values) if values else (None, None)
                     ci = mean_ci(values)[1] if values else None
-                    cells += [mean, std, _number(ci)]
+                    cells += [mean, std, csv_number(ci)]
                 writer.writerow(["" if v is None else v for v in cells])

@@ -17,7 +17,7 @@ from bench.sweep.state import cell_state, cells_to_run
 
 def _cell_command(cell: Cell) -> list[str]:
     """The cell's run through the runner's own entry point, its arguments as JSON."""
-    args = {"method": cell.method, "dataset": cell.dataset}
+    args = {"method": cell.method, "dataset": cell.dataset, "sweep_facts": cell.sweep_facts}
     args["overrides"] = [*cell.args, "trainer.enable_progress_bar=false"]
     return [sys.executable, "-m", "bench.runner", json.dumps(args)]
 

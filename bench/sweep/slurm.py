@@ -223,7 +223,8 @@ class CellsTask:
                     baseline.restore()
                     _say(f"{heading}: starting")
                     overrides = [*cell.args, "trainer.enable_progress_bar=false"]
-                    outcome = run(cell.method, cell.dataset, overrides).record["status"]
+                    result = run(cell.method, cell.dataset, overrides, sweep_facts=cell.sweep_facts)
+                    outcome = result.record["status"]
             except Exception as error:
                 if _interrupted(error):
                     raise  # submitit has requeued the task (or it is being stopped): stop here

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import itertools
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from bench import CONFIG_DIR, paths, registry
+from bench import CONFIG_DIR, PROJECT_ROOT, paths, registry
 from bench import config as config_mod
 from bench.errors import BenchError, ConfigError
+from bench.results.records import TRACKS
 
 SWEEP_KEYS = (
     "description",
@@ -28,10 +29,8 @@ SWEEP_KEYS = (
     "slurm",
     "track",
 )
-#: A sweep's comparison track (``track:``; a property of the sweep file, never part of a run's config, so
-#: it changes no run id): ``matched`` (one backbone, settings matched across methods), ``paper`` (each
-#: method's own network and settings), ``ablation`` (a method's components switched off).
-TRACKS = ("matched", "paper", "ablation")
+#: A sweep file's ``track:`` when it has none (the tracks: :data:`bench.results.records.TRACKS`; a property
+#: of the sweep file, never part of a run's config, so it changes no run id).
 DEFAULT_TRACK = "paper"
 #: Sweep-file ``slurm`` keys -> submitit's AutoExecutor parameters.
 SLURM_KEYS = {
@@ -52,6 +51,17 @@ PACKING_KEY = "cells_per_task"
 
 
 @dataclass(frozen=True)
+class SweepFacts:
+    """What a cell's record says of its sweep file (the record keys
+    :data:`bench.results.records.SWEEP_FACTS`), so that the tables never read the file."""
+
+    track: str
+    sweep_description: str
+    sweep_reference: str | None
+    sweep_file: str  # relative to the checkout when the file is in it
+
+
+@dataclass(frozen=True)
 class Cell:
     sweep: str
     method: str
@@ -59,12 +69,21 @@ class Cell:
     variant: str
     seed: int
     overrides: tuple[str, ...]
+    # None: its record says nothing of a file (a cell made by hand, or pickled by an older checkout for a
+    # SLURM task that is requeued now)
+    facts: SweepFacts | None = None
 
     @property
     def args(self) -> list[str]:
         """The ``bench run`` overrides of this cell, its seed and its sweep's name included."""
         variant = [f"variant={json.dumps(self.variant)}"] if self.variant else []
         return [*self.overrides, *variant, f"seed={self.seed}", f"sweep={self.sweep}"]
+
+    @property
+    def sweep_facts(self) -> dict | None:
+        """What the run writes into its record beside the config (``bench.runner.run``'s ``sweep_facts``):
+        an argument, not an override, so that no run id depends on it."""
+        return asdict(self.facts) if self.facts else None
 
     @property
     def label(self) -> str:
@@ -295,6 +314,10 @@ def load_sweep(name_or_path: str, check: bool = True) -> Sweep:
             f"Sweep file {path}: `reference: {reference}` names no variant; variants: "
             f"{', '.join(name for name, _ in variants)}."
         )
+    description = str(cfg.get("description", ""))
+    where = path.resolve()
+    where = where.relative_to(PROJECT_ROOT) if where.is_relative_to(PROJECT_ROOT) else where
+    facts = SweepFacts(track, description, reference, str(where))
     every = []
     for dataset, method in itertools.product(datasets, methods):
         base = [
@@ -303,7 +326,7 @@ def load_sweep(name_or_path: str, check: bool = True) -> Sweep:
             *_dotlist(per_method.get(method), f"per_method.{method}"),
         ]
         for (variant, overrides), seed in itertools.product(variants, seeds):
-            cell = Cell(path.stem, method, dataset, variant, int(seed), tuple([*base, *overrides]))
+            cell = Cell(path.stem, method, dataset, variant, int(seed), tuple([*base, *overrides]), facts)
             every.append(cell)
     _check_exclusions(rules, every, path)
     cells = [cell for cell in every if not _excluded(cell, rules)]
@@ -320,4 +343,4 @@ def load_sweep(name_or_path: str, check: bool = True) -> Sweep:
                     f"({rid}): their configs are identical. Drop one, or make their overrides differ."
                 )
             runs[rid] = cell
-    return Sweep(path.stem, str(cfg.get("description", "")), cells, slurm, cells_per_task, track)
+    return Sweep(path.stem, description, cells, slurm, cells_per_task, track)

@@ -1,0 +1,138 @@
+"""How numbers and markers read wherever results are shown: the tables (markdown and CSV),
+``results/README.md`` and ``bench compare``. One module, so that a number reads the same in all of them:
+mean ± the half-width of its 95 % confidence interval, accuracy in percent, **bold** for the best, ◆ for
+the Pareto front, Welch's p, ``-`` for no value."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bench.results.stats import BEST, REFERENCE, TIED, UNTESTED, Row, mean_ci
+
+#: The cell of a value that is not there (no record has it, no test was made).
+MISSING = "-"
+#: A row on the accuracy-energy Pareto front of its T.
+PARETO = "◆"
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str  # key in record["metrics"]
+    header: str
+    scale: float = 1.0
+    digits: int = 2
+    cost: bool = False  # plotted against accuracy when present
+
+
+ACCURACY = Column("test_acc", "accuracy (%)", scale=100.0)
+ENERGY = Column("energy_uj", "energy/sample (µJ)", digits=3, cost=True)
+COLUMNS = (
+    ACCURACY,
+    ENERGY,
+    Column("ann_snn_energy_ratio", "ANN/SNN energy", digits=2),
+    Column("acs", "ACs", digits=0, cost=True),
+    Column("macs", "MACs", digits=0, cost=True),
+    Column("firing_rate", "firing rate", digits=4),
+    Column("storage_kib", "storage (KiB)", digits=1, cost=True),
+    Column("throughput_sps", "throughput (samples/s)", digits=0),
+    Column("params", "parameters", digits=0, cost=True),
+)
+
+
+def present_columns(groups: list) -> list[Column]:
+    """The columns some group has a value of."""
+    return [c for c in COLUMNS if any(g.values(c.key) for g in groups)]
+
+
+def format_cell(column: Column, values: list[float], spread: bool = True) -> str:
+    """Mean ± the half-width of its 95 % confidence interval (``spread``; none for n = 1), or the mean."""
+    if not values:
+        return MISSING
+    mean, ci = mean_ci([v * column.scale for v in values])
+    text = f"{mean:,.{column.digits}f}"
+    return text if ci is None or not spread else f"{text} ± {ci:,.{column.digits}f}"
+
+
+def row_accuracy(row: Row) -> str:
+    """A ranked row's accuracy as its table cell reads it: ``98.57 ± 0.29`` (%; the mean alone for n = 1)."""
+    return format_cell(ACCURACY, row.accuracies)
+
+
+def row_energy(row: Row) -> str:
+    """A ranked row's mean energy per sample (µJ), ``-`` without one."""
+    return format_cell(ENERGY, row.group.values(ENERGY.key), spread=False)
+
+
+def accuracy_cell(group, row: Row | None) -> str:
+    """A table's accuracy cell: **bold** for the best of its T."""
+    cell = format_cell(ACCURACY, group.values(ACCURACY.key))
+    return f"**{cell}**" if row is not None and row.verdict == BEST else cell
+
+
+def format_p(p: float | None) -> str:
+    """``0.205``, ``< 0.001``, or ``-`` without a test."""
+    return MISSING if p is None else "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def p_clause(p: float | None) -> str:
+    """``p = 0.205`` or ``p < 0.001`` in a sentence (``-`` without a test)."""
+    return MISSING if p is None else f"p {format_p(p)}" if p < 0.001 else f"p = {format_p(p)}"
+
+
+RANK_HEADERS = ["vs best at T", "Pareto"]
+
+
+def rank_cells(row: Row | None) -> list[str]:
+    """The verdict against the best of the row's T (Welch's p) and the Pareto marker."""
+    if row is None:
+        return [MISSING, MISSING]
+    verdict = {
+        BEST: "best",
+        TIED: f"tied, {p_clause(row.p)}",
+        UNTESTED: "untested (n < 2)",
+        REFERENCE: f"reference, {p_clause(row.p)}" if row.p is not None else "reference",
+    }.get(row.verdict, p_clause(row.p))
+    return [verdict, PARETO if row.pareto else ""]
+
+
+@dataclass(frozen=True)
+class Relative:
+    """A column comparing a row with its method's reference variant (the sweep's ``reference``)."""
+
+    key: str
+    header: str
+    difference: bool  # points of difference (accuracy) or a ratio (costs)
+
+
+RELATIVE = (
+    Relative("test_acc", "Δ accuracy vs {ref} (pt)", True),
+    Relative("energy_uj", "energy vs {ref}", False),
+    Relative("storage_kib", "storage vs {ref}", False),
+)
+
+
+def relative_cells(group, base) -> list[str]:
+    """``group``'s means against those of ``base``, its method's reference row
+    (:func:`bench.results.aggregate.reference_group`; ``-`` for the reference itself or without one)."""
+    cells = []
+    for column in RELATIVE:
+        ours, theirs = group.mean(column.key), base.mean(column.key) if base else None
+        if (
+            base is None
+            or ours is None
+            or theirs is None
+            or base is group
+            or (not column.difference and not theirs)
+        ):
+            cells.append(MISSING)
+        elif column.difference:
+            cells.append(f"{100 * (ours - theirs):+.2f}")
+        else:
+            cells.append(f"{ours / theirs:.3f}")
+    return cells
+
+
+def csv_number(value: float | None) -> object:
+    """A CSV number: statistics from scipy to 10 significant digits, so that they do not depend on the
+    last bits of a library's arithmetic."""
+    return "" if value is None else float(f"{value:.10g}")
