@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from omegaconf import OmegaConf
 from rich import box
@@ -21,6 +22,9 @@ from rich.text import Text
 
 from bench import CONFIG_DIR, check_config_dir, paths, registry
 from bench.errors import BenchError, storage_error
+
+if TYPE_CHECKING:
+    from bench.sweep import Plan
 
 console = Console()
 err_console = Console(stderr=True)
@@ -159,88 +163,75 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     sweep = sweeps.load_sweep(args.file)
     if args.dry_run:
-        # Overrides shared by every cell, then by every cell of a variant, are printed once above the
-        # table (lines wrap at spaces, nothing is cut), so the table keeps each cell's own ones.
-        def shared(cells) -> list[str]:
-            return [o for o in cells[0].overrides if all(o in c.overrides for c in cells)]
-
-        common = shared(sweep.cells)
-        console.print(f"sweep {sweep.name}: {len(sweep.cells)} cells, in order", style="italic")
-        if common:
-            console.print("every cell: " + "  ".join(common))
-        by_variant = {}
-        for variant in dict.fromkeys(c.variant for c in sweep.cells if c.variant):
-            own = [o for o in shared([c for c in sweep.cells if c.variant == variant]) if o not in common]
-            by_variant[variant] = own
-            console.print(f"variant {variant}: " + ("  ".join(own) or "(no overrides)"))
-        rows = []
-        for i, cell in enumerate(sweep.cells):
-            listed = {*common, *by_variant.get(cell.variant, [])}
-            own = "\n".join(o for o in cell.overrides if o not in listed)
-            rows.append((str(i), cell.method, cell.dataset, cell.variant, str(cell.seed)))
-            rows[-1] += (sweeps.cell_state(cell)[0], own)
-        columns = ["#", "method", "dataset", "variant", "seed", "state", "other overrides"]
-        own_overrides = [row[-1] for row in rows]
-        fixed = sum(max(len(c), *(len(r[i]) for r in rows)) + 3 for i, c in enumerate(columns[:-1]))
-        if not any(own_overrides) or console.width - fixed < 24:  # none, or too narrow a column to read
-            columns, rows = columns[:-1], [row[:-1] for row in rows]
-        console.print(whole_table("", columns, rows, whole=6))
-        if len(columns) == 6 and any(own_overrides):  # listed under the table, whole, cells grouped
-            console.print("other overrides:")
-            for own in dict.fromkeys(o for o in own_overrides if o):
-                numbers = sweeps.cell_numbers([i for i, o in enumerate(own_overrides) if o == own])
-                console.print(f"  {numbers}: " + "  ".join(own.splitlines()))
-        packing = sweeps.describe_packing(sweep, args.executor, args.cells_per_task, args.retry_failed)
-        if packing:
-            console.print(packing)
+        print_plan(sweeps.plan(sweep, args.executor, args.cells_per_task, args.retry_failed), sweep.name)
         return 0
-    if args.executor == "local":
-        log_dir = paths.sweep_log_dir(paths.logs_root(), sweep.name)
-        not_ok = sweeps.run_local(
-            sweep, args.max_parallel or 1, args.retry_failed, log_dir, echo=console.print
-        )
-    else:
-        options = {
-            "partition": args.partition,
-            "cpus_per_task": args.cpus_per_task,
-            "gpus_per_node": args.gpus_per_node,
-            "mem_gb": args.mem_gb,
-            "timeout_min": args.timeout_min,
-            "array_parallelism": args.max_parallel,
-            "cells_per_task": args.cells_per_task,
-        }
-        log_root = paths.logs_root()
-        jobs = sweeps.submit_slurm(sweep, args.retry_failed, options, log_root, echo=console.print)
-        if not args.wait:
-            console.print(f"`bench status {args.file}` shows the cells' progress.")
-            return 0
-        if jobs:
-            sweeps.wait_for_array(sweeps.array_id(jobs))
-        not_ok = sum(sweeps.cell_state(cell)[0] != "done" for cell in sweep.cells)
+    slurm_flags = ("partition", "cpus_per_task", "gpus_per_node", "mem_gb", "timeout_min")
+    outcome = sweeps.execute(
+        sweep,
+        args.executor,
+        max_parallel=args.max_parallel,
+        retry_failed=args.retry_failed,
+        slurm={key: getattr(args, key) for key in slurm_flags},
+        cells_per_task=args.cells_per_task,
+        wait=args.wait,
+        echo=console.print,
+    )
+    if outcome.not_ok is None:  # submitted, not waited for
+        console.print(f"`bench status {args.file}` shows the cells' progress.")
+        return 0
     if args.tables:
         cmd_tables(argparse.Namespace(results=None))
-    if not_ok:
+    if outcome.not_ok:
         err_console.print(
-            f"[bold red]{not_ok} cell(s) did not finish ok;[/] `bench status {args.file}` lists them."
+            f"[bold red]{outcome.not_ok} cell(s) did not finish ok;[/] `bench status {args.file}` lists them."
         )
         return 1
     return 0
+
+
+def print_plan(plan: Plan, name: str) -> None:
+    """The dry run: shared overrides above the table (lines wrap at spaces, nothing is cut), each cell's
+    own in a last column, or listed under the table, whole, when that column would be too narrow to read."""
+    console.print(f"sweep {name}: {len(plan.cells)} cells, in order", style="italic")
+    if plan.common:
+        console.print("every cell: " + "  ".join(plan.common))
+    for variant, own in plan.by_variant.items():
+        console.print(f"variant {variant}: " + ("  ".join(own) or "(no overrides)"))
+    rows = [
+        (
+            str(p.number),
+            p.cell.method,
+            p.cell.dataset,
+            p.cell.variant,
+            str(p.cell.seed),
+            p.state,
+            "\n".join(p.own),
+        )
+        for p in plan.cells
+    ]
+    columns = ["#", "method", "dataset", "variant", "seed", "state", "other overrides"]
+    fixed = sum(max(len(c), *(len(r[i]) for r in rows)) + 3 for i, c in enumerate(columns[:-1]))
+    if not plan.others or console.width - fixed < 24:  # none, or too narrow a column to read
+        columns, rows = columns[:-1], [row[:-1] for row in rows]
+    console.print(whole_table("", columns, rows, whole=6))
+    if len(columns) == 6 and plan.others:
+        console.print("other overrides:")
+        for numbers, own in plan.others:
+            console.print(f"  {numbers}: " + "  ".join(own))
+    if plan.packing:
+        console.print(plan.packing)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     from bench import sweep as sweeps
 
     sweep = sweeps.load_sweep(args.file, check=False)  # run ids need no validation: quick, no torch
+    status = sweeps.status(sweep)
     table = Table(title=f"sweep {sweep.name}", title_justify="left")
     for column in ("method", "dataset", "variant", "seed", "state", "accuracy", "run id / error"):
         table.add_column(column)
-    counts = dict.fromkeys(sweeps.STATES, 0)
-    records = []
     styles = {"done": "green", "failed": "red", "running": "yellow", "pending": "dim"}
-    for cell in sweep.cells:
-        state, record = sweeps.cell_state(cell)
-        counts[state] += 1
-        records += [record] if record is not None else []
+    for cell, state, record in status.cells:
         accuracy = f"{record['metrics']['test_acc'] * 100:.2f} %" if state == "done" else ""
         detail = cell.run_id()
         if record is not None and record.get("status") != "ok":
@@ -255,13 +246,12 @@ def cmd_status(args: argparse.Namespace) -> int:
         )
         table.add_row(*row, detail)
     console.print(table)
-    console.print(", ".join(f"{n} {state}" for state, n in counts.items()))
-    if records:
-        busy = sweeps.busy_seconds(records)
+    console.print(", ".join(f"{n} {state}" for state, n in status.counts.items()))
+    if status.records:
         console.print(
-            f"The recorded runs took {busy / 3600:.2f} h of wall-clock time (cells side by side counted "
-            "once, gaps between sessions not at all); their own times add up to "
-            f"{sum(r['wall_time_s'] or 0 for r in records) / 3600:.2f} h.",
+            f"The recorded runs took {status.busy_s / 3600:.2f} h of wall-clock time (cells side by side "
+            "counted once, gaps between sessions not at all); their own times add up to "
+            f"{status.run_s / 3600:.2f} h.",
             highlight=False,
         )
     return 0

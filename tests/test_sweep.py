@@ -21,7 +21,18 @@ from bench.cli import main as bench_main
 from bench.config import load_config, run_id
 from bench.errors import BenchError, ConfigError, RegistryError
 from bench.runner import build
-from bench.sweep import busy_seconds, cell_state, cells_to_run, load_sweep, pack, wait_for_array
+from bench.sweep import (
+    Outcome,
+    busy_seconds,
+    cell_state,
+    cells_to_run,
+    execute,
+    load_sweep,
+    pack,
+    plan,
+    status,
+    wait_for_array,
+)
 from bench.sweep.slurm import CellsTask, ProcessBaseline, cells_per_task
 
 TINY = {
@@ -356,6 +367,64 @@ def test_dry_run_shows_how_the_cells_are_packed_into_array_tasks(workdir, capsys
     assert code == 0 and "3 cell(s) to run in 1 array task(s), up to 3 a task: task 0: #0-2" in out
     code, out = dry_run("--executor", "slurm", "--cells-per-task", "0")
     assert code == 1 and "--cells-per-task: `cells_per_task` must be a whole number of at least 1" in out
+
+
+def test_the_plan_lists_shared_overrides_once_and_each_cells_own(workdir):
+    text = """
+methods: [ann, lif_sg]
+datasets: [mnist5k]
+overrides: {trainer.max_epochs: 2}
+per_method: {lif_sg: {method.time_steps: 2}}
+variants: {a: {data.batch_size: 16}, b: {}}
+slurm: {cells_per_task: 2}
+"""
+    sweep = load_sweep(str(write_sweep(workdir, "planned", text)), check=False)
+    dry = plan(sweep, "slurm", retry_failed=False)
+    assert [(p.number, p.cell.method, p.cell.variant, p.state, p.own) for p in dry.cells] == [
+        (0, "ann", "a", "pending", ()),
+        (1, "ann", "b", "pending", ()),
+        (2, "lif_sg", "a", "pending", ("method.time_steps=2",)),
+        (3, "lif_sg", "b", "pending", ("method.time_steps=2",)),
+    ]
+    assert dry.common == ["trainer.max_epochs=2"]
+    assert dry.by_variant == {"a": ["data.batch_size=16"], "b": []}
+    assert dry.others == [("#2-3", ("method.time_steps=2",))]
+    assert (
+        dry.packing
+        == "slurm: 4 cell(s) to run in 2 array task(s), up to 2 a task: task 0: #0, #2; task 1: #1, #3"
+    )
+    assert plan(sweep, "local", cells_per_task=None).packing is not None  # the file asks for packing
+
+
+def test_status_and_execute_read_the_cells_records(workdir):
+    sweep = load_sweep(str(tiny_sweep(workdir, "recorded", "[ann]", "[0, 1, 2]", 1)), check=False)
+    runs = workdir / "results" / "runs"
+    runs.mkdir(parents=True)
+
+    def record(cell, ended: str, start: str) -> None:
+        fields = {"run_id": cell.run_id(), "method": "ann", "dataset": "mnist5k", "status": ended}
+        fields |= {"error": "x", "wall_time_s": 60.0, "started_at": f"2026-12-03T{start}+00:00"}
+        fields["metrics"] = {"test_acc": 0.9, "time_steps": 1}
+        (runs / f"{cell.run_id()}.json").write_text(json.dumps(fields))
+
+    record(sweep.cells[0], "ok", "10:00:00")
+    record(sweep.cells[1], "failed", "10:00:30")  # overlaps the first by 30 s
+    now = status(sweep)
+    assert [(c.cell.seed, c.state) for c in now.cells] == [(0, "done"), (1, "failed"), (2, "pending")]
+    assert now.counts == {"done": 1, "failed": 1, "running": 0, "pending": 1}
+    assert (len(now.records), now.busy_s, now.run_s) == (2, 90.0, 120.0)
+    # Nothing left to run once the pending cell has its record: the local executor starts nothing.
+    record(sweep.cells[2], "ok", "11:00:00")
+    said = []
+    assert execute(sweep, "local", echo=said.append) == Outcome(0)
+    assert said == [
+        f"sweep recorded: 3 cells, 0 to run (2 done, 1 failed and not retried, 0 running elsewhere), "
+        f"1 at a time; logs in {workdir / 'logs' / 'sweeps' / 'recorded'}/"
+    ]
+    with pytest.raises(ValueError, match="executor 'ssh' is not one of local, slurm"):
+        execute(sweep, "ssh")
+    with pytest.raises(ValueError, match="unknown SLURM option.s. gpus"):
+        execute(sweep, "slurm", slurm={"gpus": 1})
 
 
 def test_the_process_state_a_run_leaves_is_reset_before_the_next_packed_cell(monkeypatch):

@@ -28,9 +28,12 @@ still its own run (run id, claim, checkpoint, record); ``timeout_min`` is then t
 
 The package's parts: :mod:`~bench.sweep.spec` (the file format, expanded to cells), :mod:`~bench.sweep.state`
 (done / failed / running / pending from records and claims), :mod:`~bench.sweep.local` and
-:mod:`~bench.sweep.slurm` (the two executors).
+:mod:`~bench.sweep.slurm` (the two executors), :mod:`~bench.sweep.execute` (what ``bench sweep`` and
+``bench status`` do, as data the CLI prints: the dry-run plan, a run on the chosen executor, each cell's
+state).
 """
 
+from bench.sweep.execute import Outcome, Plan, Status, execute, plan, status
 from bench.sweep.local import run_local
 from bench.sweep.slurm import array_id, cell_numbers, describe_packing, pack, submit_slurm, wait_for_array
 from bench.sweep.spec import Cell, Sweep, load_sweep
@@ -39,6 +42,9 @@ from bench.sweep.state import STATES, busy_seconds, cell_state, cells_to_run
 __all__ = [
     "STATES",
     "Cell",
+    "Outcome",
+    "Plan",
+    "Status",
     "Sweep",
     "array_id",
     "busy_seconds",
@@ -46,9 +52,12 @@ __all__ = [
     "cell_state",
     "cells_to_run",
     "describe_packing",
+    "execute",
     "load_sweep",
     "pack",
+    "plan",
     "run_local",
+    "status",
     "submit_slurm",
     "wait_for_array",
 ]
