@@ -12,9 +12,12 @@ from bench.runner import quiet_lightning
 
 quiet_lightning()
 
-# pytest-xdist (pyproject's addopts) runs one worker per core: one torch thread each, not one per core each.
+# pytest-xdist (pyproject's addopts) runs a worker per core: their share of the cores each, and so do the
+# `bench` commands they start (torch's default of a thread per core, times the workers, oversubscribes).
 if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
+    THREADS = max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
+    torch.set_num_threads(THREADS)
+    os.environ["OMP_NUM_THREADS"] = str(THREADS)
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ import pytest
 import torch
 from torch import nn
 
+from bench import PROJECT_ROOT
 from bench.metrics import EnergyMetrics
 from bench.sweep import load_sweep
 from methods.base import BenchMethod
@@ -76,6 +77,18 @@ def wait_for_checkpoint(folder: Path, rid: str, process=None, timeout: float = 3
         assert process is None or process.poll() is None, "the run ended before its first checkpoint"
         time.sleep(0.1)
     return last
+
+
+def project_copy(folder: Path) -> Path:
+    """A copy of the project's code, configs and tests under ``folder``, to run ``bench`` and pytest in (as
+    the working directory, which Python puts first on the path): a test that adds files to the project
+    adds them there, never to the tree that the other tests, running meanwhile, read."""
+    root = folder / "project"
+    skip = shutil.ignore_patterns("__pycache__")
+    for name in ("bench", "methods", "datamodules", "configs", "tests"):
+        shutil.copytree(PROJECT_ROOT / name, root / name, ignore=skip)
+    shutil.copy(PROJECT_ROOT / "pyproject.toml", root)
+    return root
 
 
 # --- sweep files ----------------------------------------------------------------------------------------
