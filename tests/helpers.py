@@ -1,6 +1,7 @@
 """What several test modules share (test modules never import each other): the one set of quick run
-overrides, the ``bench`` command as a subprocess, sweep files, the metrics callback on a bare network, one
-training step of a model, the samples of an event DataModule, and the SLURM-only marker."""
+overrides, the ``bench`` command as a subprocess, a copy of the project to add files to, sweep files, the
+SLURM-only marker, the metrics callback on a bare network, one training step of a model, and the samples
+of an event DataModule."""
 
 from __future__ import annotations
 
@@ -129,8 +130,9 @@ def slurm_up() -> bool:
 
 
 def needs_slurm(test):
-    """A test that submits to the local SLURM: skipped without one; all of them run one after another on
-    one pytest-xdist worker (the single node's CPUs are theirs), started first (tests/conftest.py)."""
+    """A test that submits to the local SLURM: skipped without one. All of them run one after another on
+    one pytest-xdist worker (they share the single local node), first (xdist sends the largest group
+    first), while the other worker runs the rest."""
     reason = "no idle SLURM node (scripts/slurm-local.sh up starts one; CI does)"
     return pytest.mark.xdist_group("slurm")(pytest.mark.skipif(not slurm_up(), reason=reason)(test))
 
