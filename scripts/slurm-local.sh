@@ -67,14 +67,17 @@ SlurmctldHost=$host(127.0.0.1)
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
-# cred_expire is also the delay before a requeued job may restart (default 120 s)
-AuthInfo=cred_expire=30
+# cred_expire is also the delay before a requeued job may restart (default 120 s): 5, the least SLURM
+# accepts, so that the preemption tests wait seconds, not minutes, for the requeued task
+AuthInfo=cred_expire=5
 MpiDefault=none
 MailProg=/bin/true
 SwitchType=switch/none
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
-SchedulerParameters=bf_interval=5
+# a requeued job becomes eligible at its begin time, with no event to start it: the backfill scheduler
+# (every bf_interval seconds, the least allowed) is what starts it
+SchedulerParameters=bf_interval=1
 SelectType=select/cons_tres
 SelectTypeParameters=CR_CPU_Memory
 DefMemPerCPU=$(( real / cpus ))

@@ -6,8 +6,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from test_metrics import measure
-from test_training import QUICK
+from helpers import QUICK, measure
 from torch.utils.data import DataLoader, TensorDataset
 
 from bench.errors import ConfigError
@@ -226,19 +225,15 @@ def test_bad_options_are_config_errors():
         ALBSNN(num_classes=10, input_shape=(1, 28, 28), layers="32C3-128FC")
 
 
-SHORT = [
-    *QUICK,
-    "trainer.limit_train_batches=3",
-    "trainer.limit_val_batches=1",
-    "trainer.limit_test_batches=1",
-    "metrics.latency_samples=0",
-    "metrics.throughput_batches=0",
-    "method.layers=8C3-MP2-16C3-16C3-MP2-32C3",
-]
-
-
 def test_run_records_the_estimates_and_choices_per_epoch_and_freezes_by_the_deadline(workdir):
-    overrides = [*SHORT, "trainer.max_epochs=4", "method.select_until=0.5", "method.stable_epochs=3"]
+    overrides = [
+        *QUICK,
+        "trainer.max_epochs=4",
+        "trainer.limit_train_batches=3",
+        "method.layers=8C3-MP2-16C3-16C3-MP2-32C3",
+        "method.select_until=0.5",
+        "method.stable_epochs=3",
+    ]
     record = run("albsnn", "mnist5k", overrides).record
     details = record["method_details"]
     first, last = details["selection_per_epoch"]  # epoch 0 in full precision; frozen at 2 (the deadline)
@@ -246,7 +241,7 @@ def test_run_records_the_estimates_and_choices_per_epoch_and_freezes_by_the_dead
     assert (last["epoch"], last["frozen"], details["frozen_at_epoch"]) == (2, True, 2)
     assert all(set(entry["ale"]) == {"net.4", "net.7", "net.11"} for entry in (first, last))
     assert details["binarised"] == last["binarised"] == last["choice"] != []
-    assert details["calibration_samples"] == 3 * 128  # calibration_batches 8, capped by limit_train_batches
+    assert details["calibration_samples"] == 3 * 32  # calibration_batches 8, capped by limit_train_batches
     assert record["metrics"]["storage_fp32_ratio"] == pytest.approx(details["storage_ratio"])
     assert details["storage_ratio"] <= 0.8
 

@@ -1,6 +1,6 @@
 """The hand-run benchmark scripts still run: ``benchmarks/gpu_check.py`` skips cleanly without CUDA and its
 checks pass CPU against CPU on counts that are not all zero; ``benchmarks/harness_overhead.py`` times both
-paths. Tiny settings, no timing asserted."""
+paths and reports their quotient. Tiny settings, no timing asserted."""
 
 from __future__ import annotations
 
@@ -60,6 +60,11 @@ def test_harness_overhead_times_both_paths(workdir):
     result = harness_overhead.compare(
         "lif_sg", "mnist5k", steps=2, repeats=1, device="cpu", overrides=("data.batch_size=8",)
     )
-    assert result.samples == 2 * 8
-    assert result.bare_sps > 0 and result.harness_sps > 0
-    assert result.ratio > 0
+    assert result.samples == 2 * 8  # the timed window: 2 iterations of 8 samples, on both paths
+    (bare,), (harness,) = result.bare, result.harness  # one window of each path per repeat, both timed
+    assert bare > 0 and harness > 0
+    assert result.bare_sps == pytest.approx(16 / bare) and result.harness_sps == pytest.approx(16 / harness)
+    assert result.ratio == pytest.approx(bare / harness)  # harness/bare throughput: the quotient of the times
+    line = harness_overhead.report(result)
+    assert f"harness/bare {bare / harness:.3f}" in line
+    assert f"window bare {bare:.3f}-{bare:.3f} s, harness {harness:.3f}-{harness:.3f} s" in line

@@ -2,30 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
-
-def bench(*args, env_dir, columns: int | None = None):
-    env = {
-        **os.environ,
-        **({"COLUMNS": str(columns)} if columns else {}),
-        "SNNBENCH_RESULTS": str(env_dir / "results"),
-        "SNNBENCH_LOGS": str(env_dir / "logs"),
-        "SNNBENCH_DATA": str(env_dir / "data"),
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "bench.cli", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
+from helpers import bench
 
 
 def test_misspelt_method_names_the_close_match_without_traceback(tmp_path):
-    out = bench("run", "--method", "lif_sgg", "--dataset", "mnist5k", env_dir=tmp_path)
+    out = bench("run", "--method", "lif_sgg", "--dataset", "mnist5k", folder=tmp_path)
     assert out.returncode == 1
     assert "Did you mean 'lif_sg'" in out.stderr
     assert "Traceback" not in out.stderr + out.stdout
@@ -33,7 +14,7 @@ def test_misspelt_method_names_the_close_match_without_traceback(tmp_path):
 
 
 def test_misspelt_config_key_names_the_valid_keys_without_traceback(tmp_path):
-    out = bench("run", "--method", "lif_sg", "--dataset", "mnist5k", "method.time_step=4", env_dir=tmp_path)
+    out = bench("run", "--method", "lif_sg", "--dataset", "mnist5k", "method.time_step=4", folder=tmp_path)
     assert out.returncode == 1
     message = " ".join(out.stderr.split())  # rich wraps long lines
     assert "Unknown key method.time_step" in message and "time_steps" in message
@@ -42,7 +23,7 @@ def test_misspelt_config_key_names_the_valid_keys_without_traceback(tmp_path):
 
 def test_bad_metrics_value_lists_the_choices_and_records_nothing(tmp_path):
     out = bench(
-        "run", "--method", "lif_sg", "--dataset", "mnist5k", "metrics.cost_table=horowitz46", env_dir=tmp_path
+        "run", "--method", "lif_sg", "--dataset", "mnist5k", "metrics.cost_table=horowitz46", folder=tmp_path
     )
     assert out.returncode == 1
     message = " ".join(out.stderr.split())
@@ -53,13 +34,13 @@ def test_bad_metrics_value_lists_the_choices_and_records_nothing(tmp_path):
 
     sweep = tmp_path / "bad.yaml"
     sweep.write_text("methods: [lif_sg]\ndatasets: [mnist5k]\noverrides: {metrics.pooled_spikes: fraction}\n")
-    out = bench("sweep", str(sweep), "--dry-run", env_dir=tmp_path)
+    out = bench("sweep", str(sweep), "--dry-run", folder=tmp_path)
     assert out.returncode == 1 and "use one of effective, ac, mac" in " ".join(out.stderr.split())
     assert "Traceback" not in out.stderr + out.stdout
 
 
 def test_list_shows_methods_datasets_sweeps_and_cost_tables(tmp_path):
-    out = bench("list", env_dir=tmp_path)
+    out = bench("list", folder=tmp_path)
     assert out.returncode == 0, out.stderr
     for text in ("ann", "lif_sg", "mnist5k", "1x28x28", "Sweeps", "Energy cost tables"):
         assert text in out.stdout
@@ -73,7 +54,7 @@ def test_dry_run_at_80_columns_shows_every_name_and_override_whole(tmp_path):
         "per_method: {compressed_event: {method.layers: 32C3-AP2-64C3-AP2-128C3-AP2}}\n"
         "grid: {method.time_steps: [1, 2]}\n"
     )
-    out = bench("sweep", str(sweep), "--dry-run", env_dir=tmp_path, columns=80)
+    out = bench("sweep", str(sweep), "--dry-run", folder=tmp_path, columns=80)
     assert out.returncode == 0, out.stderr
     assert max(len(line) for line in out.stdout.splitlines()) <= 80
     for text in ("compressed_event", "multi_threshold", "nmnist_sim", "method.time_steps=2"):

@@ -15,13 +15,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_datamodules_events import items, nmnist_record, write_nmnist
+from helpers import items
 
 from bench.errors import DataError
 from datamodules import frame_cache, nmnist_sim
 from datamodules.frame_cache import HOST, remove_orphans
 from datamodules.mnist5k import load_mnist5k
-from datamodules.nmnist import NMNIST
+from datamodules.nmnist import NMNIST, nmnist_record, write_nmnist
 from datamodules.nmnist_sim import NMNISTSim
 
 REPO = Path(__file__).resolve().parents[1]

@@ -12,6 +12,7 @@ import os
 import numpy as np
 import pytest
 import torch
+from helpers import items
 
 from bench.errors import ConfigError, DataError
 from datamodules import nmnist_sim
@@ -46,12 +47,6 @@ def reference_frames(events, frames, split_by, height, width, scale=1):
             k = min((t - min(ts)) // max((max(ts) - min(ts)) // frames, 1), frames - 1)
         out[k, p, y // scale, x // scale] += 1
     return out
-
-
-def items(dm, dataset):
-    for i in range(len(dataset)):
-        x, y = dataset[i]
-        yield dm.samples.paths[dataset.indices[i]], x, y
 
 
 def test_nmnist_record_layout_matches_the_documented_example(tmp_path):

@@ -7,6 +7,7 @@ import re
 
 import pytest
 import torch
+from helpers import QUICK
 from spikingjelly.activation_based import functional, layer
 from torch import nn
 
@@ -18,19 +19,13 @@ from methods.common.conversion import calibrate, fold_norms, lloyd_max
 from methods.common.neurons import SingleSpikeIF
 from methods.hybrid_stdb import HybridSTDB, default_layers, hybrid_encode
 
-QUICK = [
-    "trainer.enable_progress_bar=false",
-    "logger=none",
-    "trainer.enable_checkpointing=false",
+# Two quick epochs of three batches (an ANN epoch, then STDB), calibrated on two batches at two scales.
+TWO_EPOCHS = [
+    *QUICK,
     "trainer.max_epochs=2",
+    "trainer.limit_train_batches=3",
     "method.calibration_batches=2",
     "method.threshold_scales=[1.0,1.4]",
-    "data.batch_size=32",
-    "trainer.limit_train_batches=3",
-    "trainer.limit_val_batches=1",
-    "trainer.limit_test_batches=1",
-    "metrics.latency_samples=2",
-    "metrics.throughput_batches=1",
 ]
 
 
@@ -260,7 +255,7 @@ def test_the_ann_phase_and_the_conversion_run_inside_lightnings_fit(workdir, mon
         "training_step",
         lambda self, batch, i: (modes.append((self.current_epoch, self.ann_mode)), step(self, batch, i))[1],
     )
-    record = run("hybrid_stdb", "mnist5k", [*QUICK, "method.ann_epochs=1"]).record
+    record = run("hybrid_stdb", "mnist5k", [*TWO_EPOCHS, "method.ann_epochs=1"]).record
     assert sorted(set(modes)) == [(0, True), (1, False)]  # epoch 0: the ANN twin; epoch 1: STDB
     details = record["method_details"]
     assert details["ann_epochs"] == 1 and details["ann_val_acc"] > 0.1  # above chance after one epoch
@@ -274,7 +269,7 @@ def test_the_ann_phase_and_the_conversion_run_inside_lightnings_fit(workdir, mon
 
 
 def test_a_run_that_ends_with_the_ann_phase_tests_the_converted_snn(workdir):
-    overrides = [*QUICK, "method.ann_epochs=2"]  # as many ANN epochs as epochs
+    overrides = [*TWO_EPOCHS, "method.ann_epochs=2"]  # as many ANN epochs as epochs
     details = run("hybrid_stdb", "mnist5k", overrides).record["method_details"]
     assert details["converted_snn_val_acc"] is not None and "threshold_scale" in details
 
@@ -289,7 +284,7 @@ def test_converted_norms_stay_frozen_biases_in_training_mode():
 
 def test_from_scratch_skips_the_ann_phase(workdir, monkeypatch):
     monkeypatch.setattr(HybridSTDB, "convert", lambda *args: pytest.fail("the ANN was converted"))
-    overrides = [*QUICK, "method.ann_epochs=0", "method.v_threshold=0.5"]
+    overrides = [*TWO_EPOCHS, "method.ann_epochs=0", "method.v_threshold=0.5"]
     details = run("hybrid_stdb", "mnist5k", overrides).record["method_details"]
     assert "ann_val_acc" not in details
     assert set(details["final_thresholds"].values()) == {0.5}

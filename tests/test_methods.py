@@ -1,9 +1,12 @@
-"""Registry-driven: every registered method on a tiny batch shaped like every registered dataset."""
+"""Registry-driven: what every registered method does whatever the dataset's size, on the matched track's
+small backbone over a static and an event dataset (the full-size network of every method on every dataset
+trains a step in test_methods_on_fixtures.py)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+from helpers import assert_trains_one_step, tiny_batch
 from spikingjelly.activation_based.base import MemoryModule
 from torch import nn
 
@@ -11,47 +14,35 @@ from bench import registry
 from bench.config import load_config
 from bench.errors import ConfigError
 from bench.runner import build
+from methods.albsnn import ALBSNN
 
-PAIRS = [(m, d) for m in registry.methods() for d in registry.datasets()]
-
-
-def tiny_batch(datamodule, batch_size: int = 3, seed: int = 0):
-    generator = torch.Generator().manual_seed(seed)
-    if datamodule.kind == "event":
-        shape = (batch_size, datamodule.frames, *datamodule.input_shape)
-        x = torch.randint(0, 3, shape, generator=generator).float()
-    else:
-        x = torch.randn(batch_size, *datamodule.input_shape, generator=generator)
-    y = torch.randint(0, datamodule.num_classes, (batch_size,), generator=generator)
-    return x, y
+MATCHED_BACKBONE = "32C3-AP2-64C3-AP2-128C3-AP2"
+MATCHED = [(m, d) for m in registry.methods() for d in ("mnist5k", "nmnist_sim")]
 
 
-@pytest.fixture(params=PAIRS, ids=[f"{m}-{d}" for m, d in PAIRS])
-def built(request, workdir):
+@pytest.fixture(params=MATCHED, ids=[f"{m}-{d}" for m, d in MATCHED])
+def matched(request, workdir):
+    """(method, dataset, DataModule, model) of the matched track (configs/sweeps/matched.yaml): the same
+    three convs in every method, whatever its head; on event data the SNNs at T = 2 of 8 frames, ann once
+    over the frames stacked as channels."""
     method, dataset = request.param
-    cfg = load_config(method, dataset)
+    steps = 1 if method == "ann" else 2
+    overrides = [f"method.layers={MATCHED_BACKBONE}", f"method.time_steps={steps}", "data.frames=8"]
+    cfg = load_config(method, dataset, overrides if dataset == "nmnist_sim" else overrides[:2])
     torch.manual_seed(0)
-    datamodule, model = build(cfg, method, dataset)
-    return datamodule, model
+    return (method, dataset, *build(cfg, method, dataset))
 
 
-def assert_trains_one_step(model, x, y, num_classes: int) -> None:
-    """Logits of the right shape, a finite loss, finite gradients for every parameter, and a nonzero
-    gradient at the first synaptic layer: the loss reaches back through every layer to the input."""
-    logits = model(x)
-    assert logits.shape == (len(y), num_classes)
-    loss = model.compute_loss(logits, y)
-    assert torch.isfinite(loss)
-    loss.backward()
-    grads = [p.grad for p in model.parameters() if p.requires_grad]
-    assert all(g is not None and torch.isfinite(g).all() for g in grads)
-    first = next(iter(model.synaptic_layers().values())).module
-    assert first.weight.grad.abs().sum() > 0, "no gradient reaches the first synaptic layer"
-
-
-def test_forward_backward_gives_finite_loss_and_gradients(built):
-    datamodule, model = built
-    assert_trains_one_step(model, *tiny_batch(datamodule), datamodule.num_classes)
+def test_every_method_reads_the_matched_backbone_in_the_layer_notation(matched):
+    method, dataset, datamodule, model = matched
+    convs = [m for m in model.net.modules() if isinstance(m, nn.Conv2d)]
+    in_channels = 8 * 2 if method == "ann" and dataset == "nmnist_sim" else datamodule.input_shape[0]
+    assert [(c.in_channels, c.out_channels) for c in convs[:3]] == [(in_channels, 32), (32, 64), (64, 128)]
+    pools = [m for m in model.net.modules() if isinstance(m, nn.AvgPool2d)]
+    assert len(pools) == 3 and not any(isinstance(m, nn.MaxPool2d) for m in model.net.modules())
+    assert model.time_steps == (1 if method == "ann" else 2)
+    x, y = tiny_batch(datamodule, batch_size=16)
+    assert_trains_one_step(model, x, y, datamodule.num_classes)
 
 
 def neuron_states(model) -> list[torch.Tensor]:
@@ -65,8 +56,8 @@ def neuron_states(model) -> list[torch.Tensor]:
     ]
 
 
-def test_neuron_state_does_not_leak_between_batches(built):
-    datamodule, model = built
+def test_neuron_state_does_not_leak_between_batches(matched):
+    _, _, datamodule, model = matched
     model.eval()
     first, second = (tiny_batch(datamodule, seed=s)[0] for s in (1, 2))
     with torch.no_grad():
@@ -84,35 +75,22 @@ def test_neuron_state_does_not_leak_between_batches(built):
             assert any(not torch.equal(a, b) for a, b in zip(leaked, fresh_states, strict=True))
 
 
-def test_declares_its_synaptic_layers_with_bit_widths(built):
-    _, model = built
-    layers = model.synaptic_layers()
-    # every conv/linear layer of the network, and all in full precision before any training
-    convs = {name for name, m in model.named_modules() if isinstance(m, nn.Conv1d | nn.Conv2d | nn.Linear)}
-    assert set(layers) == convs and all(layer.module is model.get_submodule(n) for n, layer in layers.items())
-    assert {layer.weight_bits for layer in layers.values()} == {32}
+def bit_widths(model) -> dict[str, tuple[int, int]]:
+    """(weight bits, scale parameters) of each declared synaptic layer, by name."""
+    return {name: (layer.weight_bits, layer.scale_params) for name, layer in model.synaptic_layers().items()}
 
 
-MATCHED_BACKBONE = "32C3-AP2-64C3-AP2-128C3-AP2"
-
-
-@pytest.mark.parametrize("method", list(registry.methods()))
-@pytest.mark.parametrize("dataset", ["mnist5k", "nmnist_sim"])
-def test_every_method_reads_the_matched_backbone_in_the_layer_notation(method, dataset, workdir):
-    # The matched track (configs/sweeps/matched.yaml): the same three convs in every method, whatever
-    # its head; on event data the SNNs at T = 2 of 8 frames, ann once over the frames stacked as channels.
-    steps = 1 if method == "ann" else 2
-    overrides = [f"method.layers={MATCHED_BACKBONE}", f"method.time_steps={steps}", "data.frames=8"]
-    cfg = load_config(method, dataset, overrides if dataset == "nmnist_sim" else overrides[:2])
-    datamodule, model = build(cfg, method, dataset)
-    convs = [m for m in model.net.modules() if isinstance(m, nn.Conv2d)]
-    in_channels = 8 * 2 if method == "ann" and dataset == "nmnist_sim" else datamodule.input_shape[0]
-    assert [(c.in_channels, c.out_channels) for c in convs[:3]] == [(in_channels, 32), (32, 64), (64, 128)]
-    pools = [m for m in model.net.modules() if isinstance(m, nn.AvgPool2d)]
-    assert len(pools) == 3 and not any(isinstance(m, nn.MaxPool2d) for m in model.net.modules())
-    assert model.time_steps == steps
-    x, y = tiny_batch(datamodule, batch_size=16)
-    assert_trains_one_step(model, x, y, datamodule.num_classes)
+def test_layers_are_declared_at_32_bits_unless_albsnn_has_binarised_them(workdir):
+    # The default, once: full precision and no scale parameters.
+    _, model = build(load_config("lif_sg", "mnist5k"), "lif_sg", "mnist5k")
+    assert set(bit_widths(model).values()) == {(32, 0)}
+    # albsnn, the one method that declares other widths: full precision until it binarises; then the
+    # binarised convs at 1 bit with one scale per output channel (8 each here), the first conv and the
+    # classifier still at 32 bits.
+    model = ALBSNN(num_classes=2, input_shape=(1, 8, 8), layers="4C3-8C3-8C3", policy="all")
+    assert bit_widths(model) == {"net.0": (32, 0), "net.3": (32, 0), "net.6": (32, 0), "net.9": (32, 0)}
+    model.select([(torch.rand(2, 1, 8, 8), torch.tensor([0, 1]))])
+    assert bit_widths(model) == {"net.0": (32, 0), "net.3": (1, 8), "net.6": (1, 8), "net.9": (32, 0)}
 
 
 def test_compressed_event_trains_from_its_first_step_at_t1_on_the_matched_backbone(workdir):

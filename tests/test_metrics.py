@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers import Probe, measure
 from spikingjelly.activation_based import layer, neuron
 from torch import nn
 
@@ -17,44 +18,8 @@ from bench.runner import build
 from methods.base import BenchMethod, SynapticLayer
 
 
-class Probe(nn.Module):
-    """Any network, with the base method's layer declarations, so the callback can be used on it alone."""
-
-    spiking = True
-    synaptic_layers = BenchMethod.synaptic_layers
-    spiking_layers = BenchMethod.spiking_layers
-
-    def __init__(self, **modules):
-        super().__init__()
-        self.net = Layers(modules)
-
-
 class NonSpikingProbe(Probe):
     spiking = False
-
-
-class Layers(nn.ModuleDict):
-    """Holds the probe's layers; calling it with a time-first tensor tells the callback T."""
-
-    def forward(self, x_seq):
-        return x_seq
-
-
-def measure(probe: nn.Module, run, samples: int = 1, steps: int = 1, **options) -> tuple[dict, dict]:
-    """Attach the callback, ``run()`` the layers, return (totals, per-layer entries by name).
-
-    A bare probe's ``net`` is told the number of time steps ``steps``; a method's forward tells it.
-    """
-    callback = EnergyMetrics(latency_samples=0, throughput_batches=0, **options)
-    callback.attach(probe)
-    with torch.no_grad():
-        if isinstance(probe, Probe):
-            probe.net(torch.zeros(steps, 1))
-        run()
-    callback.flush(samples)
-    callback.detach()
-    totals = callback.summarize(probe)
-    return totals, {entry["name"]: entry for entry in callback.layers}
 
 
 def hand_network(probe_class: type[Probe] = Probe) -> Probe:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 import torch
+from helpers import Probe
 from neurobench.metrics.utils.layers import single_layer_MACs
 from neurobench.metrics.workload import ActivationSparsity, SynapticOperations
 from neurobench.models import TorchModel
@@ -33,7 +34,6 @@ from omegaconf import OmegaConf
 from spikingjelly.activation_based import functional, layer, neuron
 from spikingjelly.activation_based.neuron import BaseNode
 from spikingjelly.activation_based.op_counter import DispatchCounterMode, MACCounter, SynOpCounter
-from test_metrics import Probe
 from torch import nn
 
 from bench import registry

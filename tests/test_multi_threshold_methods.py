@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from test_metrics import measure
+from helpers import measure
 
 from bench.config import load_config
 from bench.errors import ConfigError

@@ -7,14 +7,15 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-from bench import CONFIG_DIR, PROJECT_ROOT
+from helpers import project_copy
 
-PLUGIN = '''"""A throwaway method written by tests/test_plugins.py (deleted when the test ends)."""
+from bench import PROJECT_ROOT
+
+PLUGIN = '''"""A throwaway method written by tests/test_plugins.py into a copy of the project."""
 
 from spikingjelly.activation_based import neuron, surrogate
 
@@ -38,37 +39,27 @@ class Throwaway(BenchMethod):
 CONFIG = "method:\n  time_steps: 2\n  layers: 8FC\n"
 
 
-def run(*args: str, cwd: Path = PROJECT_ROOT) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=cwd, timeout=600)
-
-
 def test_a_method_added_as_two_files_is_picked_up_by_list_registry_tests_and_sweeps(tmp_path):
-    module = PROJECT_ROOT / "methods" / "zz_throwaway.py"
-    config = CONFIG_DIR / "methods" / "zz_throwaway.yaml"
-    assert not module.exists() and not config.exists()
+    root = project_copy(tmp_path)  # the two files go into a copy: other tests run meanwhile on this tree
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=root, timeout=600)
+
+    (root / "methods" / "zz_throwaway.py").write_text(PLUGIN)
+    (root / "configs" / "methods" / "zz_throwaway.yaml").write_text(CONFIG)
     sweep = tmp_path / "everything.yaml"
     sweep.write_text("methods: all\ndatasets: [mnist5k]\n")
-    try:
-        module.write_text(PLUGIN)
-        config.write_text(CONFIG)
-        listed = run("-m", "bench.cli", "list")
-        assert listed.returncode == 0 and "zz_throwaway" in listed.stdout, listed.stderr
-        assert "LIF layers in the layer notation" in listed.stdout
-        dry = run("-m", "bench.cli", "sweep", str(sweep), "--dry-run")
-        assert dry.returncode == 0 and "zz_throwaway" in dry.stdout and "8 cells" in dry.stdout, dry.stderr
-        tests = run(
-            "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_methods.py", "-k", "zz_throwaway"
-        )
-        summary = tests.stdout.strip().splitlines()[-1]
-        assert tests.returncode == 0 and " passed" in summary and "deselected" in summary, tests.stdout[
-            -2000:
-        ]
-        assert int(summary.split(" passed")[0].split()[-1]) >= 10  # at least one test per dataset
-    finally:
-        module.unlink(missing_ok=True)
-        config.unlink(missing_ok=True)
-        for cached in (module.parent / "__pycache__").glob("zz_throwaway.*"):
-            cached.unlink()
+    listed = run("-m", "bench.cli", "list")
+    assert listed.returncode == 0 and "zz_throwaway" in listed.stdout, listed.stderr
+    assert "LIF layers in the layer notation" in listed.stdout
+    dry = run("-m", "bench.cli", "sweep", str(sweep), "--dry-run")
+    assert dry.returncode == 0 and "zz_throwaway" in dry.stdout and "8 cells" in dry.stdout, dry.stderr
+    registry_tests = ("tests/test_methods.py", "tests/test_methods_on_fixtures.py")
+    tests = run("-m", "pytest", "-q", "-p", "no:cacheprovider", "-n0", *registry_tests, "-k", "zz_throwaway")
+    summary = tests.stdout.strip().splitlines()[-1]
+    assert tests.returncode == 0 and " passed" in summary and "deselected" in summary, tests.stdout[-2000:]
+    # one full-size step per dataset, and the per-method tests on a static and an event dataset
+    assert int(summary.split(" passed")[0].split()[-1]) >= 10 + 2 * 2
 
 
 def readme_files(section: str) -> dict[str, str]:
@@ -106,11 +97,7 @@ def test_a_dataset_added_as_the_readme_says_is_listed_and_trains_on_its_fixture(
     folders = sorted(str(Path(path).parent) for path in files)
     assert folders == ["configs/datasets", "datamodules", "datamodules/fixtures"], list(files)
     (key,) = re.findall(r'@register_dataset\("(\w+)"\)', "".join(files.values()))
-    checkout = tmp_path / "checkout"  # a copy: the real tree and the other tests never see the dataset
-    for folder in ("bench", "methods", "datamodules", "configs"):
-        shutil.copytree(
-            PROJECT_ROOT / folder, checkout / folder, ignore=shutil.ignore_patterns("__pycache__")
-        )
+    checkout = project_copy(tmp_path)  # the real tree and the other tests never see the dataset
     for path, text in files.items():
         assert not (checkout / path).exists(), f"{path} is not a new file"
         (checkout / path).write_text(text)

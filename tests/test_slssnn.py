@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers import measure
 from spikingjelly.activation_based import layer, neuron
-from test_metrics import measure
 from torch import nn
 
 from bench.errors import ConfigError

@@ -7,14 +7,24 @@ import dataclasses
 import json
 import os
 import random
-import shutil
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
+from helpers import (
+    QUICK,
+    QUICK_SETTINGS,
+    bench,
+    env_for,
+    load_sweep_in,
+    needs_slurm,
+    quick_sweep,
+    records,
+    wait_for_checkpoint,
+    write_sweep,
+)
 
 from bench import CONFIG_DIR
 from bench.cli import main as bench_main
@@ -34,51 +44,6 @@ from bench.sweep import (
     wait_for_array,
 )
 from bench.sweep.slurm import CellsTask, ProcessBaseline, cells_per_task
-
-TINY = {
-    "trainer.limit_train_batches": 2,
-    "trainer.limit_val_batches": 1,
-    "trainer.limit_test_batches": 1,
-    "metrics.latency_samples": 0,
-    "metrics.throughput_batches": 0,
-    "data.batch_size": 32,
-}
-
-
-def write_sweep(folder: Path, name: str, text: str) -> Path:
-    path = folder / f"{name}.yaml"
-    path.write_text(text)
-    return path
-
-
-def tiny_sweep(folder: Path, name: str, methods: str, seeds: str, epochs: int, **extra) -> Path:
-    settings = {**TINY, "trainer.max_epochs": epochs, **{k.replace("__", "."): v for k, v in extra.items()}}
-    overrides = "\n".join(f"  {k}: {v}" for k, v in settings.items())
-    text = f"methods: {methods}\ndatasets: [mnist5k]\nseeds: {seeds}\noverrides:\n{overrides}\n"
-    return write_sweep(folder, name, text)
-
-
-def env_for(tmp_path: Path) -> dict:
-    return {
-        **os.environ,
-        "SNNBENCH_RESULTS": str(tmp_path / "results"),
-        "SNNBENCH_LOGS": str(tmp_path / "logs"),
-        "SNNBENCH_DATA": str(tmp_path / "data"),
-    }
-
-
-def bench(*args, tmp_path: Path, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "bench.cli", *args],
-        capture_output=True,
-        text=True,
-        env=env_for(tmp_path),
-        timeout=timeout,
-    )
-
-
-def records(tmp_path: Path) -> dict[str, dict]:
-    return {p.stem: json.loads(p.read_text()) for p in (tmp_path / "results" / "runs").glob("*.json")}
 
 
 # --- expansion ---------------------------------------------------------------------------------------
@@ -205,7 +170,7 @@ def test_demo_and_embedded_cover_every_method_on_both_embedded_datasets():
 
 
 def test_ok_cells_are_skipped_failed_ones_only_on_retry_interrupted_ones_rerun(workdir):
-    sweep = load_sweep(str(tiny_sweep(workdir, "rules", "[ann]", "[0, 1, 2, 3]", 1)))
+    sweep = load_sweep(str(quick_sweep(workdir, "rules", "[ann]", "[0, 1, 2, 3]", 1)))
     runs = workdir / "results" / "runs"
     runs.mkdir(parents=True)
     states = {0: "ok", 1: "failed", 2: "interrupted"}  # seed 3: no record
@@ -235,8 +200,8 @@ def test_a_sweeps_busy_time_counts_side_by_side_cells_once_and_no_gaps():
     assert busy_seconds([]) == 0.0
 
 
-def test_a_killed_local_sweep_completes_on_rerun_with_one_record_per_cell(tmp_path):
-    path = tiny_sweep(tmp_path, "killed", "[ann, lif_sg]", "[0, 1]", 3)
+def test_a_killed_local_sweep_completes_on_rerun_with_one_record_per_cell(tmp_path, monkeypatch, capsys):
+    path = quick_sweep(tmp_path, "killed", "[ann, lif_sg]", "[0, 1]", 3)
     command = [sys.executable, "-m", "bench.cli", "sweep", str(path), "--max-parallel", "2"]
     sweep = subprocess.Popen(
         command,
@@ -256,7 +221,7 @@ def test_a_killed_local_sweep_completes_on_rerun_with_one_record_per_cell(tmp_pa
     before = records(tmp_path)
     assert 1 <= sum(r["status"] == "ok" for r in before.values()) < 4
 
-    out = bench("sweep", str(path), "--max-parallel", "2", tmp_path=tmp_path)
+    out = bench("sweep", str(path), "--max-parallel", "2", folder=tmp_path)
     assert out.returncode == 0, out.stdout + out.stderr
     after = records(tmp_path)
     expected = {cell.run_id() for cell in load_sweep_in(tmp_path, path).cells}
@@ -266,37 +231,15 @@ def test_a_killed_local_sweep_completes_on_rerun_with_one_record_per_cell(tmp_pa
         after[rid]["wall_time_s"] == r["wall_time_s"] for rid, r in before.items() if r["status"] == "ok"
     )
     assert not list((tmp_path / "results" / "runs").glob(".*"))  # no temporary files left
-    status = bench("status", str(path), tmp_path=tmp_path)
-    assert "4 done, 0 failed, 0 running, 0 pending" in status.stdout
-
-
-def load_sweep_in(tmp_path: Path, path: Path):
-    """The sweep as the subprocesses see it (their results directory)."""
-    previous = os.environ.get("SNNBENCH_RESULTS")
-    os.environ["SNNBENCH_RESULTS"] = str(tmp_path / "results")
-    try:
-        return load_sweep(str(path))
-    finally:
-        if previous is None:
-            del os.environ["SNNBENCH_RESULTS"]
-        else:
-            os.environ["SNNBENCH_RESULTS"] = previous
-
-
-def wait_for_checkpoint(tmp_path: Path, rid: str, process=None, timeout: float = 300) -> Path:
-    last = tmp_path / "logs" / "checkpoints" / rid / "last.ckpt"
-    deadline = time.monotonic() + timeout
-    while not last.exists():
-        assert time.monotonic() < deadline, f"no checkpoint {last} within {timeout} s"
-        assert process is None or process.poll() is None, "the run ended before its first checkpoint"
-        time.sleep(0.1)
-    return last
+    monkeypatch.setenv("SNNBENCH_RESULTS", str(tmp_path / "results"))  # `bench status`, in-process
+    assert bench_main(["status", str(path)]) == 0
+    assert "4 done, 0 failed, 0 running, 0 pending" in capsys.readouterr().out
 
 
 def test_an_interrupted_run_records_interrupted_then_resumes_from_its_checkpoint(tmp_path):
-    args = ["run", "--method", "lif_sg", "--dataset", "mnist5k", "trainer.max_epochs=30"]
-    settings = {**TINY, "trainer.limit_train_batches": 10}
-    args += [f"{k}={v}" for k, v in settings.items()] + ["trainer.enable_progress_bar=false"]
+    # lif_sg, 10 epochs of 10 batches: Ctrl+C lands after the first epoch's checkpoint, well before the end
+    overrides = [*QUICK, "trainer.limit_train_batches=10", "trainer.max_epochs=10"]
+    args = ["run", "--method", "lif_sg", "--dataset", "mnist5k", *overrides]
     command = [sys.executable, "-m", "bench.cli", *args]
     process = subprocess.Popen(
         command,
@@ -307,7 +250,7 @@ def test_an_interrupted_run_records_interrupted_then_resumes_from_its_checkpoint
         # as a background job (which starts with SIGINT ignored, and its children inherit that)
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
-    rid = run_id("lif_sg", "mnist5k", load_config("lif_sg", "mnist5k", args[5:]))
+    rid = run_id("lif_sg", "mnist5k", load_config("lif_sg", "mnist5k", overrides))
     try:
         wait_for_checkpoint(tmp_path, rid, process)
         process.send_signal(signal.SIGINT)  # Ctrl+C
@@ -320,11 +263,11 @@ def test_an_interrupted_run_records_interrupted_then_resumes_from_its_checkpoint
         interrupted["status"] == "interrupted" and "resumes from its last checkpoint" in interrupted["error"]
     )
 
-    out = bench(*args, tmp_path=tmp_path)
+    out = bench(*args, folder=tmp_path)
     assert out.returncode == 0, out.stdout + out.stderr
     (record,) = records(tmp_path).values()
     assert record["status"] == "ok" and record["run_id"] == rid
-    assert 1 <= record["resumed_from_epoch"] < 30 and record["metrics"]["epochs"] == 30
+    assert 1 <= record["resumed_from_epoch"] < 10 and record["metrics"]["epochs"] == 10
     assert not (tmp_path / "logs" / "checkpoints" / rid).exists()  # removed once the run is recorded
 
 
@@ -397,7 +340,7 @@ slurm: {cells_per_task: 2}
 
 
 def test_status_and_execute_read_the_cells_records(workdir):
-    sweep = load_sweep(str(tiny_sweep(workdir, "recorded", "[ann]", "[0, 1, 2]", 1)), check=False)
+    sweep = load_sweep(str(quick_sweep(workdir, "recorded", "[ann]", "[0, 1, 2]", 1)), check=False)
     runs = workdir / "results" / "runs"
     runs.mkdir(parents=True)
 
@@ -452,7 +395,7 @@ def test_the_process_state_a_run_leaves_is_reset_before_the_next_packed_cell(mon
 
 
 def test_a_failing_cell_does_not_stop_the_other_cells_of_its_packed_task(workdir):
-    settings = "\n".join(f"  {k}: {v}" for k, v in {**TINY, "trainer.max_epochs": 1}.items())
+    settings = "\n".join(f"  {k}: {v}" for k, v in QUICK_SETTINGS.items())
     text = f"""
 methods: [ann, lif_sg]
 datasets: [mnist5k]
@@ -486,55 +429,6 @@ exclude: [{{method: ann, variant: diverges}}]
 
 
 # --- SLURM -------------------------------------------------------------------------------------------
-def slurm_up() -> bool:
-    if shutil.which("sbatch") is None or shutil.which("sinfo") is None:
-        return False
-    out = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=30)
-    return out.returncode == 0 and any(state in out.stdout for state in ("idle", "mix", "alloc"))
-
-
-needs_slurm = pytest.mark.skipif(
-    not slurm_up(), reason="no idle SLURM node (scripts/slurm-local.sh up starts one; CI does)"
-)
-
-
-@needs_slurm
-def test_a_sweep_runs_on_slurm_as_one_job_array_with_one_ok_record_per_cell(tmp_path):
-    path = tiny_sweep(tmp_path, "array", "[ann, lif_sg]", "[0, 1]", 1)
-    out = bench("sweep", str(path), "--executor", "slurm", "--wait", "--timeout-min", "15", tmp_path=tmp_path)
-    assert out.returncode == 0, out.stdout + out.stderr
-    assert "submitted job array" in out.stdout and "(4 tasks)" in out.stdout
-    found = records(tmp_path)
-    assert set(found) == {cell.run_id() for cell in load_sweep_in(tmp_path, path).cells}
-    assert all(r["status"] == "ok" and r["sweep"] == "array" for r in found.values())
-    # One array: the tasks' submitit files share the array's job id.
-    arrays = {p.name.split("_")[0] for p in (tmp_path / "logs" / "slurm" / "array").glob("*_submitted.pkl")}
-    assert len(arrays) == 1
-
-
-@needs_slurm
-def test_a_preempted_slurm_task_is_requeued_and_resumes_from_its_checkpoint(tmp_path):
-    # lif_sg, 10 batches an epoch: about half a second per epoch here, time to signal mid-training.
-    path = tiny_sweep(tmp_path, "preempt", "[lif_sg]", "[0]", 60, trainer__limit_train_batches=10)
-    (cell,) = load_sweep_in(tmp_path, path).cells
-    out = bench("sweep", str(path), "--executor", "slurm", "--timeout-min", "15", tmp_path=tmp_path)
-    assert out.returncode == 0, out.stdout + out.stderr
-    array = out.stdout.split("submitted job array ")[1].split()[0]
-    try:
-        wait_for_checkpoint(tmp_path, cell.run_id())
-        marker = json.loads((tmp_path / "results" / "running" / f"{cell.run_id()}.json").read_text())
-        # What SLURM sends before a preemption or time-out (submitit's signal): checkpoint, requeue, exit.
-        subprocess.run(["scancel", "--signal=USR2", marker["slurm_job_id"]], check=True)
-        wait_for_array(array)
-    finally:
-        subprocess.run(["scancel", array])
-    (record,) = records(tmp_path).values()
-    assert record["status"] == "ok", record.get("error")
-    assert 1 <= record["resumed_from_epoch"] < 60 and record["metrics"]["epochs"] == 60
-    task_logs = "".join(p.read_text() for p in (tmp_path / "logs" / "slurm" / "preempt").glob("*_log.*"))
-    assert "Requeued job" in task_logs and "DUE TO JOB REQUEUE" in task_logs  # submitit's, then SLURM's
-
-
 #: Record fields that may differ between two runs of the same cell: when and where it ran, how long.
 RUN_CIRCUMSTANCES = {"started_at", "wall_time_s", "git", "versions", "device", "resumed_from_epoch"}
 
@@ -550,37 +444,39 @@ def record_content(record: dict) -> dict:
     return {**content, "config": config}
 
 
+def submitted_array(out: subprocess.CompletedProcess) -> str:
+    """The job array id `bench sweep --executor slurm` printed."""
+    assert out.returncode == 0 and "submitted job array " in out.stdout, out.stdout + out.stderr
+    return out.stdout.split("submitted job array ")[1].split()[0]
+
+
 @needs_slurm
-def test_a_packed_array_leaves_the_same_records_as_an_unpacked_one(tmp_path):
+def test_a_sweep_runs_on_slurm_as_one_job_array_and_packed_leaves_the_same_records(tmp_path):
     unpacked, packed = tmp_path / "unpacked", tmp_path / "packed"
-    arrays = {}
-    for folder, per_task, tasks in (
-        (unpacked, "1", "(3 tasks)"),
-        (packed, "2", "(2 tasks, 3 cells, up to 2 a task)"),
-    ):
+    paths = {}
+    for folder in (unpacked, packed):
         folder.mkdir()
-        path = tiny_sweep(folder, "packing", "[ann, lif_sg]", "[0, 1]", 1)
-        path.write_text(path.read_text() + "exclude: [{method: ann, seed: 1}]\n")
-        args = (
-            "sweep",
-            str(path),
-            "--executor",
-            "slurm",
-            "--timeout-min",
-            "15",
-            "--cells-per-task",
-            per_task,
-        )
-        out = bench(*args, tmp_path=folder)
-        assert out.returncode == 0 and tasks in out.stdout, out.stdout + out.stderr
-        arrays[folder] = out.stdout.split("submitted job array ")[1].split()[0]
+        paths[folder] = quick_sweep(folder, "packing", "[ann, lif_sg]", "[0, 1]", 1)
+        paths[folder].write_text(paths[folder].read_text() + "exclude: [{method: ann, seed: 1}]\n")
+    slurm = ("--executor", "slurm", "--timeout-min", "15")
+    out = bench("sweep", str(paths[packed]), *slurm, "--cells-per-task", "2", folder=packed)
+    arrays = [submitted_array(out)]
     try:
-        for array in arrays.values():
-            wait_for_array(array)
+        assert "(2 tasks, 3 cells, up to 2 a task)" in out.stdout
+        # Meanwhile the same cells unpacked, one task each, and `--wait` until they have all ended.
+        out = bench("sweep", str(paths[unpacked]), *slurm, "--wait", folder=unpacked)
+        arrays.append(submitted_array(out))
+        assert "(3 tasks)" in out.stdout
+        alone = records(unpacked)
+        assert set(alone) == {cell.run_id() for cell in load_sweep_in(unpacked, paths[unpacked]).cells}
+        assert all(r["status"] == "ok" and r["sweep"] == "packing" for r in alone.values())
+        # One array: the tasks' submitit files share the array's job id.
+        submitted = (unpacked / "logs" / "slurm" / "packing").glob("*_submitted.pkl")
+        assert {p.name.split("_")[0] for p in submitted} == {arrays[1]}
+        wait_for_array(arrays[0])
     finally:
-        subprocess.run(["scancel", *arrays.values()])
-    alone, together = records(unpacked), records(packed)
-    assert len(alone) == 3 and all(r["status"] == "ok" for r in alone.values())
+        subprocess.run(["scancel", *arrays])
+    together = records(packed)
     assert {rid: record_content(r) for rid, r in together.items()} == {
         rid: record_content(r) for rid, r in alone.items()
     }
@@ -589,29 +485,32 @@ def test_a_packed_array_leaves_the_same_records_as_an_unpacked_one(tmp_path):
 
 
 @needs_slurm
-def test_a_preempted_packed_task_resumes_its_cell_and_skips_the_one_it_had_done(tmp_path, monkeypatch):
-    # One task: ann (1 epoch), lif_sg (20 epochs of 10 batches, signalled mid-training), multi_threshold.
-    path = tiny_sweep(
+def test_a_preempted_slurm_task_resumes_its_cell_from_its_checkpoint_and_skips_the_one_it_had_done(
+    tmp_path, monkeypatch
+):
+    # One task: ann (1 epoch), lif_sg (10 epochs of 10 batches, signalled after its first), multi_threshold.
+    path = quick_sweep(
         tmp_path,
         "packed_preempt",
         "[ann, lif_sg, multi_threshold]",
         "[0]",
-        20,
+        10,
         trainer__limit_train_batches=10,
     )
     quick = "{ann: {trainer.max_epochs: 1}, multi_threshold: {trainer.max_epochs: 1}}"
     path.write_text(path.read_text() + f"per_method: {quick}\nslurm: {{cells_per_task: 3}}\n")
     cells = load_sweep_in(tmp_path, path).cells
     first, second, third = (cell.run_id() for cell in cells)
-    out = bench("sweep", str(path), "--executor", "slurm", "--timeout-min", "15", tmp_path=tmp_path)
-    assert out.returncode == 0 and "(1 task, 3 cells, up to 3 a task)" in out.stdout, out.stdout + out.stderr
-    array = out.stdout.split("submitted job array ")[1].split()[0]
+    out = bench("sweep", str(path), "--executor", "slurm", "--timeout-min", "15", folder=tmp_path)
+    array = submitted_array(out)
     monkeypatch.setenv("SNNBENCH_RESULTS", str(tmp_path / "results"))  # `bench status`, in-process
     try:
+        assert "(1 task, 3 cells, up to 3 a task)" in out.stdout
         wait_for_checkpoint(tmp_path, second)
         done_before = records(tmp_path)[first]
         assert [cell_state(cell)[0] for cell in cells] == ["done", "running", "pending"]
         marker = json.loads((tmp_path / "results" / "running" / f"{second}.json").read_text())
+        # What SLURM sends before a preemption or time-out (submitit's signal): checkpoint, requeue, exit.
         subprocess.run(["scancel", "--signal=USR2", marker["slurm_job_id"]], check=True)
         # Requeued or running again, the task still owns the cell it was in; the next one still waits.
         assert [cell_state(cell)[0] for cell in cells] == ["done", "running", "pending"]
@@ -622,12 +521,13 @@ def test_a_preempted_packed_task_resumes_its_cell_and_skips_the_one_it_had_done(
     assert found[first] == done_before  # not run again
     resumed = found[second]
     assert resumed["status"] == "ok", resumed.get("error")
-    assert 1 <= resumed["resumed_from_epoch"] < 20 and resumed["metrics"]["epochs"] == 20
+    assert 1 <= resumed["resumed_from_epoch"] < 10 and resumed["metrics"]["epochs"] == 10
     assert found[third]["status"] == "ok" and "resumed_from_epoch" not in found[third]
     task_logs = "".join(
         p.read_text() for p in (tmp_path / "logs" / "slurm" / "packed_preempt").glob("*_log.*")
     )
-    assert "Requeued job" in task_logs and "before this task was requeued; skipped" in task_logs
+    assert "Requeued job" in task_logs and "DUE TO JOB REQUEUE" in task_logs  # submitit's, then SLURM's
+    assert "before this task was requeued; skipped" in task_logs
 
 
 # --- loggers -----------------------------------------------------------------------------------------
@@ -636,8 +536,13 @@ def test_wandb_logger_works_offline_and_keeps_the_run_id(workdir, monkeypatch):
 
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
-    overrides = [f"{k}={v}" for k, v in TINY.items()] + ["logger=wandb", "trainer.max_epochs=1"]
-    result = run("ann", "mnist5k", [*overrides, "trainer.enable_progress_bar=false"])
+    result = run("ann", "mnist5k", [*QUICK, "logger=wandb"])
     assert result.record["status"] == "ok"
     (offline,) = (workdir / "logs" / "wandb").glob(f"offline-run-*-{result.record['run_id']}")
     assert list(offline.glob("*.wandb"))  # the run's data, for `wandb sync` later
+
+
+def test_a_sweep_whose_exclusions_drop_every_cell_says_so(tmp_path):
+    path = write_sweep(tmp_path, "nothing", "methods: [ann]\ndatasets: [mnist5k]\nexclude: [{method: ann}]\n")
+    with pytest.raises(ConfigError, match="drop every cell, so it has nothing to run"):
+        load_sweep(str(path), check=False)

@@ -6,12 +6,11 @@ import json
 from importlib import metadata
 
 import pytest
+from helpers import QUICK
 
 from bench.errors import DataError
 from bench.runner import run
 from datamodules.mnist5k import MNIST5k
-
-QUICK = ["trainer.enable_progress_bar=false", "logger=none", "trainer.enable_checkpointing=false"]
 
 
 def test_mnist5k_split_is_fixed_stratified_and_disjoint():
@@ -29,7 +28,9 @@ def test_mnist5k_split_is_fixed_stratified_and_disjoint():
 
 
 def test_three_epoch_ann_reaches_the_accuracy_floor_and_writes_a_record(workdir):
-    result = run("ann", "mnist5k", [*QUICK, "trainer.max_epochs=3"])
+    # three whole epochs at the default batch size, then all 1,000 test digits
+    whole = [f"trainer.limit_{stage}_batches=1.0" for stage in ("train", "val", "test")]
+    result = run("ann", "mnist5k", [*QUICK, *whole, "data.batch_size=128", "trainer.max_epochs=3"])
     metrics = result.record["metrics"]
     assert metrics["test_acc"] >= 0.95  # three epochs over 3,600 real digits
     on_disk = json.loads(result.path.read_text())
@@ -41,16 +42,10 @@ def test_three_epoch_ann_reaches_the_accuracy_floor_and_writes_a_record(workdir)
 
 
 def test_same_seed_same_accuracy_on_cpu(workdir):
-    short = [
-        *QUICK,
-        "trainer.max_epochs=1",
-        "trainer.limit_train_batches=6",
-        "trainer.limit_test_batches=3",
-        "trainer.limit_val_batches=1",
-    ]
-    first = run("lif_sg", "mnist5k", [*short, "method.time_steps=2"], seed=3).record["metrics"]
-    second = run("lif_sg", "mnist5k", [*short, "method.time_steps=2"], seed=3).record["metrics"]
-    other = run("lif_sg", "mnist5k", [*short, "method.time_steps=2"], seed=4).record["metrics"]
+    short = [*QUICK, "method.time_steps=2"]
+    first = run("lif_sg", "mnist5k", short, seed=3).record["metrics"]
+    second = run("lif_sg", "mnist5k", short, seed=3).record["metrics"]
+    other = run("lif_sg", "mnist5k", short, seed=4).record["metrics"]
     assert first["test_acc"] == second["test_acc"]
     assert first["test_loss"] == second["test_loss"]
     assert other["test_loss"] != first["test_loss"]

@@ -331,7 +331,9 @@ def load_sweep(name_or_path: str, check: bool = True) -> Sweep:
     _check_exclusions(rules, every, path)
     cells = [cell for cell in every if not _excluded(cell, rules)]
     if not cells:
-        raise ConfigError(f"Sweep file {path}: its `exclude` rules drop every cell, so it has nothing to run.")
+        raise ConfigError(
+            f"Sweep file {path}: its `exclude` rules drop every cell, so it has nothing to run."
+        )
     if check:
         runs: dict[str, Cell] = {}
         for cell in cells:
