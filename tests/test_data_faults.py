@@ -19,9 +19,10 @@ from helpers import items
 
 from bench.errors import DataError
 from datamodules import frame_cache, nmnist_sim
+from datamodules.fixtures.nmnist import nmnist_record, write_nmnist
 from datamodules.frame_cache import HOST, remove_orphans
 from datamodules.mnist5k import load_mnist5k
-from datamodules.nmnist import NMNIST, nmnist_record, write_nmnist
+from datamodules.nmnist import NMNIST
 from datamodules.nmnist_sim import NMNISTSim
 
 REPO = Path(__file__).resolve().parents[1]

@@ -430,7 +430,15 @@ exclude: [{{method: ann, variant: diverges}}]
 
 # --- SLURM -------------------------------------------------------------------------------------------
 #: Record fields that may differ between two runs of the same cell: when and where it ran, how long.
-RUN_CIRCUMSTANCES = {"started_at", "wall_time_s", "git", "versions", "device", "resumed_from_epoch"}
+RUN_CIRCUMSTANCES = {
+    "started_at",
+    "wall_time_s",
+    "git",
+    "versions",
+    "device",
+    "resumed_from_epoch",
+    "sweep_file",
+}
 
 
 def record_content(record: dict) -> dict:
