@@ -42,17 +42,23 @@ class ANN(BenchMethod):
     ):
         super().__init__(num_classes, input_shape, kind, time_steps, frames=frames, **optim)
         if kind == "event":
-            if self.time_steps != 1:
-                raise ConfigError(
-                    f"method.time_steps={time_steps}: the ann baseline sees an event sample's "
-                    f"{frames} frames at once, stacked as input channels, so it runs T = 1."
-                )
             channels_in, height, width = self.input_shape
             input_shape = (int(frames) * channels_in, height, width)
         if layers:  # the layer notation every method reads (the matched track's backbone)
             self.net = layer_stack(input_shape, num_classes, layers, nn.ReLU)
         else:
             self.net = conv_net(input_shape, num_classes, nn.ReLU, tuple(channels), hidden, dropout=dropout)
+
+    @staticmethod
+    def check_time_steps(time_steps: int | None, frames: int | None) -> None:
+        """One rule on every dataset: the reference runs once per sample (an image once; an event sample's
+        frames at once, stacked as input channels), so "ANN/SNN" always names the same one-pass network."""
+        if time_steps != 1:
+            raise ConfigError(
+                f"method.time_steps={time_steps}: the ann baseline runs once per sample (T = 1) on every "
+                "dataset, an event sample's frames stacked as input channels; it is the one-pass reference "
+                "the SNNs' energy ratios name. Leave method.time_steps at 1."
+            )
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Static: the image, one step. Event ``[B, frames, C, H, W]``: the frames stacked as channels."""

@@ -116,7 +116,10 @@ def test_time_steps_null_is_every_frame_on_event_data_and_the_methods_own_t_on_i
     assert build(load_config(method, "mnist5k"), method, "mnist5k")[1].time_steps == static_steps
 
 
-def test_the_ann_baseline_runs_once_over_stacked_frames_and_refuses_more_steps(workdir):
-    cfg = load_config("ann", "nmnist_sim", ["method.time_steps=2"], check=False)
-    with pytest.raises(ConfigError, match="stacked as input channels, so it runs T = 1"):
-        build(cfg, "ann", "nmnist_sim")
+@pytest.mark.parametrize("dataset", ["mnist5k", "nmnist_sim"])
+@pytest.mark.parametrize("steps", ["2", "null"])
+def test_the_ann_baseline_runs_once_and_refuses_more_steps_on_every_dataset(workdir, dataset, steps):
+    frames = ["data.frames=8"] if dataset == "nmnist_sim" else []
+    with pytest.raises(ConfigError, match=r"runs once per sample \(T = 1\) on every dataset"):
+        load_config("ann", dataset, [f"method.time_steps={steps}", *frames])
+    assert load_config("ann", dataset, frames).method.time_steps == 1
