@@ -77,6 +77,7 @@ def build(cfg: DictConfig, method: str, dataset: str):
         model = get_method(method)(**datamodule.facts.for_method(), **_to_kwargs(cfg.method))
     except (TypeError, ValueError) as error:
         raise ConfigError(f"Could not build method {method} from its config: {error}") from error
+    EnergyMetrics.check_countable(model)  # a network whose ops cannot all be counted never trains
     return datamodule, model
 
 

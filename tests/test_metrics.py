@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import Probe, measure
+from helpers import QUICK, Probe, measure
 from spikingjelly.activation_based import layer, neuron
 from torch import nn
 
 from bench.config import load_config
 from bench.errors import ConfigError
 from bench.metrics import COUNTING_VERSION, EnergyMetrics, MetricsError, load_cost_table
-from bench.runner import build
+from bench.runner import build, run
 from methods.base import BenchMethod, SynapticLayer
 
 
@@ -289,3 +289,36 @@ def test_cost_tables_and_unknown_names():
 def test_bad_metrics_values_are_config_errors_when_the_config_loads(override, message):
     with pytest.raises(ConfigError, match=message):
         load_config("lif_sg", "mnist5k", [override])
+
+
+def small_lif_sg():
+    return build(load_config("lif_sg", "mnist5k", ["method.layers=8FC"]), "lif_sg", "mnist5k")[1]
+
+
+@pytest.mark.parametrize(
+    "layer, message",
+    [
+        (nn.Conv3d(1, 2, 3), r"'net\.extra' \(Conv3d\): it holds a weight of shape \(2, 1, 3, 3, 3\)"),
+        (nn.ConvTranspose2d(1, 2, 3), r"'net\.extra' \(ConvTranspose2d\): it holds a weight of shape"),
+    ],
+)
+def test_a_weighted_layer_the_counters_leave_out_is_refused(layer, message):
+    """Every weight matrix or kernel is counted or refused: a Conv3d / ConvTranspose2d was left out of
+    every op count before (its energy silently missing)."""
+    model = small_lif_sg()
+    EnergyMetrics.check_countable(model)  # the method as built: every weight is counted
+    model.net.extra = layer
+    with pytest.raises(MetricsError, match=message):
+        EnergyMetrics.check_countable(model)
+    model.synaptic_layers = lambda: {"net.extra": SynapticLayer(layer)}  # declared, but not countable
+    with pytest.raises(MetricsError, match="'net.extra'"):
+        EnergyMetrics.check_countable(model)
+
+
+def test_a_network_whose_ops_cannot_all_be_counted_never_trains_and_leaves_no_record(workdir, monkeypatch):
+    from methods.lif_sg import LIFSurrogateGradient
+
+    monkeypatch.setattr(LIFSurrogateGradient, "synaptic_layers", lambda self: {})
+    with pytest.raises(MetricsError, match=r"layer 'net\.\d+' \(Linear\)"):
+        run("lif_sg", "mnist5k", ["method.layers=8FC", *QUICK])
+    assert not (workdir / "results" / "runs").exists() or not any((workdir / "results" / "runs").iterdir())

@@ -27,6 +27,7 @@ from bench.metrics.counting import (
     SynapticCounter,
     activation_row,
     input_kind,
+    require_countable,
     spike_kind,
 )
 from bench.metrics.energy import estimate_energy, load_cost_table
@@ -65,11 +66,32 @@ class EnergyMetrics(pl.Callback):
         self._handles: list = []
 
     # --- counting -----------------------------------------------------------------------------------
+    @staticmethod
+    def check_countable(pl_module: nn.Module) -> None:
+        """Every weight matrix or kernel (a parameter of 2 or more dimensions multiplies its input) must
+        belong to a declared synaptic layer of a type the counters support; otherwise its ops would be left
+        out of every count and energy, silently. Raises :class:`MetricsError` naming the layer. The runner
+        checks this when it builds the method (a refused network leaves no record); :meth:`attach` too."""
+        declared = pl_module.synaptic_layers()
+        for name, layer in declared.items():
+            require_countable(name, layer.module)
+        counted = {id(layer.module) for layer in declared.values()}
+        for name, module in pl_module.named_modules():
+            weights = [p for p in module.parameters(recurse=False) if p.ndim >= 2]
+            if weights and id(module) not in counted:
+                raise MetricsError(
+                    f"Cannot count synaptic operations of layer '{name}' ({type(module).__name__}): it holds "
+                    f"a weight of shape {tuple(weights[0].shape)} but is not one of the method's "
+                    "synaptic_layers(), so its ops would be missing from every count and energy. snnbench "
+                    "counts Conv1d, Conv2d and Linear layers: use those, or declare and count the layer."
+                )
+
     def attach(self, pl_module: nn.Module) -> None:
         """Register the counting hooks on a method (public so benchmarks and tests can use it alone).
 
         ``pl_module.spiking`` (a method's declaration; True if absent) picks the counting rules."""
         self.detach()
+        self.check_countable(pl_module)
         self.rules = CountingRules(
             bool(getattr(pl_module, "spiking", True)), self.graded_spikes, self.pooled_spikes
         )

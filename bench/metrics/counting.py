@@ -75,32 +75,38 @@ class OpCounts(Metric):
         return self.synaptic, self.activation, self.samples, self.time_steps
 
 
+def require_countable(name: str, module: nn.Module) -> None:
+    """Raise :class:`MetricsError` unless :class:`SynapticCounter` can count ``module``'s ops."""
+    if isinstance(module, nn.Conv1d | nn.Conv2d):
+        if module.transposed or module.padding_mode != "zeros":
+            raise MetricsError(
+                f"Cannot count synaptic operations of layer '{name}' ({type(module).__name__}): "
+                "transposed convolutions and padding modes other than 'zeros' are not supported."
+            )
+    elif not isinstance(module, nn.Linear):
+        raise MetricsError(
+            f"Cannot count synaptic operations of layer '{name}': {type(module).__name__} is not "
+            "Conv1d, Conv2d or Linear. Declare only those in synaptic_layers()."
+        )
+
+
 class SynapticCounter:
     """Reduces one call of a conv/linear layer to the :data:`SYN_FIELDS` row, on the input's device."""
 
     def __init__(self, name: str, module: nn.Module, rules: CountingRules):
         self.name, self.module, self.rules = name, module, rules
+        require_countable(name, module)
         if isinstance(module, nn.Conv1d | nn.Conv2d):
-            if module.transposed or module.padding_mode != "zeros":
-                raise MetricsError(
-                    f"Cannot count synaptic operations of layer '{name}' ({type(module).__name__}): "
-                    "transposed convolutions and padding modes other than 'zeros' are not supported."
-                )
             self.spatial_dims = 1 if isinstance(module, nn.Conv1d) else 2
             self.in_features = module.in_channels
             self.fanout_per_channel = module.out_channels // module.groups
             # MACs of one output position: every tap of its kernel over its group's input channels
             self.taps_per_output = module.out_channels * module.in_channels // module.groups
             self.taps_per_output *= math.prod(module.kernel_size)
-        elif isinstance(module, nn.Linear):
+        else:  # Linear
             self.spatial_dims = 0
             self.in_features = module.in_features
             self.fanout_per_channel = module.out_features
-        else:
-            raise MetricsError(
-                f"Cannot count synaptic operations of layer '{name}': {type(module).__name__} is not "
-                "Conv1d, Conv2d or Linear. Declare only those in synaptic_layers()."
-            )
         self._geometry: dict[tuple, tuple[torch.Tensor, float, float]] = {}
 
     def geometry(self, spatial: tuple[int, ...], device: torch.device) -> tuple[torch.Tensor, float, float]:
