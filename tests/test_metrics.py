@@ -298,13 +298,16 @@ def small_lif_sg():
 @pytest.mark.parametrize(
     "layer, message",
     [
-        (nn.Conv3d(1, 2, 3), r"'net\.extra' \(Conv3d\): it holds a weight of shape \(2, 1, 3, 3, 3\)"),
-        (nn.ConvTranspose2d(1, 2, 3), r"'net\.extra' \(ConvTranspose2d\): it holds a weight of shape"),
+        (
+            nn.ConvTranspose2d(1, 2, 3),
+            r"'net\.extra' \(ConvTranspose2d\): it holds a weight of shape \(1, 2,",
+        ),
+        (nn.Bilinear(2, 2, 3), r"'net\.extra' \(Bilinear\): it holds a weight of shape \(3, 2, 2\)"),
     ],
 )
 def test_a_weighted_layer_the_counters_leave_out_is_refused(layer, message):
-    """Every weight matrix or kernel is counted or refused: a Conv3d / ConvTranspose2d was left out of
-    every op count before (its energy silently missing)."""
+    """Every weight matrix or kernel is counted or refused: a ConvTranspose2d (or a Conv3d, now counted)
+    was left out of every op count before, its energy silently missing."""
     model = small_lif_sg()
     EnergyMetrics.check_countable(model)  # the method as built: every weight is counted
     model.net.extra = layer

@@ -1,9 +1,9 @@
 """The metrics callback against its peers as oracles: NeuroBench 2.3 and spikingjelly's op_counter.
 
-A zoo of hand-built networks (padded, strided, grouped and dilated Conv2d; Conv1d; Linear; LIF -> AvgPool ->
-conv; max pooling; graded spikes into a linear layer; a direct-encoded analog first layer with BN; a layer
-that never fires) and every registered method's network on a real batch of mnist5k and nmnist_sim, per
-layer and in total:
+A zoo of hand-built networks (padded, strided, grouped and dilated Conv2d; Conv1d; Conv3d; Linear;
+LIF -> AvgPool -> conv; max pooling; graded spikes into a linear layer; a direct-encoded analog first layer
+with BN; a layer that never fires) and every registered method's network on a real batch of mnist5k and
+nmnist_sim, per layer and in total:
 
 * ``dense_ops`` == NeuroBench Dense; ``effective_ops`` == Effective_MACs + Effective_ACs;
   ``activation_sparsity`` == NeuroBench ActivationSparsity;
@@ -127,7 +127,7 @@ def op_counter_counts(model: nn.Module, run, samples: int) -> tuple[dict, dict]:
     def by_layer(counter):
         counts = {}
         for name, module in model.named_modules():
-            if isinstance(module, nn.Conv1d | nn.Conv2d | nn.Linear):
+            if isinstance(module, nn.Conv1d | nn.Conv2d | nn.Conv3d | nn.Linear):
                 scope = next((s for s in counter.records if s.endswith("." + name)), None)
                 records = counter.records.get(scope, {})
                 counts[name] = sum(v for op, v in records.items() if op in SYNAPTIC_OPS) / samples
@@ -202,6 +202,10 @@ ZOO: dict[str, Callable[[], tuple[nn.Module, torch.Tensor]]] = {
     "dilated conv": lambda: (conv(2, 4, 3, padding=2, dilation=2), spikes(2, 3, 2, 7, 7)),
     "conv1d": lambda: (layer.Conv1d(2, 4, 5, stride=2, padding=2, step_mode="m"), spikes(2, 3, 2, 16)),
     "linear": lambda: (layer.Linear(20, 7, step_mode="m"), spikes(2, 3, 20)),
+    "padded strided conv3d": lambda: (
+        layer.Conv3d(2, 4, 3, stride=(1, 2, 2), padding=1, bias=False, step_mode="m"),
+        spikes(2, 3, 2, 4, 7, 7),
+    ),
     "lif-avgpool-conv": lambda: (
         nn.Sequential(
             conv(1, 4, 3, padding=1),

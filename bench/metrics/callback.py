@@ -83,7 +83,7 @@ class EnergyMetrics(pl.Callback):
                     f"Cannot count synaptic operations of layer '{name}' ({type(module).__name__}): it holds "
                     f"a weight of shape {tuple(weights[0].shape)} but is not one of the method's "
                     "synaptic_layers(), so its ops would be missing from every count and energy. snnbench "
-                    "counts Conv1d, Conv2d and Linear layers: use those, or declare and count the layer."
+                    "counts Conv1d, Conv2d, Conv3d and Linear layers: use those, or declare and count it."
                 )
 
     def attach(self, pl_module: nn.Module) -> None:

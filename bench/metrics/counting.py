@@ -75,9 +75,13 @@ class OpCounts(Metric):
         return self.synaptic, self.activation, self.samples, self.time_steps
 
 
+#: The convolutions counted, by their number of spatial dimensions (1, 2, 3).
+CONVOLUTIONS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
 def require_countable(name: str, module: nn.Module) -> None:
     """Raise :class:`MetricsError` unless :class:`SynapticCounter` can count ``module``'s ops."""
-    if isinstance(module, nn.Conv1d | nn.Conv2d):
+    if isinstance(module, CONVOLUTIONS):
         if module.transposed or module.padding_mode != "zeros":
             raise MetricsError(
                 f"Cannot count synaptic operations of layer '{name}' ({type(module).__name__}): "
@@ -86,7 +90,7 @@ def require_countable(name: str, module: nn.Module) -> None:
     elif not isinstance(module, nn.Linear):
         raise MetricsError(
             f"Cannot count synaptic operations of layer '{name}': {type(module).__name__} is not "
-            "Conv1d, Conv2d or Linear. Declare only those in synaptic_layers()."
+            "Conv1d, Conv2d, Conv3d or Linear. Declare only those in synaptic_layers()."
         )
 
 
@@ -96,8 +100,8 @@ class SynapticCounter:
     def __init__(self, name: str, module: nn.Module, rules: CountingRules):
         self.name, self.module, self.rules = name, module, rules
         require_countable(name, module)
-        if isinstance(module, nn.Conv1d | nn.Conv2d):
-            self.spatial_dims = 1 if isinstance(module, nn.Conv1d) else 2
+        if isinstance(module, CONVOLUTIONS):
+            self.spatial_dims = len(module.kernel_size)
             self.in_features = module.in_channels
             self.fanout_per_channel = module.out_channels // module.groups
             # MACs of one output position: every tap of its kernel over its group's input channels
@@ -116,7 +120,7 @@ class SynapticCounter:
         key = (spatial, device)
         if key not in self._geometry:
             m = self.module
-            conv = F.conv1d if self.spatial_dims == 1 else F.conv2d
+            conv = (F.conv1d, F.conv2d, F.conv3d)[self.spatial_dims - 1]
             # The test loop runs under inference mode; the probe needs autograd for this one product.
             with torch.inference_mode(False), torch.enable_grad():
                 probe = torch.ones(1, 1, *spatial, dtype=torch.float64, device=device, requires_grad=True)
