@@ -246,11 +246,11 @@ def test_an_uncountable_layer_is_an_error_naming_it():
     spikes, *_ = hand_inputs()
     with pytest.raises(MetricsError, match="'net.grouped' was never called"):
         measure(probe, lambda: probe.net.strided(spikes))
-    with pytest.raises(MetricsError, match="'net.bad'.*Conv3d"):
+    with pytest.raises(MetricsError, match="'net.bad'.*ConvTranspose2d"):
 
         class Bad(Probe):
             def synaptic_layers(self):
-                return {"net.bad": SynapticLayer(nn.Conv3d(1, 1, 1))}
+                return {"net.bad": SynapticLayer(nn.ConvTranspose2d(1, 1, 1))}
 
         EnergyMetrics().attach(Bad(x=nn.Linear(1, 1)))
 
