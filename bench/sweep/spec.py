@@ -101,11 +101,18 @@ class Cell:
 @dataclass
 class Sweep:
     name: str
-    description: str
+    facts: SweepFacts  # its file's track, description, reference and path, as every cell's record says
     cells: list[Cell]
     slurm: dict  # submitit's parameters only (SLURM_KEYS); packing is ``cells_per_task``
     cells_per_task: int = 1
-    track: str = DEFAULT_TRACK
+
+    @property
+    def track(self) -> str:
+        return self.facts.track
+
+    @property
+    def description(self) -> str:
+        return self.facts.sweep_description
 
 
 def check_track(value, where: str) -> str:
@@ -347,4 +354,4 @@ def load_sweep(name_or_path: str, check: bool = True) -> Sweep:
                     f"({rid}): their configs are identical. Drop one, or make their overrides differ."
                 )
             runs[rid] = cell
-    return Sweep(path.stem, description, cells, slurm, cells_per_task, track)
+    return Sweep(path.stem, facts, cells, slurm, cells_per_task)
