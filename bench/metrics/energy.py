@@ -17,6 +17,7 @@ from omegaconf import OmegaConf
 
 from bench import CONFIG_DIR
 from bench.errors import ConfigError
+from bench.metrics.rules import CountingRules
 
 #: Prices the ANN reference when the run's cost table is not a digital accelerator's.
 DEFAULT_REFERENCE_TABLE = "horowitz45_fp32"
@@ -52,19 +53,26 @@ def reference_table(costs: CostTable) -> CostTable:
     return costs if costs.digital else load_cost_table(DEFAULT_REFERENCE_TABLE)
 
 
-def estimate_energy(
-    macs: float, acs: float, neuron_updates: float, ann_macs: float, costs: CostTable
-) -> dict:
-    """Energy per sample, the ANN reference's, and their ratio (per-sample counts in, µJ out).
-
-    The ratio is computed in exact rational arithmetic from the counts and costs, so equal workloads give
-    exactly 1 (the ``ann`` baseline on static data) and T frames exactly 1/T.
-    """
+def price(layers: list[dict], neuron_updates: float | None, rules: CountingRules, costs: CostTable) -> dict:
+    """Ops and energy per sample of a record's synaptic layers (their raw ``counts``, per sample) under
+    ``rules`` and ``costs``: the record's summary figures, recomputed the same way whenever a table asks
+    for another convention or cost table. The ANN/SNN ratio is exact rational arithmetic on the counts and
+    costs, so equal workloads give exactly 1 (the ``ann`` baseline) and T frames exactly 1/T."""
+    acs = macs = ann_macs = Fraction(0)
+    for layer in layers:
+        layer_acs, layer_macs = rules.ops(layer["counts"])
+        acs, macs = acs + Fraction(layer_acs), macs + Fraction(layer_macs)
+        ann_macs += Fraction(layer["counts"]["ann_macs"])
     reference = reference_table(costs)
-    energy = Fraction(macs) * Fraction(costs.e_mac_pj) + Fraction(acs) * Fraction(costs.e_ac_pj)
-    energy += Fraction(neuron_updates) * Fraction(costs.e_neuron_pj)
-    ann_energy = Fraction(ann_macs) * Fraction(reference.e_mac_pj)
+    energy = macs * Fraction(costs.e_mac_pj) + acs * Fraction(costs.e_ac_pj)
+    energy += Fraction(neuron_updates or 0.0) * Fraction(costs.e_neuron_pj)
+    ann_energy = ann_macs * Fraction(reference.e_mac_pj)
     return {
+        "cost_table": costs.name,
+        "conventions": rules.conventions(),
+        "acs": float(acs),
+        "macs": float(macs),
+        "ann_macs": float(ann_macs),
         "energy_uj": float(energy / 10**6),
         "ann_energy_uj": float(ann_energy / 10**6),
         "ann_reference_table": reference.name,
