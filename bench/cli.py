@@ -82,7 +82,10 @@ def _summary_table(record: dict) -> Table:
     table = Table(title=f"{record['method']} on {record['dataset']} (seed {record['seed']})")
     table.add_column("metric", style="cyan")
     table.add_column("value", justify="right")
-    for key, value in record["metrics"].items():
+    metrics = record["metrics"]
+    for key, value in metrics.items():
+        if "@" in key:  # the range ends (bench.results.pricing.RANGE): one row below
+            continue
         if isinstance(value, float):
             text = f"{value * 100:.2f} %" if key.endswith("_acc") else f"{value:.4g}"
         elif isinstance(value, dict):  # the counting conventions
@@ -90,6 +93,9 @@ def _summary_table(record: dict) -> Table:
         else:
             text = f"{value:,}" if isinstance(value, int) else str(value)
         table.add_row(key, text)
+    ends = [metrics.get(f"energy_uj@{mode}") for mode in ("folded", "effective")]
+    if None not in ends:
+        table.add_row("energy_uj, pooled folded - effective", " - ".join(f"{v:.4g}" for v in ends))
     table.add_row("wall time", f"{record['wall_time_s']:.1f} s")
     table.add_row("device", str(record["device"]))
     return table
@@ -99,9 +105,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     from bench.runner import quiet_lightning, run
 
     quiet_lightning()
-    result = run(args.method, args.dataset, args.overrides, seed=args.seed)
+    result = run(args.method, args.dataset, args.overrides, seed=args.seed, rerun=args.rerun)
     console.print(_summary_table(result.record))
-    console.print(f"Run record: [bold]{result.path}[/]")
+    if result.trained:
+        console.print(f"Run record: [bold]{result.path}[/]")
+    else:
+        console.print(
+            f"This run is already recorded ok in [bold]{result.path}[/]: nothing was trained. Its counts are "
+            "shown priced under this config's cost table, counting conventions and memory model (they are "
+            "in no run id: they change nothing that trains); the record itself is unchanged. To train it "
+            "again, pass --rerun."
+        )
     return 0
 
 
@@ -109,7 +123,7 @@ def cmd_tables(args: argparse.Namespace) -> int:
     from bench.results.publish import regenerate
 
     results = args.results or paths.results_root()
-    for path in regenerate(results):
+    for path in regenerate(results, pricing_of(args)):
         console.print(f"wrote {path}")
     return 0
 
@@ -127,7 +141,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         "untested": "untested",
         "reference": "reference",
     }
-    for comparison in comparisons(results, args.dataset, args.time_steps, args.sweep):
+    for comparison in comparisons(results, args.dataset, args.time_steps, args.sweep, pricing_of(args)):
         table = Table(
             title=f"{comparison.title}\n{comparison.setting}",
             title_justify="left",
@@ -180,7 +194,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         console.print(f"`bench status {args.file}` shows the cells' progress.")
         return 0
     if args.tables:
-        cmd_tables(argparse.Namespace(results=None))
+        cmd_tables(build_parser().parse_args(["tables"]))
     if outcome.not_ok:
         err_console.print(
             f"[bold red]{outcome.not_ok} cell(s) did not finish ok;[/] `bench status {args.file}` lists them."
@@ -273,10 +287,25 @@ def whole_number(least: int):
 
 
 def add_results_option(parser: argparse.ArgumentParser) -> None:
-    """``--results``, for the commands that read the run records."""
+    """``--results`` and the pricing options, for the commands that read the run records."""
     parser.add_argument(
         "--results", default=None, help="results directory (default: $SNNBENCH_RESULTS or results)"
     )
+    pricing = parser.add_argument_group(
+        "pricing",
+        "price every record under these instead of its run's own (no training: records keep "
+        "their raw counts)",
+    )
+    pricing.add_argument("--cost-table", default=None, help="a cost table in configs/energy/ (e.g. loihi)")
+    pricing.add_argument("--pooled", default=None, help="pooled-spike rule: folded, effective, ac or mac")
+    pricing.add_argument("--graded", default=None, help="graded-spike rule: amplitude or unit")
+    pricing.add_argument("--memory-model", default=None, help="a memory model in configs/energy/memory/")
+
+
+def pricing_of(args: argparse.Namespace):
+    from bench.results.pricing import Pricing
+
+    return Pricing(args.cost_table, args.graded, args.pooled, args.memory_model)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -298,6 +327,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument("--method", required=True, help="method key (see `bench list`)")
     p_run.add_argument("--dataset", required=True, help="dataset key (see `bench list`)")
     p_run.add_argument("--seed", type=int, default=None, help="random seed (default: config `seed`)")
+    p_run.add_argument(
+        "--rerun", action="store_true", help="train again even if this run id has an ok record (replaced)"
+    )
     p_run.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
     p_run.set_defaults(func=cmd_run)
 

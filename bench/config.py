@@ -23,6 +23,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from bench import CONFIG_DIR, paths, registry
 from bench.errors import ConfigError
+from bench.metrics.rules import PRICING_KEYS
 from bench.results.records import first_non_finite
 from datamodules.facts import METHOD_FACTS
 
@@ -33,9 +34,9 @@ OmegaConf.register_resolver("snnbench_path", paths.default, replace=True)
 RUNNER_OWNED_TRAINER_KEYS = ("callbacks", "logger", "default_root_dir", "plugins")
 LOGGERS = ("csv", "wandb", "none")
 TOP_LEVEL_KEYS = ("seed", "logger", "sweep", "variant", "paths", "method", "data", "trainer", "metrics")
-#: Keys that locate files, name things or change only what is printed, not the experiment: left out of
-#: the run id (a sweep variant's name labels its overrides, which are part of the id).
-NON_IDENTITY_KEYS = ("paths", "data.root", "trainer.enable_progress_bar", "variant")
+#: Keys that locate files, name things, change only what is printed or only price the counts, not the
+#: experiment: left out of the run id (a sweep variant's name labels its overrides, which are part of the id).
+NON_IDENTITY_KEYS = ("paths", "data.root", "trainer.enable_progress_bar", "variant", *PRICING_KEYS)
 
 
 def _read_yaml(path: Path) -> DictConfig:

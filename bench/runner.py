@@ -32,14 +32,17 @@ from bench.errors import BenchError, ConfigError, Diverged, RunInterrupted, Stor
 from bench.guards import DivergenceGuard, diverged
 from bench.loggers import ResumableCSVLogger, make_logger
 from bench.metrics import EnergyMetrics
+from bench.metrics.rules import PRICING_KEYS
 from bench.paths import checkpoint_dir, claim_path, runs_dir
 from bench.registry import get_dataset, get_method
+from bench.results.pricing import Pricing, priced
 from bench.results.records import (
     SWEEP_FACTS,
     device_name,
     first_non_finite,
     git_state,
     package_versions,
+    read_record,
     read_status,
     write_record,
 )
@@ -49,6 +52,7 @@ from bench.results.records import (
 class RunResult:
     record: dict
     path: Path
+    trained: bool = True  # False: an ok record of this run id existed, shown priced under this config
 
 
 _log = logging.getLogger("bench")
@@ -138,12 +142,17 @@ def run(
     overrides: list[str] | tuple[str, ...] = (),
     seed: int | None = None,
     sweep_facts: dict | None = None,
+    rerun: bool = False,
 ) -> RunResult:
     """Train, validate and test ``method`` on ``dataset``; write and return the run record.
 
     ``sweep_facts``: what a sweep cell's record says of its sweep file (the keys
     :data:`~bench.results.records.SWEEP_FACTS`: track, description, reference variant, path), written
     beside the config and so in no run id; ``None`` (``bench run``) records them as ``None``.
+
+    A run id with an ``ok`` record is not trained again unless ``rerun``: the record is returned priced
+    under this config's ``metrics.*`` pricing keys (cost table, counting conventions, memory model), which
+    are in no run id because they change nothing that trains.
 
     Everything a config decides (DataModule, method, metrics callback, Trainer) is built and checked before
     anything is recorded, so a config mistake leaves no record. Then the run claims its run id (one run id
@@ -157,6 +166,10 @@ def run(
     overrides = [*overrides, *([f"seed={seed}"] if seed is not None else [])]
     cfg = config_mod.load_config(method, dataset, overrides)
     rid = config_mod.run_id(method, dataset, cfg)
+    existing = runs_dir(cfg.paths.results) / f"{rid}.json"
+    if not rerun and read_status(existing) == "ok":
+        pricing = Pricing(**{key.split(".", 1)[1]: OmegaConf.select(cfg, key) for key in PRICING_KEYS})
+        return RunResult(priced(read_record(existing), pricing), existing, trained=False)
     record = {
         "run_id": rid,
         "method": method,

@@ -94,6 +94,19 @@ def test_run_id_ignores_paths_but_not_what_defines_the_run():
     assert run_id("ann", "mnist5k", cfg).startswith("ann-mnist5k-")
 
 
+def test_cost_table_counting_conventions_and_memory_model_are_in_no_run_id():
+    """They only price a run's raw counts: another one never means training again."""
+    cfg = load_config("lif_sg", "mnist5k")
+    priced = load_config(
+        "lif_sg",
+        "mnist5k",
+        ["metrics.cost_table=loihi", "metrics.pooled_spikes=folded", "metrics.graded_spikes=unit"],
+    )
+    assert run_id("lif_sg", "mnist5k", priced) == run_id("lif_sg", "mnist5k", cfg)
+    measured = load_config("lif_sg", "mnist5k", ["metrics.latency_samples=3"])  # what is measured: its own
+    assert run_id("lif_sg", "mnist5k", measured) != run_id("lif_sg", "mnist5k", cfg)
+
+
 def test_time_steps_are_checked_once_per_run_by_the_config_check_not_per_batch(monkeypatch):
     calls = []
     check = BenchMethod.check_time_steps

@@ -426,6 +426,12 @@ def test_a_bad_record_is_left_out_of_the_tables_with_a_warning_naming_it(workdir
         "nan-acc": {**good, "run_id": "nan-acc", "metrics": {**good["metrics"], "test_acc": math.nan}},
         "evil": {**good, "run_id": "evil", "sweep": "../../../../outside"},
         "text-energy": {**good, "run_id": "text-energy", "metrics": {**good["metrics"], "energy_uj": "x"}},
+        "evil-table": {**good, "run_id": "evil-table", "metrics": {**good["metrics"], "cost_table": "../x"}},
+        "bad-counts": {
+            **good,
+            "run_id": "bad-counts",
+            "layers": [{**good["layers"][0], "counts": {"dense": "1"}}],
+        },
     }
     for name, record in bad.items():
         (folder / f"{name}.json").write_text(json.dumps(record))
@@ -439,6 +445,8 @@ def test_a_bad_record_is_left_out_of_the_tables_with_a_warning_naming_it(workdir
         ("nan-acc", "it holds NaN, which a run record never does"),
         ("evil", "its sweep '../../../../outside' is not a name"),
         ("text-energy", "its metric energy_uj is 'x', not a number or null"),
+        ("evil-table", "its metric cost_table '../x' is not a name"),
+        ("bad-counts", f"its layer '{good['layers'][0]['name']}' has count calls = None, not a number >= 0"),
     ):
         assert f"{folder / name}.json is not a run record snnbench can use: {why}" in caplog.text
     with pytest.raises(BenchError, match="evil.json is not a run record"):  # bench status: refused, named

@@ -44,6 +44,11 @@ from bench.errors import ConfigError
 COUNTING_VERSION = 3
 GRADED_MODES = ("amplitude", "unit")
 POOLED_MODES = ("effective", "folded", "ac", "mac")
+#: The config keys that only price a run's counts: they change nothing it trains or counts, so they are
+#: in no run id and split no experiment, and ``bench tables --cost-table ... --pooled ...`` overrides them.
+PRICING_KEYS = tuple(
+    f"metrics.{key}" for key in ("cost_table", "graded_spikes", "pooled_spikes", "memory_model")
+)
 #: The input kinds a synaptic layer's call is classified into, by its values.
 INPUT_KINDS = ("binary", "signed", "graded", "pooled", "analog")
 

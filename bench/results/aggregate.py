@@ -14,7 +14,7 @@ import json
 import statistics
 from dataclasses import dataclass
 
-from bench.metrics.rules import conventions_label
+from bench.metrics.rules import PRICING_KEYS, conventions_label
 from bench.results.records import SWEEP_FACTS, TRACKS
 from bench.results.stats import Row, rank
 
@@ -199,6 +199,7 @@ NOT_THE_EXPERIMENT = (
     "logger",
     "data.root",
     "trainer.enable_progress_bar",
+    *PRICING_KEYS,  # the records are priced by the tables, under one cost table and convention
 )
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from bench.errors import BenchError
 from bench.results.aggregate import SINGLE_RUNS, Group, Section, by_setting, by_time_steps, sections
 from bench.results.formatting import MISSING, p_clause, row_accuracy, row_energy
+from bench.results.pricing import AS_RECORDED, Pricing, priced_records
 from bench.results.records import load_records
 from bench.results.stats import REFERENCE, TIED, UNTESTED, Ranking, Row, rank
 
@@ -74,11 +75,16 @@ def _missing(what: str, value, known: list, results: Path) -> NothingToCompare:
 
 
 def comparisons(
-    results: str | Path, dataset: str, time_steps: int | None = None, sweep: str | None = None
+    results: str | Path,
+    dataset: str,
+    time_steps: int | None = None,
+    sweep: str | None = None,
+    pricing: Pricing = AS_RECORDED,
 ) -> list[Comparison]:
-    """The ranked comparison contexts of ``dataset`` (at ``time_steps``, in ``sweep``), in README order."""
+    """The ranked comparison contexts of ``dataset`` (at ``time_steps``, in ``sweep``), in README order,
+    priced under ``pricing`` (default: each record's own)."""
     results = Path(results)
-    published = [s for s in sections(load_records(results)) if s.groups]
+    published = [s for s in sections(priced_records(load_records(results), pricing)) if s.groups]
     on_dataset = [s for s in published if any(g.dataset == dataset for g in s.groups)]
     if not on_dataset:
         raise _missing(

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from bench.results.aggregate import Group, by_setting, by_time_steps, setting_names
 from bench.results.formatting import ACCURACY, present_columns
+from bench.results.pricing import RANGE
 from bench.results.stats import mean_ci, mean_std, rank
 
 LINESTYLES = ("-", "--", ":", "-.")
@@ -95,11 +96,13 @@ def _legend(ax) -> None:
 
 def _plot_against_t(ax, groups: list[Group], key: str, colors: dict) -> None:
     """One line per method (and variant) through its mean at each T; for accuracy a 95 % CI band, for
-    energy a log axis."""
+    energy a log axis and, where the records keep raw counts, a band from the folded to the effective
+    pooled-spike rule (:data:`~bench.results.pricing.RANGE`)."""
     from matplotlib import ticker
 
     steps = sorted({g.time_steps for g in groups})
     names = sorted({(g.method, g.label) for g in groups})
+    banded = False
     for method, label in names:
         series = sorted(
             (g for g in groups if (g.method, g.label) == (method, label)), key=lambda g: g.time_steps
@@ -119,6 +122,18 @@ def _plot_against_t(ax, groups: list[Group], key: str, colors: dict) -> None:
             ax.fill_between(x, low, high, color=colors[method], alpha=0.15, lw=0)
         else:
             means = [g.mean(key) for g in series]
+            ends = [[g.mean(f"{key}@{mode}") for g in series] for mode in RANGE]
+            if all(v is not None for end in ends for v in end):
+                pairs = list(zip(*ends, strict=True))
+                ax.fill_between(
+                    x,
+                    [min(p) for p in pairs],
+                    [max(p) for p in pairs],
+                    color=colors[method],
+                    alpha=0.15,
+                    lw=0,
+                )
+                banded = True
         name = f"{method} [{label}]" if label else method
         if len(series) == 1:  # a method run at one T only (ann): a reference level across the plot
             ax.axhline(means[0], ls=":", lw=1, color=colors[method])
@@ -133,7 +148,8 @@ def _plot_against_t(ax, groups: list[Group], key: str, colors: dict) -> None:
     else:
         ax.set_yscale("log")
         _plain_numbers(ax.yaxis)
-        ax.set_ylabel("energy per sample (µJ, estimate)")
+        band = "\nband: pooled spikes from folded to effective" if banded else ""
+        ax.set_ylabel(f"energy per sample (µJ, estimate){band}")
     ax.grid(alpha=0.3, which="both")
     _legend(ax)
 

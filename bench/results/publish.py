@@ -31,6 +31,7 @@ from bench.results.plots import (
     plot_accuracy_vs_energy,
     plot_against_time_steps,
 )
+from bench.results.pricing import AS_RECORDED, Pricing, priced_records
 from bench.results.readme import load_claims, render_readme
 from bench.results.records import load_records
 from bench.results.tables import render_markdown, section_title, write_csv
@@ -76,9 +77,9 @@ def remove_stale(results_dir: Path, written: list[Path]) -> None:
                 path.rmdir()
 
 
-def regenerate(results_dir: str | Path) -> list[Path]:
-    """Rebuild every table, plot and ``README.md`` under ``results_dir`` from its run records; return the
-    files written."""
+def regenerate(results_dir: str | Path, pricing: Pricing = AS_RECORDED) -> list[Path]:
+    """Rebuild every table, plot and ``README.md`` under ``results_dir`` from its run records, priced under
+    ``pricing`` (default: each record's own); return the files written."""
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
         raise BenchError(
@@ -87,7 +88,7 @@ def regenerate(results_dir: str | Path) -> list[Path]:
             "sweep or `bench run` first."
         )
     tables_dir, plots_dir = paths.tables_dir(results_dir), paths.plots_dir(results_dir)
-    published = sections(load_records(results_dir))
+    published = sections(priced_records(load_records(results_dir), pricing))
     written = []
     for section in published:
         tables_dir.mkdir(parents=True, exist_ok=True)

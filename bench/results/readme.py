@@ -19,7 +19,17 @@ from bench.results.aggregate import (
     setting_names,
     several_t,
 )
-from bench.results.formatting import ACCURACY, COLUMNS, ENERGY, Column, p_clause, row_accuracy, row_energy
+from bench.results.formatting import (
+    ACCURACY,
+    COLUMNS,
+    ENERGY,
+    MISSING,
+    Column,
+    p_clause,
+    row_accuracy,
+    row_energy,
+)
+from bench.results.pricing import RANGE
 from bench.results.stats import REFERENCE, RULES, TIED, UNTESTED, Ranking, rank
 from bench.results.tables import conventions_note, setting_note, table_lines, title
 
@@ -85,12 +95,11 @@ TRACK_TEXT = {
         "analog image at step 1, one temporally coded spike per pixel after; event data: binary frames); "
         "single-spike IF neurons.\n\n"
         "Energy on this backbone: every pooling is an average pool after the neuron, so each synapse past "
-        "the first conv reads average-pooled spikes, which count as NeuroBench's effective MACs (the nonzero "
-        "pooled inputs x their fan-out, priced as MACs; README: What a run measures) and not as ACs. The ACs "
-        "column is therefore 0 for most methods, and the SNNs' saving over the ANN comes from sparsity, not "
-        "from cheaper additions. The same records under the papers' convention (pooled spikes as fractional "
-        "ACs) would need `metrics.pooled_spikes=ac` runs; a max-pooled backbone would keep the inputs "
-        "binary.\n",
+        "the first conv reads average-pooled spikes. The tables price them by the rule each names (by "
+        "default NeuroBench's effective MACs, the worst realisable case); the answer shows each T as a range "
+        "from *folded* (what an event-driven chip executes) to *effective*. Records with raw counts are "
+        "priced under any other rule or cost table without training: `bench tables --pooled folded "
+        "--cost-table loihi` (README: What a run measures).\n",
     ),
     "paper": (
         "Paper track",
@@ -130,6 +139,83 @@ def _reference_notes(time_steps: int, ranking: Ranking) -> list[str]:
         f"{time_steps} best ({ranking.best.name}): Welch {p_clause(ref.p)}."
         for ref in ranking.having(REFERENCE)
     ]
+
+
+#: The range table's caveat: which hardware each end and each reference models (README: What a run
+#: measures).
+RANGE_TEXT = (
+    "What it costs, as a range rather than one convention's number. *Folded*: binary spikes on an "
+    "event-driven chip with no pooling unit, the average pool compiled into the next layer's synapses, so "
+    "every pre-pool spike costs one AC per connection it reaches; *effective*: the average-pooled spikes "
+    "as graded values multiplied on a MAC machine (NeuroBench's Effective_MACs), the worst realisable case. "
+    "*Compute* prices operations only (the five papers', NeuroBench's and op_counter's convention); *with "
+    "data movement* adds weight reads, membrane read-modify-writes and state updates (SNN) and operand reads "
+    "and output writes (references) under the memory model named below (README: What a run measures). "
+    "*ANN/SNN*: the same network as an FP32 ANN, one pass per sample, over the SNN's energy; *QNN/SNN*: the "
+    "same network with ceil(log2(T+1))-bit activations and 8-bit weights on integer arithmetic (equal "
+    "information per sample), over the SNN's energy. Every cell reads folded – effective; above 1 the SNN "
+    "costs less. The single energy figure in the table above is the rule it names."
+)
+
+
+def _span(group: Group, key: str, digits: int) -> str:
+    """``folded – effective`` means of ``key`` over ``group``'s records (one value when they are equal)."""
+    ends = [group.mean(f"{key}@{mode}") for mode in RANGE]
+    if any(v is None for v in ends):
+        return MISSING
+    texts = [f"{v:,.{digits}f}" for v in ends]
+    return texts[0] if texts[0] == texts[1] else " – ".join(texts)
+
+
+def render_range(setting: list[Group], ranked: list[tuple[int, Ranking]]) -> list[str]:
+    """Per T, the most accurate, the cheapest within 1 pt and the references, each priced at both ends of
+    the pooled-spike range, compute only and with data movement, against both references."""
+    rows, seen = [], set()
+    for t, ranking in ranked:
+        picks = [(ranking.best, "most accurate"), (ranking.cheapest, "cheapest within 1 pt")]
+        picks += [(ref, "reference") for ref in ranking.having(REFERENCE)]
+        for row, role in picks:
+            if row is None or id(row.group) in seen or row.group.mean(f"energy_uj@{RANGE[0]}") is None:
+                continue
+            seen.add(id(row.group))
+            g = row.group
+            cells = [
+                str(t),
+                f"{row.name} ({role})",
+                _span(g, "energy_uj", 3),
+                _span(g, "energy_memory_uj", 3),
+            ]
+            cells += [_span(g, key, 2) for key in RANGE_RATIOS]
+            rows.append("| " + " | ".join(cells) + " |")
+    if not rows:
+        return [
+            "No energy range: these records keep no raw per-layer counts (made before counting version 3), "
+            "so they cannot be priced under other conventions without running again.",
+            "",
+        ]
+    g = setting[0]
+    models = (
+        f"Cost table {g.cost_table}; memory model {g.records[0]['metrics'].get('memory_model', MISSING)}."
+    )
+    header = ["T", "method", "compute (µJ)", "with data movement (µJ)", "ANN/SNN compute"]
+    header += ["ANN/SNN with data movement", "QNN/SNN compute", "QNN/SNN with data movement"]
+    return [
+        RANGE_TEXT + " " + models,
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+        *rows,
+        "",
+    ]
+
+
+#: The reference ratios of the range table, in its column order.
+RANGE_RATIOS = (
+    "ann_snn_energy_ratio",
+    "ann_snn_energy_ratio_memory",
+    "qnn_snn_energy_ratio",
+    "qnn_snn_energy_ratio_memory",
+)
 
 
 def render_answer(sections: list[Section]) -> list[str]:
@@ -173,6 +259,7 @@ def render_answer(sections: list[Section]) -> list[str]:
             for t, ranking in ranked:
                 for note in _reference_notes(t, ranking):
                     lines += [note, ""]
+            lines += render_range(setting, ranked)
             if several_t(setting):
                 plot = f"plots/{section.name}/{stem}_accuracy_vs_T.png"
                 lines += [f"![accuracy vs T on {heading}]({plot})", ""]

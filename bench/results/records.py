@@ -20,6 +20,7 @@ from pathlib import Path
 
 from bench import PROJECT_ROOT
 from bench.errors import BenchError, storage_error
+from bench.metrics.rules import RAW_FIELDS
 from bench.paths import NAME_RULE, is_label, is_name, runs_dir
 
 _log = logging.getLogger("bench")
@@ -73,7 +74,13 @@ def device_name(device) -> str:
 #: The states a record can be in.
 STATUSES = ("ok", "failed", "interrupted", "running")
 #: The metrics that are not numbers (or null), and what they are.
-TEXT_METRICS = {"cost_table": str, "ann_reference_table": str, "conventions": dict}
+TEXT_METRICS = {
+    "cost_table": str,
+    "ann_reference_table": str,
+    "qnn_reference_table": str,
+    "memory_model": str,
+    "conventions": dict,
+}
 #: A sweep's comparison track (its file's ``track:``), in the README's order: ``matched`` (one backbone,
 #: settings matched across methods), ``paper`` (each method's own network and settings), ``ablation`` (a
 #: method's components switched off).
@@ -150,12 +157,37 @@ def record_problem(record, path: Path) -> str | None:
         if not (isinstance(value, kind) if kind else value is None or _number(value)):
             expected = {str: "a text", dict: "an object"}.get(kind, "a number or null")
             return f"its metric {key} is {value!r}, not {expected}"
+        if kind is str and not is_name(value):  # a cost table or memory model: it names a file to load
+            return f"its metric {key} {value!r} is not a name ({NAME_RULE})"
     if record["status"] == "ok":
         accuracy, steps = metrics.get("test_acc"), metrics.get("time_steps")
         if not _number(accuracy) or not 0 <= accuracy <= 1:
             return f"it says ok but its test accuracy {accuracy!r} is not a fraction between 0 and 1"
         if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
             return f"it says ok but its time_steps {steps!r} is not a whole number >= 1"
+        return layers_problem(record)
+    return None
+
+
+def layers_problem(record: dict) -> str | None:
+    """Why an ok record's per-layer raw counts (what re-pricing computes with) are unusable, or None."""
+    layers = record.get("layers")
+    if layers is None:
+        return None
+    if not isinstance(layers, list) or not all(isinstance(layer, dict) for layer in layers):
+        return "its layers are not a list of JSON objects"
+    for layer in layers:
+        counts = layer.get("counts")
+        if counts is None:
+            continue
+        if not isinstance(counts, dict):
+            return f"the counts of its layer {layer.get('name')!r} are not a JSON object"
+        name = layer.get("name")
+        for key in RAW_FIELDS:
+            if not _number(counts.get(key)) or counts[key] < 0:
+                return f"its layer {name!r} has count {key} = {counts.get(key)!r}, not a number >= 0"
+        if not _number(layer.get("weight_bits")) or layer["weight_bits"] <= 0:
+            return f"its layer {name!r} has weight_bits {layer.get('weight_bits')!r}, not a number > 0"
     return None
 
 
