@@ -33,9 +33,10 @@ OmegaConf.register_resolver("snnbench_path", paths.default, replace=True)
 RUNNER_OWNED_TRAINER_KEYS = ("callbacks", "logger", "default_root_dir", "plugins")
 LOGGERS = ("csv", "wandb", "none")
 TOP_LEVEL_KEYS = ("seed", "logger", "sweep", "variant", "paths", "method", "data", "trainer", "metrics")
-#: Keys that locate files, name things or change only what is printed, not the experiment: left out of
-#: the run id (a sweep variant's name labels its overrides, which are part of the id).
-NON_IDENTITY_KEYS = ("paths", "data.root", "trainer.enable_progress_bar", "variant")
+#: Keys that locate files, name things or change only what is printed or how recorded counts are priced,
+#: not the experiment: left out of the run id (a sweep variant's name labels its overrides, which are part
+#: of the id).
+NON_IDENTITY_KEYS = ("paths", "data.root", "trainer.enable_progress_bar", "variant", "metrics.memory_model")
 
 
 def _read_yaml(path: Path) -> DictConfig:

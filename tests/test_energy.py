@@ -10,6 +10,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from bench import CONFIG_DIR
+from bench.config import load_config, run_id
 from bench.errors import ConfigError
 from bench.metrics.energy import (
     CostTable,
@@ -265,3 +266,13 @@ def test_pricing_imports_no_torch():
     code = "import sys, bench.metrics.energy; assert 'torch' not in sys.modules, 'torch imported'"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
+
+
+def test_the_memory_model_is_not_part_of_the_run_id():
+    # It prices the recorded counts, like a cost table: choosing another trains nothing new, and adding it
+    # to the defaults kept every run id.
+    ids = {
+        run_id("lif_sg", "mnist5k", load_config("lif_sg", "mnist5k", overrides, check=False))
+        for overrides in ([], ["metrics.memory_model=another"])
+    }
+    assert len(ids) == 1
