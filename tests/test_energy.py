@@ -197,7 +197,10 @@ def test_qnn_activation_bits_are_ceil_log2_of_t_plus_1(time_steps, bits):
 def test_neuromorphic_tables_add_no_data_movement_and_say_why(name):
     table = load_cost_table(name)
     assert not table.digital and table.memory_in_ops and table.word_bits is None
-    assert "on-chip memory" in table.memory_in_ops_reason and "count it twice" in table.memory_in_ops_reason
+    assert (
+        "memory accesses the chip makes" in table.memory_in_ops_reason
+        and "count it twice" in table.memory_in_ops_reason
+    )
     layers, updates = worked_example()
     got = price(layers, updates, 2, SNN, table, load_memory_model("sram45"))
     assert got["energy_memory_uj"] == got["energy_uj"] > 0
