@@ -72,7 +72,11 @@ def cmd_list(args: argparse.Namespace) -> int:
     console.print(whole_table("Datasets (--dataset)", columns, facts, whole=5))
     console.print(whole_table("", ["dataset", "description"], descriptions))
 
-    for title, folder in (("Sweeps", "sweeps"), ("Energy cost tables", "energy")):
+    for title, folder in (
+        ("Sweeps", "sweeps"),
+        ("Energy cost tables", "energy"),
+        ("Memory models", "energy/memory"),
+    ):
         rows = _yaml_descriptions(CONFIG_DIR / folder) or [("-", "none yet")]
         console.print(whole_table(f"{title} (configs/{folder}/)", ["name", "description"], rows))
     return 0

@@ -35,7 +35,8 @@ RUNNER_OWNED_TRAINER_KEYS = ("callbacks", "logger", "default_root_dir", "plugins
 LOGGERS = ("csv", "wandb", "none")
 TOP_LEVEL_KEYS = ("seed", "logger", "sweep", "variant", "paths", "method", "data", "trainer", "metrics")
 #: Keys that locate files, name things, change only what is printed or only price the counts, not the
-#: experiment: left out of the run id (a sweep variant's name labels its overrides, which are part of the id).
+#: experiment: left out of the run id (a sweep variant's name labels its overrides, which are part of the
+#: id).
 NON_IDENTITY_KEYS = ("paths", "data.root", "trainer.enable_progress_bar", "variant", *PRICING_KEYS)
 
 

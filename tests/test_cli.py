@@ -42,7 +42,16 @@ def test_bad_metrics_value_lists_the_choices_and_records_nothing(tmp_path):
 def test_list_shows_methods_datasets_sweeps_and_cost_tables(tmp_path):
     out = bench("list", folder=tmp_path)
     assert out.returncode == 0, out.stderr
-    for text in ("ann", "lif_sg", "mnist5k", "1x28x28", "Sweeps", "Energy cost tables"):
+    for text in (
+        "ann",
+        "lif_sg",
+        "mnist5k",
+        "1x28x28",
+        "Sweeps",
+        "Energy cost tables",
+        "Memory models",
+        "sram45",
+    ):
         assert text in out.stdout
 
 

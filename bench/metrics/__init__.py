@@ -17,6 +17,9 @@ _LAZY = {
     "CostTable": "bench.metrics.energy",
     "cost_tables": "bench.metrics.energy",
     "load_cost_table": "bench.metrics.energy",
+    "MemoryModel": "bench.metrics.energy",
+    "memory_models": "bench.metrics.energy",
+    "load_memory_model": "bench.metrics.energy",
 }
 
 __all__ = ["COUNTING_VERSION", "CountingRules", "conventions_label", *_LAZY]

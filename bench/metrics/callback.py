@@ -30,7 +30,7 @@ from bench.metrics.counting import (
     require_countable,
     spike_kind,
 )
-from bench.metrics.energy import estimate_energy, load_cost_table
+from bench.metrics.energy import estimate_energy, load_cost_table, load_memory_model
 from bench.metrics.latency import measure_latency
 from bench.metrics.rules import CountingRules, check_modes
 
@@ -47,6 +47,7 @@ class EnergyMetrics(pl.Callback):
     def __init__(
         self,
         cost_table: str = "horowitz45_fp32",
+        memory_model: str = "sram45",
         graded_spikes: str = "amplitude",
         pooled_spikes: str = "effective",
         latency_samples: int = 100,
@@ -59,6 +60,7 @@ class EnergyMetrics(pl.Callback):
                     f"metrics.{key}={value!r} must be an integer >= 0 (0 skips the measurement)."
                 )
         self.costs = load_cost_table(cost_table)
+        self.memory = load_memory_model(memory_model)
         self.graded_spikes, self.pooled_spikes = graded_spikes, pooled_spikes
         self.latency_samples, self.throughput_batches = latency_samples, throughput_batches
         self.summary: dict = {}
