@@ -33,6 +33,7 @@ Spike transport (address events, a network-on-chip) and off-chip traffic are not
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -98,9 +99,12 @@ def cost_tables(config_dir: Path = CONFIG_DIR) -> list[str]:
     return sorted(p.stem for p in (config_dir / "energy").glob("*.yaml"))
 
 
+@functools.cache
 def load_cost_table(name: str, config_dir: Path = CONFIG_DIR) -> CostTable:
+    """A cost table by name (one of :func:`cost_tables`: a name read from a record never becomes another
+    path); cached, since tables price every record several times."""
     path = config_dir / "energy" / f"{name}.yaml"
-    if not path.exists():
+    if name not in cost_tables(config_dir):
         raise ConfigError(
             f"Unknown energy cost table metrics.cost_table={name!r}; available: "
             f"{', '.join(cost_tables(config_dir))} (files in {path.parent})."
@@ -112,10 +116,12 @@ def memory_models(config_dir: Path = CONFIG_DIR) -> list[str]:
     return sorted(p.stem for p in (config_dir / "energy" / "memory").glob("*.yaml"))
 
 
+@functools.cache
 def load_memory_model(name: str, config_dir: Path = CONFIG_DIR) -> MemoryModel:
-    """A memory model from its file: a description and figures, each a ``value`` with its ``source``."""
+    """A memory model from its file (one of :func:`memory_models`): a description and figures, each a
+    ``value`` with its ``source``."""
     path = config_dir / "energy" / "memory" / f"{name}.yaml"
-    if not path.exists():
+    if name not in memory_models(config_dir):
         raise ConfigError(
             f"Unknown memory model metrics.memory_model={name!r}; available: "
             f"{', '.join(memory_models(config_dir))} (files in {path.parent})."

@@ -157,7 +157,7 @@ def record_problem(record, path: Path) -> str | None:
         if not (value is None or (isinstance(value, kind) if kind else _number(value))):
             expected = {str: "a text", dict: "an object"}.get(kind, "a number or null")
             return f"its metric {key} is {value!r}, not {expected}"
-        if kind is str and value is not None and not is_name(value):  # a cost table or memory model: it names a file to load
+        if kind is str and value is not None and not is_name(value):  # it names a file to load
             return f"its metric {key} {value!r} is not a name ({NAME_RULE})"
     if record["status"] == "ok":
         accuracy, steps = metrics.get("test_acc"), metrics.get("time_steps")
