@@ -7,6 +7,7 @@ import sys
 from fractions import Fraction
 
 import pytest
+from helpers import bench
 from omegaconf import OmegaConf
 
 from bench import CONFIG_DIR
@@ -21,6 +22,9 @@ from bench.metrics.energy import (
     price,
 )
 from bench.metrics.rules import RAW_FIELDS, CountingRules
+from bench.results.compare import comparisons
+from bench.results.pricing import Pricing
+from bench.results.records import write_record
 
 SNN = CountingRules()
 #: Horowitz ISSCC 2014: an 8 KB SRAM 64-bit access costs 10 pJ.
@@ -279,3 +283,59 @@ def test_the_memory_model_is_not_part_of_the_run_id():
         for overrides in ([], ["metrics.memory_model=another"])
     }
     assert len(ids) == 1
+
+
+def worked_record(run_id: str = "lif_sg-mnist5k-0123456789ab") -> dict:
+    """An ok record of the worked example as a run leaves it: its layers' raw counts, priced as recorded
+    under horowitz45_fp32, effective pooled spikes and sram45."""
+    layers, updates = worked_example()
+    named = [{"name": f"fc{i}", "type": "Linear", **layer} for i, layer in enumerate(layers, 1)]
+    priced_as_run = price(
+        named, updates, 2, SNN, load_cost_table("horowitz45_fp32"), load_memory_model("sram45")
+    )
+    metrics = {"test_acc": 0.9, "time_steps": 2, "neuron_updates": updates, **priced_as_run}
+    return {
+        "run_id": run_id,
+        "method": "lif_sg",
+        "dataset": "mnist5k",
+        "seed": 0,
+        "status": "ok",
+        "error": None,
+        "config": {"seed": 0, "method": {"time_steps": 2}},
+        "metrics": metrics,
+        "layers": named,
+    }
+
+
+def test_a_record_is_priced_under_another_table_and_rule_without_training(tmp_path):
+    write_record(worked_record(), tmp_path)
+    (older := worked_record("lif_sg-mnist5k-000000000000"))["metrics"]["conventions"]["version"] = 2
+    write_record(older, tmp_path)  # made before records kept raw counts: shown as recorded, never mixed
+    as_recorded = comparisons(tmp_path, "mnist5k")
+    assert [c.groups[0].mean("energy_uj") for c in as_recorded] == [uj(18 * AC_FP32)] * 2
+    (repriced, stale) = comparisons(tmp_path, "mnist5k", pricing=Pricing(cost_table="loihi"))
+    # Loihi: 18 synaptic ops and 10 neuron updates; the ANN reference stays on the FP32 digital table.
+    assert repriced.groups[0].mean("energy_uj") == uj(18 * Fraction(27.1) + 10 * Fraction(81))
+    assert repriced.groups[0].cost_table == "loihi" and stale.groups[0].cost_table == "horowitz45_fp32"
+    assert repriced.groups[0].mean("ann_energy_uj") == uj(18 * MAC_FP32)
+    # Both ends of the range ride along; the worked example reads no pooled spikes, so they are equal.
+    assert repriced.groups[0].mean("energy_uj@folded") == repriced.groups[0].mean("energy_uj@effective")
+
+
+def test_bench_tables_and_compare_take_a_cost_table_and_rules_and_refuse_unknown_ones(tmp_path):
+    write_record(worked_record(), tmp_path / "results")
+    folded = bench(
+        "compare", "--dataset", "mnist5k", "--pooled", "folded", "--cost-table", "loihi", folder=tmp_path
+    )
+    assert folded.returncode == 0, folded.stderr
+    assert "cost table loihi" in folded.stdout and "pooled_spikes=folded" in folded.stdout
+    tables = bench("tables", "--pooled", "ac", folder=tmp_path)
+    assert tables.returncode == 0, tables.stderr
+    assert "pooled_spikes=ac" in (tmp_path / "results" / "tables" / "runs.md").read_text()
+    for option, value, choices in (
+        ("--pooled", "fraction", "effective, folded, ac, mac"),
+        ("--cost-table", "../defaults", "horowitz45_fp16, horowitz45_fp32"),
+        ("--memory-model", "dram", "sram45"),
+    ):
+        out = bench("compare", "--dataset", "mnist5k", option, value, folder=tmp_path)
+        assert out.returncode == 1 and choices in " ".join(out.stderr.split()), out.stderr

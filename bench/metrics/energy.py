@@ -107,7 +107,7 @@ def load_cost_table(name: str, config_dir: Path = CONFIG_DIR) -> CostTable:
     if name not in cost_tables(config_dir):
         raise ConfigError(
             f"Unknown energy cost table metrics.cost_table={name!r}; available: "
-            f"{', '.join(cost_tables(config_dir))} (files in {path.parent})."
+            f"{', '.join(cost_tables(config_dir))} (files in {config_dir / 'energy'})."
         )
     return CostTable(name=name, **OmegaConf.to_container(OmegaConf.load(path)))
 
@@ -124,7 +124,7 @@ def load_memory_model(name: str, config_dir: Path = CONFIG_DIR) -> MemoryModel:
     if name not in memory_models(config_dir):
         raise ConfigError(
             f"Unknown memory model metrics.memory_model={name!r}; available: "
-            f"{', '.join(memory_models(config_dir))} (files in {path.parent})."
+            f"{', '.join(memory_models(config_dir))} (files in {config_dir / 'energy' / 'memory'})."
         )
     spec = OmegaConf.to_container(OmegaConf.load(path))
     figures = {key: entry for key, entry in spec.items() if key != "description"}
