@@ -246,11 +246,11 @@ def test_an_uncountable_layer_is_an_error_naming_it():
     spikes, *_ = hand_inputs()
     with pytest.raises(MetricsError, match="'net.grouped' was never called"):
         measure(probe, lambda: probe.net.strided(spikes))
-    with pytest.raises(MetricsError, match="'net.bad'.*ConvTranspose2d"):
+    with pytest.raises(MetricsError, match="'net.bad'.*Bilinear"):
 
         class Bad(Probe):
             def synaptic_layers(self):
-                return {"net.bad": SynapticLayer(nn.ConvTranspose2d(1, 1, 1))}
+                return {"net.bad": SynapticLayer(nn.Bilinear(1, 1, 1))}
 
         EnergyMetrics().attach(Bad(x=nn.Linear(1, 1)))
 
@@ -281,7 +281,7 @@ def test_cost_tables_and_unknown_names():
             "available: horowitz45_fp16, horowitz45_fp32, horowitz45_int8, loihi",
         ),
         ("metrics.graded_spikes=weighted", "use one of amplitude, unit"),
-        ("metrics.pooled_spikes=fractional", "use one of effective, ac, mac"),
+        ("metrics.pooled_spikes=fractional", "use one of effective, folded, ac, mac"),
         ("metrics.latency_samples=-5", "metrics.latency_samples=-5 must be an integer >= 0"),
         ("metrics.throughput_batches=1.5", "wrong type"),
     ],
@@ -298,16 +298,14 @@ def small_lif_sg():
 @pytest.mark.parametrize(
     "layer, message",
     [
-        (
-            nn.ConvTranspose2d(1, 2, 3),
-            r"'net\.extra' \(ConvTranspose2d\): it holds a weight of shape \(1, 2,",
-        ),
+        (nn.LSTM(2, 3), r"'net\.extra' \(LSTM\): it holds a weight of shape \(12, 2\)"),
         (nn.Bilinear(2, 2, 3), r"'net\.extra' \(Bilinear\): it holds a weight of shape \(3, 2, 2\)"),
     ],
 )
 def test_a_weighted_layer_the_counters_leave_out_is_refused(layer, message):
-    """Every weight matrix or kernel is counted or refused: a ConvTranspose2d (or a Conv3d, now counted)
-    was left out of every op count before, its energy silently missing."""
+    """Every weight matrix or kernel is counted or refused: a layer the counters cannot count (a
+    ConvTranspose2d or Conv3d was one, before they were counted) would be left out of every op count, its
+    energy silently missing."""
     model = small_lif_sg()
     EnergyMetrics.check_countable(model)  # the method as built: every weight is counted
     model.net.extra = layer
