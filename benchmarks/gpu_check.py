@@ -88,6 +88,8 @@ def count_batch(model: torch.nn.Module, cfg, batch, device: torch.device) -> dic
     flat = {f"total.{key}": value for key, value in summary.items()}
     for layer in metrics.layers:
         flat.update({f"{layer['name']}.{key}": value for key, value in layer.items() if key != "name"})
+        counts = flat.pop(f"{layer['name']}.counts", {})  # the raw counts, compared one by one
+        flat.update({f"{layer['name']}.counts.{key}": value for key, value in counts.items()})
     return flat
 
 

@@ -146,7 +146,8 @@ class Layers(nn.ModuleDict):
 
 
 class Probe(nn.Module):
-    """Any network, with the base method's layer declarations, so the callback can be used on it alone."""
+    """Any network, with the base method's layer declarations, so the callback can be used on it alone.
+    Calling it runs ``run()``, which calls its layers by hand: one forward pass, as a method's is."""
 
     spiking = True
     synaptic_layers = BenchMethod.synaptic_layers
@@ -155,6 +156,9 @@ class Probe(nn.Module):
     def __init__(self, **modules):
         super().__init__()
         self.net = Layers(modules)
+
+    def forward(self, run):
+        return run()
 
 
 def measure(probe: nn.Module, run, samples: int = 1, steps: int = 1, **options) -> tuple[dict, dict]:
@@ -167,7 +171,9 @@ def measure(probe: nn.Module, run, samples: int = 1, steps: int = 1, **options) 
     with torch.no_grad():
         if isinstance(probe, Probe):
             probe.net(torch.zeros(steps, 1))
-        run()
+            probe(run)
+        else:
+            run()
     callback.flush(samples)
     callback.detach()
     totals = callback.summarize(probe)

@@ -35,7 +35,7 @@ def test_bad_metrics_value_lists_the_choices_and_records_nothing(tmp_path):
     sweep = tmp_path / "bad.yaml"
     sweep.write_text("methods: [lif_sg]\ndatasets: [mnist5k]\noverrides: {metrics.pooled_spikes: fraction}\n")
     out = bench("sweep", str(sweep), "--dry-run", folder=tmp_path)
-    assert out.returncode == 1 and "use one of effective, ac, mac" in " ".join(out.stderr.split())
+    assert out.returncode == 1 and "use one of effective, folded, ac, mac" in " ".join(out.stderr.split())
     assert "Traceback" not in out.stderr + out.stdout
 
 

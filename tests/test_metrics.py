@@ -144,6 +144,8 @@ def run_pooled(probe, spikes):
         ("effective", {"macs": 3 * 3, "acs": 0}, {"macs": 3 * 5, "acs": 0}),
         # ac: the papers' value x fan-out, (0.25 + 0.75 + 1) x fan-out, as ACs
         ("ac", {"macs": 0, "acs": 2 * 3}, {"macs": 0, "acs": 2 * 5}),
+        # folded: the 1 + 3 + 4 pre-pool spikes x fan-out, as ACs
+        ("folded", {"macs": 0, "acs": 8 * 3}, {"macs": 0, "acs": 8 * 5}),
         # mac: op_counter's dense MACs over every input
         ("mac", {"macs": 4 * 3, "acs": 0}, {"macs": 4 * 5, "acs": 0}),
     ],
@@ -154,6 +156,61 @@ def test_pooled_spike_rules_count_one_tensor_the_same_way_in_every_consumer(mode
     for name, expected in (("net.first", first), ("net.second", second)):
         assert layers[name]["input"] == "pooled spikes"
         assert {k: layers[name][k] for k in ("macs", "acs")} == expected
+
+
+def folded_probe() -> tuple[Probe, torch.Tensor]:
+    """Binary spikes [1, 1, 6, 6] -> non-overlapping 2x2 AvgPool2d -> Conv2d(1, 2, 2), no padding."""
+    spikes = torch.zeros(1, 1, 6, 6)
+    # spikes per 2x2 block: [[1, 0, 2], [0, 4, 0], [3, 0, 1]]
+    for h, w in [(0, 0), (0, 4), (1, 5), (2, 2), (2, 3), (3, 2), (3, 3), (4, 0), (4, 1), (5, 0), (5, 5)]:
+        spikes[0, 0, h, w] = 1.0
+    probe = Probe(pool=nn.AvgPool2d(2), conv=nn.Conv2d(1, 2, 2, bias=False))
+    return probe, spikes  # pooled: [[0.25, 0, 0.5], [0, 1, 0], [0.75, 0, 0.25]]
+
+
+def test_folded_pooled_spikes_by_hand():
+    """The raw counts of a pooled layer, each by hand. On the 3x3 pooled map a 2x2 kernel (no padding)
+    reaches [[1, 2, 1], [2, 4, 2], [1, 2, 1]] outputs from each position, x 2 output channels."""
+    probe, spikes = folded_probe()
+    _, layers = measure(probe, lambda: probe.net.conv(probe.net.pool(spikes)))
+    conv = layers["net.conv"]
+    counts = conv["counts"]
+    assert conv["input"] == "pooled spikes"
+    # the nonzero pooled inputs, at fan-outs 1 (0.25), 1 (0.5), 4 (1.0), 1 (0.75), 1 (0.25)
+    assert counts["pooled_events"] == counts["effective"] == 2 * (1 + 1 + 4 + 1 + 1) == 16
+    assert counts["pooled_amplitude"] == 2 * (0.25 + 0.5 + 4 * 1.0 + 0.75 + 0.25) == 11.5
+    # every pre-pool spike reaches its pooled position's connections: 1 + 2 + 4 x 4 + 3 + 1 spike-fan-outs
+    assert counts["pooled_folded"] == 2 * (1 + 2 + 4 * 4 + 3 + 1) == 46
+    assert counts["pooled_folded"] == 4 * counts["pooled_amplitude"]  # a 2x2 pool: exactly A = 4 times
+    assert counts["pooled_amplitude"] <= counts["pooled_events"] <= counts["pooled_folded"]
+    # every input x its fan-out (16 x 2); every tap of the 2x2 outputs: 4 x 2 channels x 4 taps
+    assert counts["dense"] == 32 and counts["padded"] == counts["pooled_padded"] == 32
+    assert counts["pooled_calls"] == counts["calls"] == counts["rows"] == 1 and counts["outputs"] == 8
+    assert counts["binary_events"] == counts["analog_padded"] == counts["analog_calls"] == 0
+    assert counts["ann_macs"] == 32 and counts["ann_outputs"] == 8
+    for mode, expected in {"effective": (0, 16), "folded": (46, 0), "ac": (11.5, 0), "mac": (0, 32)}.items():
+        _, layers = measure(probe, lambda: probe.net.conv(probe.net.pool(spikes)), pooled_spikes=mode)
+        assert (layers["net.conv"]["acs"], layers["net.conv"]["macs"]) == expected, mode
+
+
+def test_a_global_mean_and_stacked_pools_average_their_whole_window():
+    """``x.mean((2, 3))`` over a 4x4 spike map is a global average pool (A = 16), and so is a 2x2 pool of a
+    2x2 pool: each value x 16 is a spike count, which ``folded`` charges."""
+    spikes = torch.zeros(1, 2, 4, 4)
+    spikes[0, 0, :3, 0] = 1.0  # 3 spikes in channel 0, 8 in channel 1
+    spikes[0, 1, :2] = 1.0
+    probe = Probe(pool=nn.AvgPool2d(2), linear=nn.Linear(2, 3, bias=False))
+    for pooled in (
+        lambda: spikes.mean((2, 3)),
+        lambda: torch.mean(spikes, dim=(-1, -2)),
+        lambda: probe.net.pool(probe.net.pool(spikes)).flatten(1),
+        lambda: nn.functional.adaptive_avg_pool2d(spikes, 1).flatten(1),
+    ):
+        _, layers = measure(probe, lambda p=pooled: probe.net.linear(p()), pooled_spikes="folded")
+        linear = layers["net.linear"]
+        assert linear["input"] == "pooled spikes"
+        assert linear["counts"]["pooled_amplitude"] == (3 / 16 + 8 / 16) * 3
+        assert linear["acs"] == linear["counts"]["pooled_folded"] == (3 + 8) * 3
 
 
 def test_pooled_analog_values_are_not_pooled_spikes():
@@ -246,11 +303,11 @@ def test_an_uncountable_layer_is_an_error_naming_it():
     spikes, *_ = hand_inputs()
     with pytest.raises(MetricsError, match="'net.grouped' was never called"):
         measure(probe, lambda: probe.net.strided(spikes))
-    with pytest.raises(MetricsError, match="'net.bad'.*ConvTranspose2d"):
+    with pytest.raises(MetricsError, match="'net.bad'.*Bilinear"):
 
         class Bad(Probe):
             def synaptic_layers(self):
-                return {"net.bad": SynapticLayer(nn.ConvTranspose2d(1, 1, 1))}
+                return {"net.bad": SynapticLayer(nn.Bilinear(1, 1, 1))}
 
         EnergyMetrics().attach(Bad(x=nn.Linear(1, 1)))
 
@@ -262,6 +319,21 @@ def test_hooks_are_removed_when_the_test_loop_raises():
     assert probe.net.strided._forward_hooks
     callback.on_exception(None, probe, RuntimeError("the test loop failed"))
     assert not any(m._forward_hooks or m._forward_pre_hooks for m in probe.modules())
+
+
+def test_a_forward_pass_that_raises_leaves_no_pool_window_mode_behind():
+    probe = hand_network()
+    callback = EnergyMetrics()
+    callback.attach(probe)
+
+    def fail():
+        assert torch._C._len_torch_function_stack() == 1  # the mode is on during the forward pass
+        raise RuntimeError("the forward pass failed")
+
+    with pytest.raises(RuntimeError, match="the forward pass failed"):
+        probe(fail)
+    assert torch._C._len_torch_function_stack() == 0
+    callback.detach()
 
 
 def test_cost_tables_and_unknown_names():
@@ -281,7 +353,7 @@ def test_cost_tables_and_unknown_names():
             "available: horowitz45_fp16, horowitz45_fp32, horowitz45_int8, loihi",
         ),
         ("metrics.graded_spikes=weighted", "use one of amplitude, unit"),
-        ("metrics.pooled_spikes=fractional", "use one of effective, ac, mac"),
+        ("metrics.pooled_spikes=fractional", "use one of effective, folded, ac, mac"),
         ("metrics.latency_samples=-5", "metrics.latency_samples=-5 must be an integer >= 0"),
         ("metrics.throughput_batches=1.5", "wrong type"),
     ],
@@ -298,16 +370,14 @@ def small_lif_sg():
 @pytest.mark.parametrize(
     "layer, message",
     [
-        (
-            nn.ConvTranspose2d(1, 2, 3),
-            r"'net\.extra' \(ConvTranspose2d\): it holds a weight of shape \(1, 2,",
-        ),
+        (nn.LSTM(2, 3), r"'net\.extra' \(LSTM\): it holds a weight of shape \(12, 2\)"),
         (nn.Bilinear(2, 2, 3), r"'net\.extra' \(Bilinear\): it holds a weight of shape \(3, 2, 2\)"),
     ],
 )
 def test_a_weighted_layer_the_counters_leave_out_is_refused(layer, message):
-    """Every weight matrix or kernel is counted or refused: a ConvTranspose2d (or a Conv3d, now counted)
-    was left out of every op count before, its energy silently missing."""
+    """Every weight matrix or kernel is counted or refused: a layer the counters cannot count (a
+    ConvTranspose2d or Conv3d was one, before they were counted) would be left out of every op count, its
+    energy silently missing."""
     model = small_lif_sg()
     EnergyMetrics.check_countable(model)  # the method as built: every weight is counted
     model.net.extra = layer

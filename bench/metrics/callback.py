@@ -1,13 +1,16 @@
 """The metrics callback: one measuring instrument for every method, with no per-method code.
 
-During ``trainer.test`` forward hooks on the method's declared synaptic layers (Conv1d/Conv2d/Linear,
-spikingjelly wrappers included) and activation layers (spiking neurons, ReLU) reduce each call to a row of
-numbers (:mod:`bench.metrics.counting`), summed in a torchmetrics state so totals are correct under DDP.
-The callback owns its hooks: it removes them when the test loop ends or raises. From the sums it reports,
-per sample and per layer: ACs and MACs (:mod:`bench.metrics.rules`), dense / padded dense / effective ops,
-neuron updates, spikes, firing rates, activation sparsity (NeuroBench), energy and the ANN reference
-(:mod:`bench.metrics.energy`), weight storage from the declared bit widths (+ 32-bit biases and scaling
-factors); then latency and throughput (:mod:`bench.metrics.latency`).
+During ``trainer.test`` forward hooks on the method's declared synaptic layers (Conv1d/2d/3d,
+ConvTranspose1d/2d/3d, Linear, spikingjelly wrappers included) and activation layers (spiking neurons,
+ReLU) reduce each call to a row of raw counts (:mod:`bench.metrics.counting`), summed in a torchmetrics
+state so totals are correct under DDP; a torch function mode active during each forward pass
+(:class:`~bench.metrics.counting.PoolWindows`) tells pooled spikes from analog values. The callback owns
+its hooks: it removes them when the test loop ends or raises. From the sums it reports, per sample and
+per layer: the raw counts (:data:`bench.metrics.rules.RAW_FIELDS`), ACs and MACs under the run's rules,
+dense / padded dense / effective ops, neuron updates, spikes, firing rates, activation sparsity
+(NeuroBench), energy and the ANN reference (:func:`bench.metrics.energy.price`), weight storage from the
+declared bit widths (+ 32-bit biases and scaling factors); then latency and throughput
+(:mod:`bench.metrics.latency`).
 """
 
 from __future__ import annotations
@@ -21,20 +24,18 @@ from torch import nn
 from bench.errors import ConfigError
 from bench.metrics.counting import (
     ACT_FIELDS,
-    SYN_FIELDS,
+    COUNT_FIELDS,
     MetricsError,
     OpCounts,
+    PoolWindows,
     SynapticCounter,
     activation_row,
     input_kind,
     require_countable,
-    spike_kind,
 )
-from bench.metrics.energy import estimate_energy, load_cost_table, load_memory_model
+from bench.metrics.energy import load_cost_table, load_memory_model, price
 from bench.metrics.latency import measure_latency
-from bench.metrics.rules import CountingRules, check_modes
-
-POOLING_TYPES = (nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d)
+from bench.metrics.rules import RAW_FIELDS, CountingRules, check_modes
 
 
 class EnergyMetrics(pl.Callback):
@@ -85,7 +86,8 @@ class EnergyMetrics(pl.Callback):
                     f"Cannot count synaptic operations of layer '{name}' ({type(module).__name__}): it holds "
                     f"a weight of shape {tuple(weights[0].shape)} but is not one of the method's "
                     "synaptic_layers(), so its ops would be missing from every count and energy. snnbench "
-                    "counts Conv1d, Conv2d, Conv3d and Linear layers: use those, or declare and count it."
+                    "counts Conv1d/2d/3d, ConvTranspose1d/2d/3d and Linear layers: use those, or declare "
+                    "and count it."
                 )
 
     def attach(self, pl_module: nn.Module) -> None:
@@ -98,9 +100,7 @@ class EnergyMetrics(pl.Callback):
             bool(getattr(pl_module, "spiking", True)), self.graded_spikes, self.pooled_spikes
         )
         self.declared = pl_module.synaptic_layers()  # module + weight bit width per synaptic layer
-        self.synaptic = {
-            name: SynapticCounter(name, layer.module, self.rules) for name, layer in self.declared.items()
-        }
+        self.synaptic = {name: SynapticCounter(name, layer.module) for name, layer in self.declared.items()}
         spiking = pl_module.spiking_layers()
         self.spiking_names = set(spiking)
         self.activation = dict(spiking)
@@ -110,21 +110,22 @@ class EnergyMetrics(pl.Callback):
         device = next(pl_module.parameters()).device
         self.counts = OpCounts(len(self.synaptic), len(self.activation)).to(device)
         f64 = {"dtype": torch.float64, "device": device}
-        self._syn_batch = torch.zeros(len(self.synaptic), len(SYN_FIELDS), **f64)
+        self._syn_batch = torch.zeros(len(self.synaptic), len(COUNT_FIELDS), **f64)
         self._act_batch = torch.zeros(len(self.activation), len(ACT_FIELDS), **f64)
-        self._pooled: dict[tuple[int, int], torch.Tensor] = {}
+        self._pools = PoolWindows()
         self._time_steps = 0
 
         for row, counter in enumerate(self.synaptic.values()):
             self._handles.append(counter.module.register_forward_hook(self._synaptic_hook(row, counter)))
         for row, module in enumerate(self.activation.values()):
             self._handles.append(module.register_forward_hook(self._activation_hook(row)))
-        if self.rules.spiking:  # a non-spiking method's ops are all dense MACs: pooling changes nothing
-            for module in pl_module.modules():
-                if isinstance(module, POOLING_TYPES):
-                    self._handles.append(module.register_forward_hook(self._pool_hook))
         net = getattr(pl_module, "net", pl_module)
         self._handles.append(net.register_forward_pre_hook(self._steps_hook))
+        # The pool windows of a forward pass: from the method's forward (or its network's, called alone)
+        # to its end, an exception included, so the mode is never left pushed.
+        for module in {id(m): m for m in (pl_module, net)}.values():
+            self._handles.append(module.register_forward_pre_hook(self._pools.enter, prepend=True))
+            self._handles.append(module.register_forward_hook(self._pools.leave, always_call=True))
 
     def detach(self) -> None:
         for handle in self._handles:
@@ -135,18 +136,9 @@ class EnergyMetrics(pl.Callback):
         # The network's input is time-first [T, B, ...]: it runs T steps per sample.
         self._time_steps = max(self._time_steps, int(inputs[0].shape[0]))
 
-    def _pool_hook(self, module, inputs, output):
-        # Mark the pooled map (by storage address and size) when its input was (graded) spikes: the
-        # synaptic layers it feeds see fractions but must count them as pooled spikes, every one of them
-        # the same way. Views (flatten, [T*B] <-> [T, B] reshapes) keep the address. The mark holds the
-        # tensor until the batch is flushed, so its address cannot be reused by another tensor meanwhile.
-        if spike_kind(inputs[0]) != "analog":
-            self._pooled[(output.data_ptr(), output.numel())] = output
-
     def _synaptic_hook(self, row: int, counter: SynapticCounter):
         def hook(module, inputs, output):
-            x = inputs[0]
-            self._syn_batch[row] += counter.count(x, (x.data_ptr(), x.numel()) in self._pooled)
+            self._syn_batch[row] += counter.count(inputs[0], output, self._pools.windows)
 
         return hook
 
@@ -164,7 +156,6 @@ class EnergyMetrics(pl.Callback):
         self.counts.update(self._syn_batch, self._act_batch, samples, self._time_steps)
         self._syn_batch.zero_()
         self._act_batch.zero_()
-        self._pooled.clear()
 
     def on_test_start(self, trainer, pl_module):
         self.attach(pl_module)
@@ -200,7 +191,7 @@ class EnergyMetrics(pl.Callback):
                 "so the number of time steps T is unknown."
             )
         layers = [
-            self._synaptic_entry(name, dict(zip(SYN_FIELDS, row, strict=True)), samples)
+            self._synaptic_entry(name, dict(zip(COUNT_FIELDS, row, strict=True)), samples, steps)
             for name, row in zip(self.synaptic, synaptic.tolist(), strict=True)
         ]
         for (name, module), row in zip(self.activation.items(), activation.tolist(), strict=True):
@@ -221,19 +212,35 @@ class EnergyMetrics(pl.Callback):
                 )
             layers.append(entry)
         for entry in layers:
-            for key, value in entry.items():
+            for key, value in [*entry.items(), *entry.get("counts", {}).items()]:
                 if isinstance(value, float) and not math.isfinite(value):
                     raise MetricsError(f"Metric {key} of layer '{entry['name']}' is {value}.")
         self.layers = layers
         self.summary = self._totals(layers, synaptic, activation, samples, steps)
         return self.summary
 
-    def _synaptic_entry(self, name: str, fields: dict, samples: float) -> dict:
+    def _synaptic_entry(self, name: str, fields: dict, samples: float, steps: int) -> dict:
+        """A synaptic layer's record entry: its raw counts per sample (:data:`RAW_FIELDS`) and what the
+        run's rules make of them.
+
+        The ANN reference of a layer is one pass over one sample: its padded dense ops per sample divided
+        by the passes it made per sample, min(T, rows per sample). That is T for a layer run once per time
+        step (the network runs T steps; the ``ann`` baseline has T = 1, so its ratio is exactly 1), whatever
+        the layout (tokens: a Linear over [T, B, L, F] passes L vectors per step, all in the reference);
+        and 1 for a layer run once per sample though the network runs T steps (an encoding layer that
+        convolves the static image once). A layer run fewer than T times on several rows per sample is
+        not told apart from one run every step."""
         if fields["calls"] == 0:
             raise MetricsError(
                 f"Synaptic layer '{name}' was never called during the test loop, so its operations "
                 "cannot be counted. Declare only layers the forward pass uses in synaptic_layers()."
             )
+        passes = min(steps, fields["rows"] / samples)
+        counts = {key: fields[key] / samples for key in COUNT_FIELDS}
+        counts["ann_macs"] = counts["padded"] / passes
+        counts["ann_outputs"] = counts["outputs"] / passes
+        counts = {key: counts[key] for key in RAW_FIELDS}
+        acs, macs = self.rules.ops(counts)
         declared = self.declared[name]
         module = declared.module
         weights = module.weight.numel()
@@ -242,42 +249,38 @@ class EnergyMetrics(pl.Callback):
             "name": name,
             "type": type(module).__name__,
             "input": input_kind(fields, self.rules.spiking),
-            "dense_ops": fields["dense"] / samples,
-            "padded_dense_ops": fields["padded"] / samples,
-            "effective_ops": fields["effective"] / samples,
-            "acs": fields["acs"] / samples,
-            "macs": fields["macs"] / samples,
-            "ann_macs": fields["padded"] / fields["rows"],  # one pass of the layer: its ANN reference share
+            "counts": counts,
+            "dense_ops": counts["dense"],
+            "padded_dense_ops": counts["padded"],
+            "effective_ops": counts["effective"],
+            "acs": acs,
+            "macs": macs,
+            "ann_macs": counts["ann_macs"],
             "weight_bits": declared.weight_bits,
             "storage_bits": weights * declared.weight_bits + 32 * (bias + declared.scale_params),
             "storage_bits_fp32": 32 * (weights + bias),
         }
 
     def _totals(self, layers, synaptic, activation, samples, steps) -> dict:
-        total = dict(zip(SYN_FIELDS, (float(v) / samples for v in synaptic.sum(0)), strict=True))
-        ann_macs = sum(layer["ann_macs"] for layer in layers if "ann_macs" in layer)
+        total = dict(zip(COUNT_FIELDS, (float(v) / samples for v in synaptic.sum(0)), strict=True))
         spiking_rows = [i for i, name in enumerate(self.activation) if name in self.spiking_names]
         spk = activation[spiking_rows].sum(0) if spiking_rows else None
         act = activation.sum(0)
-        neuron_updates = float(spk[0]) / samples if spk is not None else 0.0
+        neuron_updates = float(spk[0]) / samples if spk is not None else None
         storage = sum(layer.get("storage_bits", 0) for layer in layers)
         storage_fp32 = sum(layer.get("storage_bits_fp32", 0) for layer in layers)
+        synaptic_layers = [layer for layer in layers if "counts" in layer]
         return {
             "time_steps": steps,
-            "cost_table": self.costs.name,
-            "conventions": self.rules.conventions(),
-            "acs": total["acs"],
-            "macs": total["macs"],
+            **price(synaptic_layers, neuron_updates, steps, self.rules, self.costs, self.memory),
             "dense_ops": total["dense"],
             "padded_dense_ops": total["padded"],
             "effective_ops": total["effective"],
-            "ann_macs": ann_macs,
-            "neuron_updates": neuron_updates if spk is not None else None,
+            "neuron_updates": neuron_updates,
             "spikes": float(spk[2]) / samples if spk is not None else None,
             "firing_rate": float(spk[2] / spk[0]) if spk is not None else None,
             "firing_rate_events": float(spk[1] / spk[0]) if spk is not None else None,
             "activation_sparsity": float(1 - act[1] / act[0]) if len(activation) else None,
-            **estimate_energy(total["macs"], total["acs"], neuron_updates, ann_macs, self.costs),
             "storage_kib": storage / 8 / 1024,
             "storage_fp32_ratio": storage / storage_fp32,
         }

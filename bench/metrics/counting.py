@@ -1,7 +1,8 @@
 """Per-call reductions: what one call of a synaptic (conv/linear) or activation layer adds to the counts.
 
-Each call is reduced on the input's device to one row of numbers; no activation tensor is kept. Counts
-follow NeuroBench (``../shared/reference/metrics-and-peers.md`` §3) where it defines them:
+Each call is reduced on the input's device to one row of the raw counts (:data:`COUNT_FIELDS`, the
+per-call part of :data:`bench.metrics.rules.RAW_FIELDS`); no activation tensor is kept. Counts follow
+NeuroBench (``../shared/reference/metrics-and-peers.md`` §3) where it defines them:
 
 * *dense* ops = every connection of every input element, border-aware (an input next to the zero padding
   reaches fewer outputs; groups and dilation honoured); *effective* ops = the same for the nonzero inputs
@@ -9,7 +10,11 @@ follow NeuroBench (``../shared/reference/metrics-and-peers.md`` §3) where it de
   which trained float weights do not have).
 * *padded dense* ops = every kernel tap of every output, padding taps included: what an accelerator,
   cuDNN, op_counter and the papers' FLOP counts compute, and what MACs are counted on.
-* ACs and MACs from :class:`~bench.metrics.rules.CountingRules`.
+
+A call's input kind (:data:`~bench.metrics.rules.INPUT_KINDS`) is decided by its values alone, so a pooled
+map reaches every consumer as the same kind however it got there (a view, a channel chunk, a ``cat``, a
+copy): :func:`classify`, with the windows of the average pools of spikes that :class:`PoolWindows` saw
+in the same forward pass. Which of the raw counts become ACs or MACs is :mod:`bench.metrics.rules`' call.
 """
 
 from __future__ import annotations
@@ -19,27 +24,16 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.overrides import TorchFunctionMode
 from torchmetrics import Metric
 
 from bench.errors import BenchError
-from bench.metrics.rules import CountingRules
+from bench.metrics.rules import INPUT_KINDS, RAW_FIELDS
 
-#: Per synaptic layer, summed over calls: calls; rows = images (conv) or vectors (linear) passed through,
-#: i.e. samples x steps; dense, padded dense and effective ops; ACs; MACs; calls whose input was binary
-#: spikes, graded spikes, and average-pooled spikes.
-SYN_FIELDS = (
-    "calls",
-    "rows",
-    "dense",
-    "padded",
-    "effective",
-    "acs",
-    "macs",
-    "binary_calls",
-    "graded_calls",
-    "pooled_calls",
-)
-#: Per activation layer: outputs (= neuron updates), nonzero outputs (spike events), sum of outputs.
+#: The raw counts summed over the calls of a synaptic layer: every :data:`RAW_FIELDS` key but the ANN
+#: reference's, which the callback derives from them once the number of time steps is known.
+COUNT_FIELDS = tuple(key for key in RAW_FIELDS if not key.startswith("ann_"))
+#: Per activation layer: outputs (= neuron updates), nonzero outputs (spike events), sum of |outputs|.
 ACT_FIELDS = ("outputs", "nonzero", "amplitude")
 
 
@@ -55,7 +49,7 @@ class OpCounts(Metric):
     def __init__(self, n_synaptic: int, n_activation: int):
         super().__init__()
         self.add_state(
-            "synaptic", torch.zeros(n_synaptic, len(SYN_FIELDS), dtype=torch.float64), dist_reduce_fx="sum"
+            "synaptic", torch.zeros(n_synaptic, len(COUNT_FIELDS), dtype=torch.float64), dist_reduce_fx="sum"
         )
         self.add_state(
             "activation",
@@ -77,92 +71,130 @@ class OpCounts(Metric):
 
 #: The convolutions counted, by their number of spatial dimensions (1, 2, 3).
 CONVOLUTIONS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+TRANSPOSED_CONVOLUTIONS = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 
 
 def require_countable(name: str, module: nn.Module) -> None:
     """Raise :class:`MetricsError` unless :class:`SynapticCounter` can count ``module``'s ops."""
-    if isinstance(module, CONVOLUTIONS):
-        if module.transposed or module.padding_mode != "zeros":
+    if isinstance(module, CONVOLUTIONS + TRANSPOSED_CONVOLUTIONS):
+        if module.padding_mode != "zeros":
             raise MetricsError(
                 f"Cannot count synaptic operations of layer '{name}' ({type(module).__name__}): "
-                "transposed convolutions and padding modes other than 'zeros' are not supported."
+                f"padding_mode={module.padding_mode!r} is not supported, only 'zeros'."
             )
     elif not isinstance(module, nn.Linear):
         raise MetricsError(
             f"Cannot count synaptic operations of layer '{name}': {type(module).__name__} is not "
-            "Conv1d, Conv2d, Conv3d or Linear. Declare only those in synaptic_layers()."
+            "Conv1d/2d/3d, ConvTranspose1d/2d/3d or Linear. Declare only those in synaptic_layers()."
         )
 
 
 class SynapticCounter:
-    """Reduces one call of a conv/linear layer to the :data:`SYN_FIELDS` row, on the input's device."""
+    """Reduces one call of a conv/linear layer to its :data:`COUNT_FIELDS` row, on the input's device."""
 
-    def __init__(self, name: str, module: nn.Module, rules: CountingRules):
-        self.name, self.module, self.rules = name, module, rules
+    def __init__(self, name: str, module: nn.Module):
+        self.name, self.module = name, module
         require_countable(name, module)
-        if isinstance(module, CONVOLUTIONS):
-            self.spatial_dims = len(module.kernel_size)
-            self.in_features = module.in_channels
-            self.fanout_per_channel = module.out_channels // module.groups
-            # MACs of one output position: every tap of its kernel over its group's input channels
-            self.taps_per_output = module.out_channels * module.in_channels // module.groups
-            self.taps_per_output *= math.prod(module.kernel_size)
-        else:  # Linear
+        self.transposed = isinstance(module, TRANSPOSED_CONVOLUTIONS)
+        if isinstance(module, nn.Linear):
             self.spatial_dims = 0
             self.in_features = module.in_features
             self.fanout_per_channel = module.out_features
+        else:
+            self.spatial_dims = len(module.kernel_size)
+            self.in_features = module.in_channels
+            self.fanout_per_channel = module.out_channels // module.groups
+        self.field = {key: i for i, key in enumerate(COUNT_FIELDS)}
         self._geometry: dict[tuple, tuple[torch.Tensor, float, float]] = {}
 
-    def geometry(self, spatial: tuple[int, ...], device: torch.device) -> tuple[torch.Tensor, float, float]:
-        """(fan-out map, dense ops, padded dense ops) of one image of ``spatial`` size, from the layer's own
-        geometry: the fan-out of each input position (border-aware) is the gradient of the summed output of
-        an all-ones kernel with respect to the input."""
-        key = (spatial, device)
+    def geometry(
+        self, spatial: tuple[int, ...], spatial_out: tuple[int, ...], device: torch.device
+    ) -> tuple[torch.Tensor, float, float]:
+        """(fan-out map, dense ops, padded dense ops) of one image of ``spatial`` size (``spatial_out``
+        after the layer), or of one vector for a Linear (``spatial``: its features), from the layer's own
+        geometry: the fan-out of each input position (border-aware) is the gradient of the summed output
+        of an all-ones kernel with respect to the input.
+
+        Padded dense ops are op_counter's MACs: every kernel tap of every output of a convolution, padding
+        taps included; every kernel tap of every input of a transposed convolution, the taps that its
+        ``padding`` crops from the output included."""
+        key = (spatial, spatial_out, device)
+        if key not in self._geometry and not self.spatial_dims:
+            fanout = torch.full(spatial, float(self.fanout_per_channel), dtype=torch.float64, device=device)
+            dense = float(self.in_features * self.fanout_per_channel)
+            self._geometry[key] = (fanout, dense, dense)
         if key not in self._geometry:
             m = self.module
-            conv = (F.conv1d, F.conv2d, F.conv3d)[self.spatial_dims - 1]
+            kernel_taps = math.prod(m.kernel_size)
             # The test loop runs under inference mode; the probe needs autograd for this one product.
             with torch.inference_mode(False), torch.enable_grad():
                 probe = torch.ones(1, 1, *spatial, dtype=torch.float64, device=device, requires_grad=True)
                 kernel = torch.ones(1, 1, *m.kernel_size, dtype=torch.float64, device=device)
-                out = conv(probe, kernel, stride=m.stride, padding=m.padding, dilation=m.dilation)
+                if self.transposed:
+                    natural = [
+                        (size - 1) * s - 2 * p + d * (k - 1) + 1
+                        for size, s, p, d, k in zip(
+                            spatial, m.stride, m.padding, m.dilation, m.kernel_size, strict=True
+                        )
+                    ]
+                    output_padding = [o - n for o, n in zip(spatial_out, natural, strict=True)]
+                    conv = (F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d)[self.spatial_dims - 1]
+                    out = conv(probe, kernel, None, m.stride, m.padding, output_padding, 1, m.dilation)
+                    padded = math.prod(spatial) * m.in_channels * kernel_taps * self.fanout_per_channel
+                else:
+                    conv = (F.conv1d, F.conv2d, F.conv3d)[self.spatial_dims - 1]
+                    out = conv(probe, kernel, stride=m.stride, padding=m.padding, dilation=m.dilation)
+                    padded = math.prod(spatial_out) * m.out_channels * m.in_channels // m.groups * kernel_taps
                 (grad,) = torch.autograd.grad(out.sum(), probe)
             fanout = grad[0, 0].detach() * self.fanout_per_channel
             dense = float(fanout.sum()) * self.in_features
-            padded = float(out[0, 0].numel() * self.taps_per_output)
-            self._geometry[key] = (fanout, dense, padded)
+            self._geometry[key] = (fanout.reshape(-1), dense, float(padded))
         return self._geometry[key]
 
-    def count(self, x: torch.Tensor, pooled: bool) -> torch.Tensor:
-        """The :data:`SYN_FIELDS` row of one call with input ``x``; ``pooled``: ``x`` is an average-pooled
-        spike map."""
+    def count(self, x: torch.Tensor, output: torch.Tensor, windows: set[int]) -> torch.Tensor:
+        """The :data:`COUNT_FIELDS` row of one call with input ``x`` and ``output``; ``windows``: those of
+        the average pools of spikes run so far in this forward pass (:class:`PoolWindows`)."""
         x = x.detach()
-        if self.spatial_dims:
-            spatial = tuple(x.shape[-self.spatial_dims :])
-            fanout, dense_per_row, padded_per_row = self.geometry(spatial, x.device)
-            rows = x.numel() // (self.in_features * math.prod(spatial))  # images
-        else:
-            spatial = (x.shape[-1],)
-            fanout = torch.full(spatial, float(self.fanout_per_channel), dtype=torch.float64, device=x.device)
-            dense_per_row = padded_per_row = float(self.in_features * self.fanout_per_channel)
-            rows = x.numel() // x.shape[-1]  # vectors
-        stats = Moments.of(x, columns=math.prod(spatial))  # columns: the input positions
-        kind = stats.kind(x)
-        amplitude_map = stats.sums.view(spatial)
-        if kind == "binary":
-            events_map = amplitude_map
-        else:
-            events_map = (
-                torch.count_nonzero(x.reshape(-1, amplitude_map.numel()), dim=0).double().view(spatial)
-            )
-        effective = (events_map * fanout).sum()
-        amplitude = (amplitude_map * fanout).sum()
-        pooled = pooled and kind == "analog"
+        # A row is an image of a convolution, a vector of a Linear (tokens and time steps included); its
+        # columns are the input positions, or the features.
+        dims = self.spatial_dims or 1
+        spatial, spatial_out = tuple(x.shape[-dims:]), tuple(output.shape[-dims:])
+        fanout, dense_per_row, padded_per_row = self.geometry(spatial, spatial_out, x.device)
+        columns = math.prod(spatial)
+        rows = x.numel() // (columns if not self.spatial_dims else columns * self.in_features)
+        stats = Moments.of(x, columns=columns)
+        kind, window = classify(x, stats, windows)
         padded = rows * padded_per_row
-        acs, macs = self.rules.split(kind, pooled, effective, amplitude, padded)
-        values = (1, rows, rows * dense_per_row, padded, effective, acs, macs)
-        values += (kind == "binary", kind == "graded", pooled)
-        return torch.stack([torch.as_tensor(v, dtype=torch.float64, device=x.device) for v in values])
+        scalars = {
+            "calls": 1.0,
+            "rows": float(rows),
+            "outputs": float(output.numel()),
+            "dense": rows * dense_per_row,
+            "padded": padded,
+            f"{kind}_calls": 1.0,
+        }
+        if kind == "pooled":
+            scalars["pooled_padded"] = padded
+        elif kind == "analog":
+            scalars["analog_padded"] = padded
+        flat = x.reshape(-1, columns)
+        events = stats.sums if kind == "binary" else torch.count_nonzero(flat, dim=0).double()
+        maps = {"effective": events}
+        if kind in ("binary", "signed", "graded", "pooled"):
+            maps[f"{kind}_events"] = events
+        if kind == "graded":
+            amplitude = stats.sums if stats.low >= 0 else flat.abs().sum(0, dtype=torch.float64)
+            maps["graded_amplitude"] = amplitude
+        elif kind == "pooled":
+            maps["pooled_amplitude"] = stats.sums
+            maps["pooled_folded"] = (flat * window).round().sum(0, dtype=torch.float64)  # pre-pool spikes
+        row = torch.zeros(len(COUNT_FIELDS), dtype=torch.float64)
+        for key, value in scalars.items():
+            row[self.field[key]] = value
+        row = row.to(x.device)
+        index = torch.tensor([self.field[key] for key in maps], device=x.device)
+        row[index] = torch.stack(list(maps.values())) @ fanout  # each map x fan-out, summed
+        return row
 
 
 #: Elements of a block that :meth:`Moments.of` reduces while it sits in the CPU's cache (2 MB of float32).
@@ -171,12 +203,13 @@ BLOCK_ELEMENTS = 1 << 19
 
 class Moments:
     """Sum (per column, or in total), minimum, maximum and sum of squares of a tensor: all that a call's
-    classification and counts need, read in one sweep.
+    classification and counts need for binary spikes, read in one sweep.
 
     On the CPU the tensor is reduced in blocks that fit in cache, each block four ways while it is there:
     an activation is larger than the cache, and reading it from memory once instead of three times is
-    most of the callback's cost. On a GPU the whole tensor is one block. Within a block, sums are float32
-    (exact: binary and small-integer sums of a block stay far below 2**24); across blocks, float64.
+    most of the callback's cost. On a GPU a block is up to 2**24 elements (most tensors are one block).
+    Within a block, sums are float32 (exact: a binary block sums to at most 2**24, and small-integer sums
+    stay far below it); across blocks, float64.
     """
 
     def __init__(self, sums: torch.Tensor, low: float, high: float, squares: float):
@@ -192,7 +225,7 @@ class Moments:
         rows = x.reshape(-1, columns) if columns else x.reshape(-1)
         width = columns or 1
         on_cpu = rows.device.type == "cpu"
-        step = max(1, BLOCK_ELEMENTS // width) if on_cpu else max(1, rows.shape[0])
+        step = max(1, (BLOCK_ELEMENTS if on_cpu else 1 << 24) // width)
         sums, lows, highs, squares = [], [], [], []
         for block in rows.split(step):
             low, high = torch.aminmax(block)
@@ -208,45 +241,171 @@ class Moments:
             float(torch.stack(squares).double().sum()),
         )
 
-    def kind(self, x: torch.Tensor) -> str:
-        """``"binary"`` (all in {0, 1}), ``"graded"`` (non-negative integers) or ``"analog"``.
-
-        On [0, 1], sum(x) - sum(x^2) = sum(x (1 - x)) is 0 only when every x is 0 or 1, and both sums are
-        exact for binary tensors."""
-        if self.low < 0:
-            return "analog"
-        if self.high <= 1:
-            return "binary" if self.total == self.squares else "analog"
-        if not x.is_floating_point():
-            return "graded"
-        return "graded" if float(torch.frac(x).sum()) == 0 else "analog"
+    @property
+    def binary(self) -> bool:
+        """All values in {0, 1}: on [0, 1], sum(x) - sum(x^2) = sum(x (1 - x)) is 0 only when every x is 0
+        or 1, and both sums are exact for binary tensors."""
+        return self.low >= 0 and self.high <= 1 and self.total == self.squares
 
 
-def spike_kind(x: torch.Tensor) -> str:
-    """``"binary"`` | ``"graded"`` | ``"analog"``: all in {0, 1}, non-negative integers, anything else."""
-    return Moments.of(x).kind(x.detach())
+def classify(x: torch.Tensor, stats: Moments, windows: set[int]) -> tuple[str, int]:
+    """(input kind, pool window) of a tensor by its values (:data:`~bench.metrics.rules.INPUT_KINDS`).
+
+    binary: all in {0, 1}; signed: integers in [-1, 1] with a -1; graded: other integers; pooled:
+    non-negative and, for some window A in ``windows`` (the smallest that fits), every value x A an
+    integer up to the rounding of the average (the window is 1 for the other kinds); analog: the rest.
+    Binary spikes, the common case, take no pass beyond :class:`Moments`; the other kinds one or two.
+
+    The smallest fitting window, not the largest: a value k/4 is also a multiple of 1/16, so where a
+    network pools 2x2 and also 4x4 (or a 2x2 pool after a 2x2 pool), the largest would fold every 2x2-pooled
+    input as if it were 16 spikes per unit; the smallest is wrong only when every value of a 4x4-pooled map
+    happens to be a multiple of 1/4.
+    """
+    if stats.binary:
+        return "binary", 1
+    # integers in [0, 1] are binary: only a tensor reaching outside may hold other integers
+    if (stats.low < 0 or stats.high > 1) and (not x.is_floating_point() or not torch.frac(x).any()):
+        return ("signed" if stats.low >= -1 and stats.high <= 1 else "graded"), 1
+    if stats.low >= 0 and x.is_floating_point():
+        for window in sorted(windows):
+            # avg_pool and mean round k / A once: |x A - k| <= eps/2 x k, and k <= high x A
+            tolerance = 2 * torch.finfo(x.dtype).eps * max(1.0, stats.high) * window
+            if tolerance < 0.25:  # else the dtype cannot tell k / A from its neighbours
+                scaled = x * window
+                if float(scaled.sub_(scaled.round()).abs_().max()) <= tolerance:
+                    return "pooled", window
+    return "analog", 1
+
+
+def spike_kind(x: torch.Tensor, windows: set[int] = frozenset()) -> str:
+    """The input kind of ``x`` by its values (:func:`classify`)."""
+    return classify(x.detach(), Moments.of(x), windows)[0]
+
+
+def _argument(args: tuple, kwargs: dict, index: int, name: str, default=None):
+    return args[index] if len(args) > index else kwargs.get(name, default)
+
+
+def _input(args: tuple, kwargs: dict) -> torch.Tensor:
+    return _argument(args, kwargs, 0, "input")
+
+
+def _avg_pool_window(dims: int):
+    def window(args, kwargs, output) -> int | None:
+        kernel = _argument(args, kwargs, 1, "kernel_size")
+        divisor = _argument(args, kwargs, 6, "divisor_override") if dims > 1 else None
+        kernel = (kernel,) * dims if isinstance(kernel, int) else tuple(kernel)
+        return divisor or math.prod(kernel)
+
+    return window
+
+
+def _adaptive_window(dims: int):
+    def window(args, kwargs, output) -> int | None:
+        sizes, out_sizes = _input(args, kwargs).shape[-dims:], output.shape[-dims:]
+        if all(o and i % o == 0 for i, o in zip(sizes, out_sizes, strict=True)):
+            return math.prod(i // o for i, o in zip(sizes, out_sizes, strict=True))
+        return None  # windows of unequal sizes: no single A
+
+    return window
+
+
+def _mean_window(args, kwargs, output) -> int | None:
+    if _argument(args, kwargs, 1, "dim") is None:  # the mean of everything is a statistic, not a pool
+        return None
+    return _input(args, kwargs).numel() // max(1, output.numel())
+
+
+#: The average pools :class:`PoolWindows` watches, and how each one's window is read from its call.
+AVERAGE_POOLS = {
+    F.avg_pool1d: _avg_pool_window(1),
+    F.avg_pool2d: _avg_pool_window(2),
+    F.avg_pool3d: _avg_pool_window(3),
+    F.adaptive_avg_pool1d: _adaptive_window(1),
+    F.adaptive_avg_pool2d: _adaptive_window(2),
+    F.adaptive_avg_pool3d: _adaptive_window(3),
+    torch.mean: _mean_window,
+    torch.Tensor.mean: _mean_window,
+}
+
+
+class PoolWindows(TorchFunctionMode):
+    """Records the window A of every average pool of spikes run while it is active (one forward pass).
+
+    A torch function mode sees the pools however they are written: ``nn.AvgPool*`` and spikingjelly's
+    wrappers (which call ``F.avg_pool*``), ``F.avg_pool*`` itself, ``F.adaptive_avg_pool*`` where the input
+    size is a multiple of the output size (A = the ratio's product), and ``mean`` over explicit dims
+    (``x.mean((2, 3))``, a global average pool: A = the number of elements averaged). A function mode
+    rather than a dispatch mode: it sees these calls as written, once each, before autograd or inference
+    mode pick the aten ops they decompose into (which is how op_counter's dispatch rules miss convolutions
+    under inference mode), and every other op passes straight through.
+
+    A pool counts only when its input is spikes (binary, signed or graded) or itself pooled spikes (then
+    A is the product of both windows: a 2x2 pool after a 2x2 pool averages 16 spikes), so its input is
+    classified (one sweep, as a synaptic layer's input is). A pool is taken to average windows of equal
+    size: one whose border windows average fewer elements (``count_include_pad=False`` with padding,
+    ``ceil_mode``) gives other fractions there, and its consumers see analog input (MACs over every tap),
+    never a wrong fold.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.windows: set[int] = set()
+        self.depth = 0  # nested forward calls of the watched modules (the method and its network)
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        output = func(*args, **kwargs)
+        window_of = AVERAGE_POOLS.get(func)
+        if window_of is not None and isinstance(output, torch.Tensor):
+            window = window_of(args, kwargs, output)
+            if window and window > 1:
+                x = _input(args, kwargs).detach()
+                kind, inner = classify(x, Moments.of(x), self.windows)
+                if kind != "analog":
+                    self.windows.add(window * inner)
+        return output
+
+    def enter(self, module, inputs) -> None:
+        """Forward pre-hook: a new forward pass starts with no windows (nested calls keep the pass's)."""
+        if self.depth == 0:
+            self.windows = set()
+            self.__enter__()
+        self.depth += 1
+
+    def leave(self, module, inputs, output) -> None:
+        """Forward hook (``always_call=True``): leaves the mode when the outermost call returns or raises."""
+        if self.depth == 0:  # its pre-hook never ran
+            return
+        self.depth -= 1
+        if self.depth == 0:
+            self.__exit__(None, None, None)
 
 
 def activation_row(output: torch.Tensor) -> tuple[float, float, float]:
-    """The :data:`ACT_FIELDS` of one call of an activation layer: outputs, nonzero outputs, their sum."""
+    """The :data:`ACT_FIELDS` of one call of an activation layer: outputs, nonzero outputs, sum of
+    |outputs| (signed spikes count one each)."""
     out = output.detach()
     stats = Moments.of(out)
-    events = stats.total if stats.kind(out) == "binary" else float(torch.count_nonzero(out))
-    return float(out.numel()), events, stats.total
+    events = stats.total if stats.binary else float(torch.count_nonzero(out))
+    amplitude = stats.total if stats.low >= 0 else float(out.abs().sum(dtype=torch.float64))
+    return float(out.numel()), events, amplitude
 
 
 def input_kind(fields: dict, spiking: bool) -> str:
     """What a synaptic layer's inputs were over the test loop, for its record entry."""
     if not spiking:
         return "dense (non-spiking method)"
-    calls, binary = fields["calls"], fields["binary_calls"]
-    graded, pooled = fields["graded_calls"], fields["pooled_calls"]
+    calls = fields["calls"]
+    binary, signed, graded, pooled, analog = (fields[f"{kind}_calls"] for kind in INPUT_KINDS)
     if binary == calls:
         return "spikes"
-    if binary + graded == calls:
+    if binary + signed == calls:
+        return "signed spikes"
+    if binary + signed + graded == calls:
         return "graded spikes"
     if pooled == calls:
         return "pooled spikes"
-    if binary + graded + pooled == 0:
+    if analog == calls:
         return "analog"
     return "mixed"
