@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from helpers import bench
+import json
+
+from helpers import QUICK, bench
 
 
 def test_misspelt_method_names_the_close_match_without_traceback(tmp_path):
@@ -72,3 +74,28 @@ def test_dry_run_at_80_columns_shows_every_name_and_override_whole(tmp_path):
     assert "#0-1: method.layers=32C3-AP2-64C3-AP2-128C3-AP2" in out.stdout
     assert "#4-5: data.frames=8  method.layers=32C3-AP2-64C3-AP2-128C3-AP2" in out.stdout
     assert "#6-7: data.frames=8" in out.stdout
+
+
+def test_one_run_is_priced_under_another_table_and_rule_without_training_again(tmp_path):
+    """Issue 29's acceptance: one `bench run`, then other cost tables and rules from its record alone."""
+    run = ["run", "--method", "lif_sg", "--dataset", "mnist5k", *QUICK]
+    first = bench(*run, folder=tmp_path)
+    assert first.returncode == 0, first.stderr
+    (path,) = (tmp_path / "results" / "runs").glob("*.json")
+    record, written = json.loads(path.read_text()), path.stat().st_mtime_ns
+    assert record["metrics"]["cost_table"] == "horowitz45_fp32" and record["layers"][0]["counts"]["calls"] > 0
+
+    again = bench(*run, "metrics.cost_table=loihi", "metrics.pooled_spikes=folded", folder=tmp_path)
+    assert again.returncode == 0, again.stderr
+    said = " ".join(again.stdout.split())
+    assert "already recorded ok" in said and "nothing was trained" in said and "loihi" in said
+    assert path.stat().st_mtime_ns == written and list(path.parent.iterdir()) == [path]  # record untouched
+
+    energies = {}
+    for options in ([], ["--cost-table", "loihi"], ["--pooled", "folded"]):
+        out = bench("compare", "--dataset", "mnist5k", *options, folder=tmp_path)
+        assert out.returncode == 0, out.stderr
+        energies[tuple(options)] = out.stdout
+    assert "cost table loihi" in energies[("--cost-table", "loihi")]
+    assert "pooled_spikes=folded" in energies[("--pooled", "folded")]
+    assert len(set(energies.values())) == 3  # three different pricings of one record

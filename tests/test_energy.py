@@ -7,8 +7,11 @@ import sys
 from fractions import Fraction
 
 import pytest
-from helpers import bench
+import torch
+from helpers import Probe, bench, measure
 from omegaconf import OmegaConf
+from spikingjelly.activation_based import neuron
+from torch import nn
 
 from bench import CONFIG_DIR
 from bench.config import load_config, run_id
@@ -25,6 +28,7 @@ from bench.metrics.rules import RAW_FIELDS, CountingRules
 from bench.results.compare import comparisons
 from bench.results.pricing import Pricing
 from bench.results.records import write_record
+from methods.base import SynapticLayer
 
 SNN = CountingRules()
 #: Horowitz ISSCC 2014: an 8 KB SRAM 64-bit access costs 10 pJ.
@@ -340,3 +344,35 @@ def test_bench_tables_and_compare_take_a_cost_table_and_rules_and_refuse_unknown
     ):
         out = bench("compare", "--dataset", "mnist5k", option, value, folder=tmp_path)
         assert out.returncode == 1 and choices in " ".join(out.stderr.split()), out.stderr
+
+
+class WorkedExampleNet(Probe):
+    """The worked example as a network: fc2's weights declared 1-bit, like a binarised layer."""
+
+    def synaptic_layers(self):
+        return {"net.fc1": SynapticLayer(self.net.fc1), "net.fc2": SynapticLayer(self.net.fc2, weight_bits=1)}
+
+
+def test_the_callback_counts_the_worked_example_as_the_hand_count():
+    """The hand counts above are what the callback records for the network they describe: fc1's weights
+    make IF neuron 0 fire at both steps (inputs 0 and 3), neuron 1 at step 2 only (input 3), neuron 2
+    never, so the hidden spikes are [1, 0, 0], [1, 1, 0]."""
+    fc1, fc2 = nn.Linear(4, 3, bias=False), nn.Linear(3, 2, bias=False)
+    with torch.no_grad():
+        fc1.weight.copy_(torch.tensor([[1.0, 0, 0, 1], [0, 0, 0, 1], [0, 0, 0, 0]]))
+        fc2.weight.fill_(0.5)
+    lif1, lif2 = (neuron.IFNode(v_threshold=1.0, step_mode="m") for _ in range(2))
+    net = WorkedExampleNet(fc1=fc1, lif1=lif1, fc2=fc2, lif2=lif2)
+    spikes = torch.tensor([[[1.0, 0, 1, 0]], [[0.0, 0, 1, 1]]])  # [T = 2, one sample, 4]
+
+    def run():
+        hidden = lif1(fc1(spikes))
+        assert hidden.squeeze(1).tolist() == [[1, 0, 0], [1, 1, 0]]
+        return lif2(fc2(hidden))
+
+    totals, layers = measure(net, run, samples=1, steps=2, memory_model="sram45")
+    expected, updates = worked_example()
+    assert [layers[name]["counts"] for name in ("net.fc1", "net.fc2")] == [e["counts"] for e in expected]
+    assert totals["neuron_updates"] == updates
+    assert totals["energy_memory_uj"] == uj(18 * AC_FP32 + 2182 * PJ_PER_BIT)  # 16.2 + 340.9375 pJ
+    assert totals["ann_energy_memory_uj"] == uj(18 * MAC_FP32 + 1312 * PJ_PER_BIT)
