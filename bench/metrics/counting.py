@@ -207,8 +207,9 @@ class Moments:
 
     On the CPU the tensor is reduced in blocks that fit in cache, each block four ways while it is there:
     an activation is larger than the cache, and reading it from memory once instead of three times is
-    most of the callback's cost. On a GPU the whole tensor is one block. Within a block, sums are float32
-    (exact: binary and small-integer sums of a block stay far below 2**24); across blocks, float64.
+    most of the callback's cost. On a GPU a block is up to 2**24 elements (most tensors are one block).
+    Within a block, sums are float32 (exact: a binary block sums to at most 2**24, and small-integer sums
+    stay far below it); across blocks, float64.
     """
 
     def __init__(self, sums: torch.Tensor, low: float, high: float, squares: float):
@@ -224,7 +225,7 @@ class Moments:
         rows = x.reshape(-1, columns) if columns else x.reshape(-1)
         width = columns or 1
         on_cpu = rows.device.type == "cpu"
-        step = max(1, BLOCK_ELEMENTS // width) if on_cpu else max(1, rows.shape[0])
+        step = max(1, (BLOCK_ELEMENTS if on_cpu else 1 << 24) // width)
         sums, lows, highs, squares = [], [], [], []
         for block in rows.split(step):
             low, high = torch.aminmax(block)
@@ -262,17 +263,16 @@ def classify(x: torch.Tensor, stats: Moments, windows: set[int]) -> tuple[str, i
     """
     if stats.binary:
         return "binary", 1
-    if not x.is_floating_point() or not torch.frac(x).any():  # integers
-        if stats.low >= -1 and stats.high <= 1:
-            return ("signed" if stats.low < 0 else "binary"), 1
-        return "graded", 1
-    if stats.low >= 0:
+    # integers in [0, 1] are binary: only a tensor reaching outside may hold other integers
+    if (stats.low < 0 or stats.high > 1) and (not x.is_floating_point() or not torch.frac(x).any()):
+        return ("signed" if stats.low >= -1 and stats.high <= 1 else "graded"), 1
+    if stats.low >= 0 and x.is_floating_point():
         for window in sorted(windows):
             # avg_pool and mean round k / A once: |x A - k| <= eps/2 x k, and k <= high x A
             tolerance = 2 * torch.finfo(x.dtype).eps * max(1.0, stats.high) * window
             if tolerance < 0.25:  # else the dtype cannot tell k / A from its neighbours
                 scaled = x * window
-                if float((scaled - scaled.round()).abs().max()) <= tolerance:
+                if float(scaled.sub_(scaled.round()).abs_().max()) <= tolerance:
                     return "pooled", window
     return "analog", 1
 
