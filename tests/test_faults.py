@@ -240,7 +240,7 @@ def test_a_failed_rerun_says_the_existing_ok_record_is_kept(workdir, monkeypatch
     first = run("ann", "mnist5k", QUICK)
     monkeypatch.setattr(pl.Trainer, "fit", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("boom")))
     with pytest.raises(RuntimeError) as info:
-        run("ann", "mnist5k", QUICK)
+        run("ann", "mnist5k", QUICK, rerun=True)
     assert info.value.__notes__ == [
         f"The ok record of this run in {first.path} is kept; this attempt is not recorded."
     ]
