@@ -189,8 +189,9 @@ def render_range(setting: list[Group], ranked: list[tuple[int, Ranking]]) -> lis
             rows.append("| " + " | ".join(cells) + " |")
     if not rows:
         return [
-            "No energy range: these records keep no raw per-layer counts (made before counting version 3), "
-            "so they cannot be priced under other conventions without running again.",
+            "No energy range or data movement for these records: they were counted before records kept raw "
+            "per-layer counts (counting version 3), so they cannot be priced under another convention; "
+            "running the sweep again records them.",
             "",
         ]
     g = setting[0]
