@@ -1,8 +1,8 @@
 """Benchmark (run by hand): the metrics callback's cost in the test loop, against its peers' counters.
 
-Trains ``lif_sg`` briefly on ``mnist5k`` (so firing rates are realistic), then times, in one process, on the
-same model and the same test batches, under ``torch.no_grad`` (op_counter counts nothing under
-``inference_mode``), interleaved over the repeats:
+Trains ``lif_sg`` (on the matched backbone by default) briefly on ``mnist5k`` (so firing rates are
+realistic), then times, in one process, on the same model and the same test batches, under
+``torch.no_grad`` (op_counter counts nothing under ``inference_mode``), interleaved over the repeats:
 
 * the bare loop: forward passes over the 1,000 test digits;
 * the same loop counted by :class:`bench.metrics.EnergyMetrics` (hooks + per-batch flush + summary);
@@ -18,7 +18,8 @@ median and the range over repeats; an overhead whose range straddles 1 is report
 finding (in particular never a negative one). The time spent inside the callback (hooks, flush, summary)
 is also measured directly, as a share of the test loop.
 
-Usage: ``.venv/bin/python benchmarks/metrics_overhead.py [--epochs 1] [--repeats 7] [--threads 1]``
+Usage: ``.venv/bin/python benchmarks/metrics_overhead.py [--epochs 1] [--repeats 7] [--threads 1]
+[--layers L]``
 """
 
 from __future__ import annotations
@@ -52,12 +53,18 @@ def main() -> None:
         "--threads", type=int, default=1, help="torch CPU threads (the peers' cost is CPU-side)"
     )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument(
+        "--layers",
+        default="32C3-AP2-64C3-AP2-128C3-AP2",
+        help="lif_sg's method.layers; the default, the matched backbone, average-pools its spikes, so every "
+        "synapse past the first reads pooled spikes (the callback's costliest path); 'null': lif_sg's own",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     quiet_lightning()
     pl.seed_everything(0, verbose=False)
 
-    cfg = load_config("lif_sg", "mnist5k")
+    cfg = load_config("lif_sg", "mnist5k", [f"method.layers={args.layers}"])
     datamodule, model = build(cfg, "lif_sg", "mnist5k")
     quiet = {"logger": False, "enable_checkpointing": False, "enable_progress_bar": False}
     quiet["enable_model_summary"] = False
@@ -153,7 +160,8 @@ def main() -> None:
             times[name].append(time.perf_counter() - start)
 
     print(
-        f"\nlif_sg (T={model.time_steps}) on mnist5k: {sum(len(y) for _, y in batches)} test digits, "
+        f"\nlif_sg (T={model.time_steps}, layers {args.layers}) on mnist5k: "
+        f"{sum(len(y) for _, y in batches)} test digits, "
         f"device {device}, {args.threads} thread(s), {args.repeats} interleaved repeats; each ratio is taken "
         "within one repeat (against the reference timed beside it), then its median and range over repeats"
     )
