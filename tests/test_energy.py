@@ -27,6 +27,7 @@ from bench.metrics.energy import (
 from bench.metrics.rules import RAW_FIELDS, CountingRules
 from bench.results.compare import comparisons
 from bench.results.pricing import Pricing
+from bench.results.publish import regenerate
 from bench.results.records import write_record
 from methods.base import SynapticLayer
 
@@ -376,3 +377,32 @@ def test_the_callback_counts_the_worked_example_as_the_hand_count():
     assert totals["neuron_updates"] == updates
     assert totals["energy_memory_uj"] == uj(18 * AC_FP32 + 2182 * PJ_PER_BIT)  # 16.2 + 340.9375 pJ
     assert totals["ann_energy_memory_uj"] == uj(18 * MAC_FP32 + 1312 * PJ_PER_BIT)
+
+
+def test_the_answer_shows_each_t_as_a_range_from_folded_to_effective_with_both_references(tmp_path):
+    """A matched-track record whose one layer reads 2x2 average-pooled spikes, a million times over: 4e6
+    nonzero pooled inputs made of 8e6 pre-pool spikes, each reaching one output. Folded: 8e6 ACs = 7.2 µJ;
+    effective: 4e6 MACs = 18.4 µJ; the FP32 ANN's 12e6 MACs = 55.2 µJ; the QNN's (T = 2) 2.76 µJ."""
+    pooled = counts(
+        calls=1,
+        rows=2,
+        outputs=2e6,
+        pooled_calls=1,
+        pooled_events=4e6,
+        pooled_folded=8e6,
+        pooled_amplitude=2e6,
+    )
+    pooled |= {"dense": 12e6, "padded": 12e6, "effective": 4e6, "pooled_padded": 12e6, "ann_macs": 12e6}
+    layers = [{"name": "fc", "type": "Linear", "counts": pooled | {"ann_outputs": 1e6}, "weight_bits": 32}]
+    record = worked_record()
+    record |= {"layers": layers, "sweep": "m", "track": "matched", "sweep_description": "d"}
+    record["metrics"] |= price(
+        layers, 0, 2, SNN, load_cost_table("horowitz45_fp32"), load_memory_model("sram45")
+    )
+    write_record(record, tmp_path)
+    regenerate(tmp_path)
+    answer = (tmp_path / "README.md").read_text().split("## Matched track")[0]
+    assert "| 2 | lif_sg (most accurate) | 7.200 – 18.400 |" in answer
+    # ANN/SNN, compute: 55.2 / 7.2 and 55.2 / 18.4; QNN/SNN: 2.76 / 7.2 and 2.76 / 18.4
+    assert "| 7.67 – 3.00 |" in answer and "| 0.38 – 0.15 |" in answer
+    assert "*Folded*: binary spikes on an event-driven chip" in answer and "memory model sram45" in answer

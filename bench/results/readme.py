@@ -154,7 +154,7 @@ RANGE_TEXT = (
     "*ANN/SNN*: the same network as an FP32 ANN, one pass per sample, over the SNN's energy; *QNN/SNN*: the "
     "same network with ceil(log2(T+1))-bit activations and 8-bit weights on integer arithmetic (equal "
     "information per sample), over the SNN's energy. Every cell reads folded – effective; above 1 the SNN "
-    "costs less. The single energy figure in the table above is the rule it names."
+    "costs less. The single energy figure in the table above is priced under the rule its header names."
 )
 
 
@@ -198,7 +198,7 @@ def render_range(setting: list[Group], ranked: list[tuple[int, Ranking]]) -> lis
     models = (
         f"Cost table {g.cost_table}; memory model {g.records[0]['metrics'].get('memory_model', MISSING)}."
     )
-    header = ["T", "method", "compute (µJ)", "with data movement (µJ)", "ANN/SNN compute"]
+    header = ["T", "method", "compute (µJ, folded – effective)", "with data movement (µJ)", "ANN/SNN compute"]
     header += ["ANN/SNN with data movement", "QNN/SNN compute", "QNN/SNN with data movement"]
     return [
         RANGE_TEXT + " " + models,
@@ -219,6 +219,22 @@ RANGE_RATIOS = (
 )
 
 
+def _answer_header(group: Group) -> list[str]:
+    """The answer table's header; its energy columns name the pooled-spike rule they are priced by."""
+    pooled = (group.records[0]["metrics"].get("conventions") or {}).get("pooled_spikes")
+    energy = ENERGY.header.replace(")", f", pooled spikes {pooled})") if pooled else ENERGY.header
+    return [
+        "T",
+        "most accurate",
+        ACCURACY.header,
+        energy,
+        "tied with it (p ≥ 0.05)",
+        "cheapest within 1 pt",
+        "its accuracy (%)",
+        f"its {energy}",
+    ]
+
+
 def render_answer(sections: list[Section]) -> list[str]:
     """The README's first section: one table per dataset (and setting) of the matched-track sweeps."""
     lines = ["## The answer: the most accurate method at each T, and what it costs", ""]
@@ -236,22 +252,13 @@ def render_answer(sections: list[Section]) -> list[str]:
         "mean accuracy is within 1 point of the best's, which may be the best itself.",
         "",
     ]
-    header = [
-        "T",
-        "most accurate",
-        ACCURACY.header,
-        ENERGY.header,
-        "tied with it (p ≥ 0.05)",
-        "cheapest within 1 pt",
-        "its accuracy (%)",
-        f"its {ENERGY.header}",
-    ]
     for section in matched:
         names = setting_names(section.groups)
         for setting in by_setting(section.groups):
             heading, stem = names[setting[0].setting]
             heading += f", sweep `{section.name}`" if len(matched) > 1 else ""
             lines += [f"### {heading}", "", f"Sweep `{section.name}`. {setting_note(setting[0])}", ""]
+            header = _answer_header(setting[0])
             lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
             ranked = [(context[0].time_steps, rank(context)) for context in by_time_steps(setting)]
             rows = [_answer_row(t, ranking) for t, ranking in ranked]
