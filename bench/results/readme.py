@@ -198,7 +198,13 @@ def render_range(setting: list[Group], ranked: list[tuple[int, Ranking]]) -> lis
     models = (
         f"Cost table {g.cost_table}; memory model {g.records[0]['metrics'].get('memory_model', MISSING)}."
     )
-    header = ["T", "method", "compute (µJ, folded – effective)", "with data movement (µJ)", "ANN/SNN compute"]
+    header = [
+        "T",
+        "method",
+        "compute (µJ, folded – effective)",
+        "with data movement (µJ, folded – effective)",
+        "ANN/SNN compute",
+    ]
     header += ["ANN/SNN with data movement", "QNN/SNN compute", "QNN/SNN with data movement"]
     return [
         RANGE_TEXT + " " + models,
