@@ -144,7 +144,7 @@ class EnergyMetrics(pl.Callback):
 
     def _activation_hook(self, row: int):
         def hook(module, inputs, output):
-            row_values = activation_row(output)
+            row_values = activation_row(output, self._pools.moments(output.detach()))
             self._act_batch[row] += torch.tensor(
                 row_values, dtype=torch.float64, device=self._act_batch.device
             )

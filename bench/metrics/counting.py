@@ -178,7 +178,7 @@ class SynapticCounter:
         elif kind == "analog":
             scalars["analog_padded"] = padded
         flat = x.reshape(-1, columns)
-        events = stats.sums if kind == "binary" else torch.count_nonzero(flat, dim=0).double()
+        events = stats.sums if kind == "binary" else nonzero_per_column(flat, signed=stats.low < 0)
         maps = {"effective": events}
         if kind in ("binary", "signed", "graded", "pooled"):
             maps[f"{kind}_events"] = events
@@ -187,7 +187,8 @@ class SynapticCounter:
             maps["graded_amplitude"] = amplitude
         elif kind == "pooled":
             maps["pooled_amplitude"] = stats.sums
-            maps["pooled_folded"] = (flat * window).round().sum(0, dtype=torch.float64)  # pre-pool spikes
+            # the pre-pool spikes: every value is k / A, so a column's sum times A is its whole count k
+            maps["pooled_folded"] = (stats.sums * window).round()
         row = torch.zeros(len(COUNT_FIELDS), dtype=torch.float64)
         for key, value in scalars.items():
             row[self.field[key]] = value
@@ -248,6 +249,13 @@ class Moments:
         return self.low >= 0 and self.high <= 1 and self.total == self.squares
 
 
+def nonzero_per_column(flat: torch.Tensor, signed: bool) -> torch.Tensor:
+    """The nonzero entries of each column of ``flat`` (float64): the sum of their signs (``count_nonzero``
+    is several times slower on the CPU)."""
+    signs = torch.sign(flat)
+    return (signs.abs_() if signed else signs).sum(0, dtype=torch.float64)
+
+
 def classify(x: torch.Tensor, stats: Moments, windows: set[int]) -> tuple[str, int]:
     """(input kind, pool window) of a tensor by its values (:data:`~bench.metrics.rules.INPUT_KINDS`).
 
@@ -272,7 +280,8 @@ def classify(x: torch.Tensor, stats: Moments, windows: set[int]) -> tuple[str, i
             tolerance = 2 * torch.finfo(x.dtype).eps * max(1.0, stats.high) * window
             if tolerance < 0.25:  # else the dtype cannot tell k / A from its neighbours
                 scaled = x * window
-                if float(scaled.sub_(scaled.round()).abs_().max()) <= tolerance:
+                low, high = torch.aminmax(scaled.round().sub_(scaled))
+                if max(-float(low), float(high)) <= tolerance:
                     return "pooled", window
     return "analog", 1
 
@@ -352,6 +361,18 @@ class PoolWindows(TorchFunctionMode):
         super().__init__()
         self.windows: set[int] = set()
         self.depth = 0  # nested forward calls of the watched modules (the method and its network)
+        self._moments: dict[tuple, tuple[torch.Tensor, Moments]] = {}
+
+    def moments(self, x: torch.Tensor) -> Moments:
+        """``Moments.of(x)``, once per tensor in a forward pass: a neuron's spikes are read by its activation
+        hook and again by the pool after it (a view of them: the same storage, the same totals). The
+        tensor is held until the pass ends, so its address cannot be reused by another one meanwhile."""
+        if self.depth == 0:
+            return Moments.of(x)
+        key = (x.data_ptr(), x.numel(), x.dtype)
+        if key not in self._moments:
+            self._moments[key] = (x, Moments.of(x))
+        return self._moments[key][1]
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -361,7 +382,7 @@ class PoolWindows(TorchFunctionMode):
             window = window_of(args, kwargs, output)
             if window and window > 1:
                 x = _input(args, kwargs).detach()
-                kind, inner = classify(x, Moments.of(x), self.windows)
+                kind, inner = classify(x, self.moments(x), self.windows)
                 if kind != "analog":
                     self.windows.add(window * inner)
         return output
@@ -379,15 +400,17 @@ class PoolWindows(TorchFunctionMode):
             return
         self.depth -= 1
         if self.depth == 0:
+            self._moments.clear()
             self.__exit__(None, None, None)
 
 
-def activation_row(output: torch.Tensor) -> tuple[float, float, float]:
-    """The :data:`ACT_FIELDS` of one call of an activation layer: outputs, nonzero outputs, sum of
-    |outputs| (signed spikes count one each)."""
+def activation_row(output: torch.Tensor, stats: Moments) -> tuple[float, float, float]:
+    """The :data:`ACT_FIELDS` of one call of an activation layer from its output and ``stats`` (its
+    :class:`Moments`): outputs, nonzero outputs, sum of |outputs| (signed spikes count one each)."""
     out = output.detach()
-    stats = Moments.of(out)
-    events = stats.total if stats.binary else float(torch.count_nonzero(out))
+    if stats.binary:
+        return float(out.numel()), stats.total, stats.total
+    events = float(nonzero_per_column(out.reshape(-1, 1), signed=stats.low < 0).sum())
     amplitude = stats.total if stats.low >= 0 else float(out.abs().sum(dtype=torch.float64))
     return float(out.numel()), events, amplitude
 
