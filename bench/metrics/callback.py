@@ -138,7 +138,10 @@ class EnergyMetrics(pl.Callback):
 
     def _synaptic_hook(self, row: int, counter: SynapticCounter):
         def hook(module, inputs, output):
-            self._syn_batch[row] += counter.count(inputs[0], output, self._pools.windows)
+            x = inputs[0]
+            self._syn_batch[row] += counter.count(
+                x, output, self._pools.windows, self._pools.pooled_window(x)
+            )
 
         return hook
 

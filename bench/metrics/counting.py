@@ -151,9 +151,13 @@ class SynapticCounter:
             self._geometry[key] = (fanout.reshape(-1), dense, float(padded))
         return self._geometry[key]
 
-    def count(self, x: torch.Tensor, output: torch.Tensor, windows: set[int]) -> torch.Tensor:
+    def count(
+        self, x: torch.Tensor, output: torch.Tensor, windows: set[int], pooled: int | None = None
+    ) -> torch.Tensor:
         """The :data:`COUNT_FIELDS` row of one call with input ``x`` and ``output``; ``windows``: those of
-        the average pools of spikes run so far in this forward pass (:class:`PoolWindows`)."""
+        the average pools of spikes run so far in this forward pass; ``pooled``: the window when ``x`` is
+        itself the output of such a pool (:meth:`PoolWindows.pooled_window`), whose values are known to be
+        pooled spikes without checking them again."""
         x = x.detach()
         # A row is an image of a convolution, a vector of a Linear (tokens and time steps included); its
         # columns are the input positions, or the features.
@@ -162,8 +166,12 @@ class SynapticCounter:
         fanout, dense_per_row, padded_per_row = self.geometry(spatial, spatial_out, x.device)
         columns = math.prod(spatial)
         rows = x.numel() // (columns if not self.spatial_dims else columns * self.in_features)
-        stats = Moments.of(x, columns=columns)
-        kind, window = classify(x, stats, windows)
+        if pooled:  # as classify() finds: binary when every pooled value happens to be 0 or 1
+            stats = Moments.of(x, columns=columns, nonzero=True)
+            kind, window = ("binary", 1) if stats.binary else ("pooled", pooled)
+        else:
+            stats = Moments.of(x, columns=columns)
+            kind, window = classify(x, stats, windows)
         padded = rows * padded_per_row
         scalars = {
             "calls": 1.0,
@@ -178,7 +186,10 @@ class SynapticCounter:
         elif kind == "analog":
             scalars["analog_padded"] = padded
         flat = x.reshape(-1, columns)
-        events = stats.sums if kind == "binary" else nonzero_per_column(flat, signed=stats.low < 0)
+        if kind == "binary":
+            events = stats.sums
+        else:
+            events = stats.nonzero if stats.nonzero is not None else nonzero_per_column(flat, stats.low < 0)
         maps = {"effective": events}
         if kind in ("binary", "signed", "graded", "pooled"):
             maps[f"{kind}_events"] = events
@@ -213,13 +224,17 @@ class Moments:
     stay far below it); across blocks, float64.
     """
 
-    def __init__(self, sums: torch.Tensor, low: float, high: float, squares: float):
+    def __init__(
+        self, sums: torch.Tensor, low: float, high: float, squares: float, nonzero: torch.Tensor | None = None
+    ):
         self.sums, self.low, self.high, self.squares = sums, low, high, squares
+        self.nonzero = nonzero  # per column, when asked for (non-negative tensors)
         self.total = float(sums.sum())
 
     @classmethod
-    def of(cls, x: torch.Tensor, columns: int | None = None) -> Moments:
-        """Moments of ``x`` viewed as ``[-1, columns]`` with per-column sums, or flat with a total."""
+    def of(cls, x: torch.Tensor, columns: int | None = None, nonzero: bool = False) -> Moments:
+        """Moments of ``x`` viewed as ``[-1, columns]`` with per-column sums, or flat with a total; with
+        ``nonzero``, also the nonzero entries per column of a non-negative ``x``, in the same sweep."""
         x = x.detach()
         if x.dtype not in (torch.float32, torch.float64):
             x = x.float()
@@ -227,8 +242,10 @@ class Moments:
         width = columns or 1
         on_cpu = rows.device.type == "cpu"
         step = max(1, (BLOCK_ELEMENTS if on_cpu else 1 << 24) // width)
-        sums, lows, highs, squares = [], [], [], []
+        sums, lows, highs, squares, nonzeros = [], [], [], [], []
         for block in rows.split(step):
+            if nonzero:
+                nonzeros.append(torch.sign(block).sum(0, dtype=torch.float32))
             low, high = torch.aminmax(block)
             flat = block.reshape(-1)
             sums.append(block.sum(0, dtype=torch.float32) if columns else block.sum(dtype=torch.float32))
@@ -240,6 +257,7 @@ class Moments:
             float(torch.stack(lows).min()),
             float(torch.stack(highs).max()),
             float(torch.stack(squares).double().sum()),
+            torch.stack(nonzeros).double().sum(0) if nonzero else None,
         )
 
     @property
@@ -325,6 +343,18 @@ def _mean_window(args, kwargs, output) -> int | None:
     return _input(args, kwargs).numel() // max(1, output.numel())
 
 
+def _uniform(func, args: tuple, kwargs: dict) -> bool:
+    """Whether every window of this pool call averages the same number of elements: not so for an
+    ``avg_pool`` with ``ceil_mode`` or with padding it leaves out of the average."""
+    if func not in (F.avg_pool1d, F.avg_pool2d, F.avg_pool3d):
+        return True  # adaptive pools and means are counted only when their windows are equal
+    padding = _argument(args, kwargs, 3, "padding", 0)
+    ceil_mode = _argument(args, kwargs, 4, "ceil_mode", False)
+    count_include_pad = _argument(args, kwargs, 5, "count_include_pad", True)
+    padded = any(padding) if isinstance(padding, tuple | list) else bool(padding)
+    return not ceil_mode and (count_include_pad or not padded)
+
+
 #: The average pools :class:`PoolWindows` watches, and how each one's window is read from its call.
 AVERAGE_POOLS = {
     F.avg_pool1d: _avg_pool_window(1),
@@ -336,6 +366,11 @@ AVERAGE_POOLS = {
     torch.mean: _mean_window,
     torch.Tensor.mean: _mean_window,
 }
+
+
+def _key(x: torch.Tensor) -> tuple:
+    """A tensor's storage, size and type: the same for its views that keep every element."""
+    return (x.data_ptr(), x.numel(), x.dtype)
 
 
 class PoolWindows(TorchFunctionMode):
@@ -362,6 +397,15 @@ class PoolWindows(TorchFunctionMode):
         self.windows: set[int] = set()
         self.depth = 0  # nested forward calls of the watched modules (the method and its network)
         self._moments: dict[tuple, tuple[torch.Tensor, Moments]] = {}
+        self._pooled: dict[tuple, tuple[torch.Tensor, int]] = {}
+
+    def pooled_window(self, x: torch.Tensor) -> int | None:
+        """The window A when ``x`` (or a view of it with the same storage and size) is the output of an
+        average pool of spikes with equal windows in this forward pass: its values are then pooled spikes
+        by construction, what :func:`classify` would find by checking them (a chunk, a ``cat`` or a copy
+        of it is checked). None otherwise."""
+        found = self._pooled.get(_key(x))
+        return found[1] if found else None
 
     def moments(self, x: torch.Tensor) -> Moments:
         """``Moments.of(x)``, once per tensor in a forward pass: a neuron's spikes are read by its activation
@@ -369,7 +413,7 @@ class PoolWindows(TorchFunctionMode):
         tensor is held until the pass ends, so its address cannot be reused by another one meanwhile."""
         if self.depth == 0:
             return Moments.of(x)
-        key = (x.data_ptr(), x.numel(), x.dtype)
+        key = _key(x)
         if key not in self._moments:
             self._moments[key] = (x, Moments.of(x))
         return self._moments[key][1]
@@ -385,6 +429,8 @@ class PoolWindows(TorchFunctionMode):
                 kind, inner = classify(x, self.moments(x), self.windows)
                 if kind != "analog":
                     self.windows.add(window * inner)
+                    if _uniform(func, args, kwargs):  # its output is pooled spikes by construction
+                        self._pooled[_key(output)] = (output, window * inner)
         return output
 
     def enter(self, module, inputs) -> None:
@@ -401,6 +447,7 @@ class PoolWindows(TorchFunctionMode):
         self.depth -= 1
         if self.depth == 0:
             self._moments.clear()
+            self._pooled.clear()
             self.__exit__(None, None, None)
 
 
