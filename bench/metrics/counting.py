@@ -380,9 +380,32 @@ AVERAGE_POOLS = {
 }
 
 
-def _key(x: torch.Tensor) -> tuple:
-    """A tensor's storage, size and type: the same for its views that keep every element."""
-    return (x.data_ptr(), x.numel(), x.dtype)
+class RecentTensors:
+    """What was found about the last few tensors of a forward pass, by storage, size and type (the same
+    for their views that keep every element). Each is held while it is remembered, so its address cannot
+    be reused by another tensor meanwhile; only the last few, so that a forward pass's activations are not
+    all kept alive until it ends (their consumer comes right after them: a neuron's pool, a pool's layer).
+    """
+
+    def __init__(self, size: int = 4):
+        self.size = size
+        self._entries: dict[tuple, tuple[torch.Tensor, object]] = {}
+
+    @staticmethod
+    def key(x: torch.Tensor) -> tuple:
+        return (x.data_ptr(), x.numel(), x.dtype)
+
+    def get(self, x: torch.Tensor):
+        entry = self._entries.get(self.key(x))
+        return entry[1] if entry else None
+
+    def put(self, x: torch.Tensor, value) -> None:
+        self._entries[self.key(x)] = (x, value)
+        while len(self._entries) > self.size:
+            del self._entries[next(iter(self._entries))]  # the oldest
+
+    def clear(self) -> None:
+        self._entries.clear()
 
 
 class PoolWindows(TorchFunctionMode):
@@ -408,27 +431,27 @@ class PoolWindows(TorchFunctionMode):
         super().__init__()
         self.windows: set[int] = set()
         self.depth = 0  # nested forward calls of the watched modules (the method and its network)
-        self._moments: dict[tuple, tuple[torch.Tensor, Moments]] = {}
-        self._pooled: dict[tuple, tuple[torch.Tensor, int]] = {}
+        self._moments = RecentTensors()
+        self._pooled = RecentTensors()
 
     def pooled_window(self, x: torch.Tensor) -> int | None:
         """The window A when ``x`` (or a view of it with the same storage and size) is the output of an
-        average pool of spikes with equal windows in this forward pass: its values are then pooled spikes
-        by construction, what :func:`classify` would find by checking them (a chunk, a ``cat`` or a copy
-        of it is checked). None otherwise."""
-        found = self._pooled.get(_key(x))
-        return found[1] if found else None
+        average pool of spikes with equal windows just before in this forward pass: its values are then
+        pooled spikes by construction, what :func:`classify` would find by checking them (a chunk, a
+        ``cat`` or a copy of it is checked). None otherwise."""
+        return self._pooled.get(x)
 
     def moments(self, x: torch.Tensor) -> Moments:
-        """``Moments.of(x)``, once per tensor in a forward pass: a neuron's spikes are read by its activation
-        hook and again by the pool after it (a view of them: the same storage, the same totals). The
-        tensor is held until the pass ends, so its address cannot be reused by another one meanwhile."""
+        """``Moments.of(x)``, once for a tensor read twice in a row: a neuron's spikes are read by its
+        activation hook and again by the pool after it (a view of them: the same storage, the same
+        totals)."""
         if self.depth == 0:
             return Moments.of(x)
-        key = _key(x)
-        if key not in self._moments:
-            self._moments[key] = (x, Moments.of(x))
-        return self._moments[key][1]
+        found = self._moments.get(x)
+        if found is None:
+            found = Moments.of(x)
+            self._moments.put(x, found)
+        return found
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -442,7 +465,7 @@ class PoolWindows(TorchFunctionMode):
                 if kind != "analog":
                     self.windows.add(window * inner)
                     if _uniform(func, args, kwargs):  # its output is pooled spikes by construction
-                        self._pooled[_key(output)] = (output, window * inner)
+                        self._pooled.put(output, window * inner)
         return output
 
     def enter(self, module, inputs) -> None:
