@@ -13,7 +13,6 @@ from bench.metrics.rules import COUNTING_VERSION, CountingRules, conventions_lab
 _LAZY = {
     "EnergyMetrics": "bench.metrics.callback",
     "MetricsError": "bench.metrics.counting",
-    "spike_kind": "bench.metrics.counting",
     "CostTable": "bench.metrics.energy",
     "cost_tables": "bench.metrics.energy",
     "load_cost_table": "bench.metrics.energy",

@@ -316,11 +316,6 @@ def classify(x: torch.Tensor, stats: Moments, windows: set[int]) -> tuple[str, i
     return "analog", 1
 
 
-def spike_kind(x: torch.Tensor, windows: set[int] = frozenset()) -> str:
-    """The input kind of ``x`` by its values (:func:`classify`)."""
-    return classify(x.detach(), Moments.of(x), windows)[0]
-
-
 def _argument(args: tuple, kwargs: dict, index: int, name: str, default=None):
     return args[index] if len(args) > index else kwargs.get(name, default)
 

@@ -158,6 +158,15 @@ RANGE_TEXT = (
 )
 
 
+#: The reference ratios of the range table, in its column order.
+RANGE_RATIOS = (
+    "ann_snn_energy_ratio",
+    "ann_snn_energy_ratio_memory",
+    "qnn_snn_energy_ratio",
+    "qnn_snn_energy_ratio_memory",
+)
+
+
 def _span(group: Group, key: str, digits: int) -> str:
     """``folded – effective`` means of ``key`` over ``group``'s records (one value when they are equal)."""
     ends = [group.mean(f"{key}@{mode}") for mode in RANGE]
@@ -214,15 +223,6 @@ def render_range(setting: list[Group], ranked: list[tuple[int, Ranking]]) -> lis
         *rows,
         "",
     ]
-
-
-#: The reference ratios of the range table, in its column order.
-RANGE_RATIOS = (
-    "ann_snn_energy_ratio",
-    "ann_snn_energy_ratio_memory",
-    "qnn_snn_energy_ratio",
-    "qnn_snn_energy_ratio_memory",
-)
 
 
 def _answer_header(group: Group) -> list[str]:
