@@ -406,3 +406,4 @@ def test_the_answer_shows_each_t_as_a_range_from_folded_to_effective_with_both_r
     # ANN/SNN, compute: 55.2 / 7.2 and 55.2 / 18.4; QNN/SNN: 2.76 / 7.2 and 2.76 / 18.4
     assert "| 7.67 – 3.00 |" in answer and "| 0.38 – 0.15 |" in answer
     assert "*Folded*: binary spikes on an event-driven chip" in answer and "memory model sram45" in answer
+    assert "ANN reference priced on horowitz45_fp32, QNN reference on horowitz45_int8" in answer

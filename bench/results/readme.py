@@ -203,9 +203,14 @@ def render_range(setting: list[Group], ranked: list[tuple[int, Ranking]]) -> lis
             "running the sweep again records them.",
             "",
         ]
-    g = setting[0]
+    metrics = [r["metrics"] for g in setting for r in g.records]
+
+    def named(key: str) -> str:
+        return ", ".join(sorted({m[key] for m in metrics if m.get(key)})) or MISSING
+
     models = (
-        f"Cost table {g.cost_table}; memory model {g.records[0]['metrics'].get('memory_model', MISSING)}."
+        f"Cost table {setting[0].cost_table}; memory model {named('memory_model')}; ANN reference priced on "
+        f"{named('ann_reference_table')}, QNN reference on {named('qnn_reference_table')}."
     )
     header = [
         "T",
