@@ -83,6 +83,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def _summary_table(record: dict) -> Table:
+    from bench.results.pricing import RANGE
+
     table = Table(title=f"{record['method']} on {record['dataset']} (seed {record['seed']})")
     table.add_column("metric", style="cyan")
     table.add_column("value", justify="right")
@@ -97,15 +99,16 @@ def _summary_table(record: dict) -> Table:
         else:
             text = f"{value:,}" if isinstance(value, int) else str(value)
         table.add_row(key, text)
-    ends = [metrics.get(f"energy_uj@{mode}") for mode in ("folded", "effective")]
+    ends = [metrics.get(f"energy_uj@{mode}") for mode in RANGE]
     if None not in ends:
-        table.add_row("energy_uj, pooled folded - effective", " - ".join(f"{v:.4g}" for v in ends))
+        table.add_row(f"energy_uj, pooled {' - '.join(RANGE)}", " - ".join(f"{v:.4g}" for v in ends))
     table.add_row("wall time", f"{record['wall_time_s']:.1f} s")
     table.add_row("device", str(record["device"]))
     return table
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from bench.results.pricing import repriceable
     from bench.runner import quiet_lightning, run
 
     quiet_lightning()
@@ -114,11 +117,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     if result.trained:
         console.print(f"Run record: [bold]{result.path}[/]")
     else:
+        shown = (
+            "Its counts are shown priced under this config's cost table, counting conventions and memory "
+            "model (they are in no run id: they change nothing that trains)"
+            if repriceable(result.record)
+            else "It was counted before records kept raw counts, so it is shown as it was recorded"
+        )
         console.print(
-            f"This run is already recorded ok in [bold]{result.path}[/]: nothing was trained. Its counts are "
-            "shown priced under this config's cost table, counting conventions and memory model (they are "
-            "in no run id: they change nothing that trains); the record itself is unchanged. To train it "
-            "again, pass --rerun."
+            f"This run is already recorded ok in [bold]{result.path}[/]: nothing was trained. {shown}; the "
+            "record itself is unchanged. To train it again, pass --rerun."
         )
     return 0
 
