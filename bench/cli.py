@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from bench import CONFIG_DIR, check_config_dir, paths, registry
+from bench import CONFIG_DIR, check_config_dir, design, paths, registry
 from bench.errors import BenchError, storage_error
 
 if TYPE_CHECKING:
@@ -57,8 +57,10 @@ def whole_table(title: str, columns: list[str], rows: list[tuple[str, ...]], who
 def cmd_list(args: argparse.Namespace) -> int:
     # The catalogue reads the plugins' sources: listing them imports no torch, Lightning or plugin.
     catalogue = registry.catalogue()
-    rows = [(key, info.description) for key, info in catalogue["method"].items()]
-    console.print(whole_table("Methods (--method)", ["key", "description"], rows))
+    rows = [
+        (key, design.describe(info.design), info.description) for key, info in catalogue["method"].items()
+    ]
+    console.print(whole_table("Methods (--method)", ["key", "designed for", "description"], rows, whole=2))
 
     facts, descriptions = [], []
     for key, info in catalogue["dataset"].items():
@@ -126,6 +128,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         console.print(
             f"This run is already recorded ok in [bold]{result.path}[/]: nothing was trained. {shown}; the "
             "record itself is unchanged. To train it again, pass --rerun."
+        )
+    if result.record.get("outside_design"):
+        console.print(
+            f"[yellow]Outside the method's design:[/] {result.record['outside_design_reason']}. The record "
+            "says so (outside_design: true), so that a comparison can tell it from runs inside the design."
         )
     return 0
 

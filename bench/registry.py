@@ -7,7 +7,8 @@ packages, so there is no hand-kept list. Adding a method is one module plus one 
 Importing a plugin imports torch, Lightning and spikingjelly (seconds of CPU). What only needs names,
 descriptions and shapes (``bench list``, ``methods: all`` in a sweep, ``bench status``) reads them from the
 plugin sources instead, without running them: :func:`catalogue` parses each module's syntax tree for the
-registering decorators, the class docstrings and the literal class attributes (inherited ones through the
+registering decorators, the class docstrings and the literal class attributes (a dataset's facts, a
+method's design range) (inherited ones through the
 base classes defined in the two packages). :func:`get_method` / :func:`get_dataset` then import only the
 module that registers the key. A fact the sources do not state as a literal is read from the imported
 class, so the catalogue never disagrees with the classes (tests/test_registry.py checks it).
@@ -45,6 +46,8 @@ class PluginInfo:
     class_name: str
     description: str
     facts: DataFacts | None = None  # a dataset's class facts; None for a method
+    design: dict | None = None  # a method's design range (bench.design); None for a dataset
+    design_basis: str = ""
 
 
 def _package_files(package: str) -> list[tuple[str, Path]]:
@@ -121,14 +124,19 @@ def catalogue() -> dict[str, dict[str, PluginInfo]]:
     found: dict[str, dict[str, PluginInfo]] = {"method": {}, "dataset": {}}
     for kind, key, node, module in registered:
         description = describe_text(ast.get_docstring(node, clean=False))
-        facts = None
+        facts, design = None, {}
+        if kind == "method":
+            design = {name: attribute(node, name) for name in ("design", "design_basis")}
+            if any(value is _NOT_LITERAL for value in design.values()):
+                cls = getattr(importlib.import_module(module), node.name)
+                design = {name: getattr(cls, name) for name in design}
         if kind == "dataset":
             values = {name: attribute(node, name) for name in CLASS_FACTS}
             if any(value is _NOT_LITERAL for value in values.values()):  # say it from the class itself
                 cls = getattr(importlib.import_module(module), node.name)
                 values = {name: getattr(cls, name) for name in CLASS_FACTS}
             facts = DataFacts(**values)
-        found[kind][key] = PluginInfo(key, module, node.name, description, facts)
+        found[kind][key] = PluginInfo(key, module, node.name, description, facts, **design)
     return {kind: dict(sorted(infos.items())) for kind, infos in found.items()}
 
 

@@ -190,6 +190,8 @@ def run(
     }
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule, model = build(cfg, method, dataset)  # constructors check their arguments: nothing ran yet
+    reason = model.outside_design()  # allowed, and said: a comparison ranks in-design runs only
+    record.update(outside_design=reason is not None, outside_design_reason=reason)
     energy, guard = run_callbacks(cfg)
     trainer = build_trainer(cfg, method, dataset, rid, callbacks=[energy, guard])
     claim = claim_path(cfg.paths.results, rid)

@@ -26,6 +26,8 @@ class ANN(BenchMethod):
     """ReLU CNN baseline (same topology as lif_sg); the energy reference for every SNN."""
 
     spiking = False  # every synaptic op is a MAC, zeros and padding taps included
+    design = {"static": (1, 1), "event": (1, 1)}
+    design_basis = "the non-spiking reference: one pass per sample"
 
     def __init__(
         self,

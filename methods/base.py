@@ -21,6 +21,7 @@ from spikingjelly.activation_based.neuron import BaseNode
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
+from bench.design import outside_reason
 from bench.errors import ConfigError
 from bench.guards import diverged
 
@@ -55,6 +56,11 @@ class BenchMethod(pl.LightningModule):
     spiking: bool = True
     #: ``time_steps=None`` means every fine frame is a step on event data, this many steps on images.
     static_time_steps: int = 1
+    #: The input kinds and time steps the method's paper designs it for (:mod:`bench.design`): per kind,
+    #: (lowest T, highest T or None). A run outside is allowed; its record says ``outside_design``.
+    design: dict = {"static": (1, None), "event": (1, None)}
+    #: The paper's grounds for ``design``, in a few words.
+    design_basis: str = ""
 
     def __init__(
         self,
@@ -137,6 +143,11 @@ class BenchMethod(pl.LightningModule):
     def synaptic_layers(self) -> dict[str, SynapticLayer]:
         """Conv/linear layers with their weight bit widths; override to declare binarised layers."""
         return {name: SynapticLayer(m) for name, m in self.named_modules() if isinstance(m, SYNAPTIC_TYPES)}
+
+    def outside_design(self) -> str | None:
+        """Why this run (its input kind and resolved T) lies outside the method's design, or None."""
+        key = getattr(type(self), "registry_key", type(self).__name__)
+        return outside_reason(key, self.design, self.design_basis, self.kind, self.time_steps)
 
     def run_details(self) -> dict:
         """Method-specific facts of the finished run for its record (JSON-serialisable), e.g. which layers

@@ -29,6 +29,8 @@ class LIFSurrogateGradient(BenchMethod):
     """LIF SNN (spikingjelly), surrogate-gradient BPTT, direct encoding; ann's topology."""
 
     static_time_steps = 4  # time_steps=None: every fine frame on event data, 4 steps on images
+    design = {"static": (1, None), "event": (1, None)}
+    design_basis = "the surrogate-gradient BPTT baseline, at any T"
 
     def __init__(
         self,

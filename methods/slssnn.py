@@ -21,6 +21,10 @@ available):
   the gradient reaching the count is the mean over t of the gradients reaching ``S[t]`` (every layer
   downstream depends on a train only through its count, so those are all equal), and ``dL/dS^{l-1}[t]``
   is the transposed conv of ``dL/dA`` at every t.
+  At T = 1 the window is ``[0, V_th)``: a neuron that fires (``A >= V_th``) gets no gradient at all, and
+  the block is a 2-level quantised ReLU of a conv; slssnn at T = 1 is in effect a binary-activation ANN
+  trained by a straight-through estimator that stops at the threshold, with nothing spike-train level
+  left in it. Its design range (``bench list``) still includes T = 1, the papers.md setting.
 * networks: ``32C3-AP2-64C3-AP2-256FC`` for 1-2 channel inputs up to 34 pixels (the ``ann`` baseline's
   widths); VGG-11's convolution stack for larger and colour inputs, with a ``32C3-AP2`` stem above 34
   pixels and input average pooling above 64 pixels (``papers.md`` suggests ResNet-34 / VGG-16 for
@@ -165,6 +169,9 @@ def stcb_network(
 class SLSSNN(BenchMethod):
     """Spike-train level SNN of STCBs, trained by the STCB's equivalent gradient (no BPTT). The base
     class's readout (mean over t of the classifier output) gives the logits for both readouts."""
+
+    design = {"static": (1, 4), "event": (1, 10)}
+    design_basis = "papers.md section 2: T = 1, 2, 4; DVS-CIFAR10 with 10 frames"
 
     def __init__(
         self,

@@ -289,13 +289,15 @@ def test_a_row_is_one_experiment_labelled_by_its_variant_or_its_settings(tmp_pat
     )
     # a sweep with a reference variant (as its records carry it): the others are compared with it
     abl = {"sweep": "abl", "track": "ablation", "sweep_description": "an ablation", "sweep_reference": "twin"}
-    for run_id, seed, acc, energy, storage, variant, policy in (
-        ("t0", 0, 0.980, 4.0, 400.0, "twin", "none"),
-        ("t1", 1, 0.970, 4.0, 400.0, "twin", "none"),
-        ("f0", 0, 0.970, 3.0, 300.0, "full", "storage"),
-        ("f1", 1, 0.966, 3.0, 300.0, "full", "storage"),
+    # with the mechanism facts each run reports (run_details()["facts"]): numbers and per-seed texts
+    for run_id, seed, acc, energy, storage, variant, policy, facts in (
+        ("t0", 0, 0.980, 4.0, 400.0, "twin", "none", {"storage_ratio": 1.0}),
+        ("t1", 1, 0.970, 4.0, 400.0, "twin", "none", {"storage_ratio": 1.0}),
+        ("f1", 1, 0.966, 3.0, 300.0, "full", "storage", {"storage_ratio": 0.6, "binarised": "net.12"}),
+        ("f0", 0, 0.970, 3.0, 300.0, "full", "storage", {"storage_ratio": 0.5, "binarised": "net.8"}),
     ):
         record = make(run_id, "albsnn", seed, 1, acc, energy, 8.0, 1e6, 1e5, 0.3, storage, 1, 1)
+        record["method_details"] = {"policy": policy, "facts": facts}
         write_record({**with_config(record, variant, policy=policy), **abl}, tmp_path)
     regenerate(tmp_path)
 
@@ -307,18 +309,25 @@ def test_a_row_is_one_experiment_labelled_by_its_variant_or_its_settings(tmp_pat
     ablation = (tmp_path / "tables" / "abl.md").read_text()
     assert ablation.startswith("# Sweep `abl` (ablation)\n")
     header = "| method | T | variant | n | accuracy (%) | vs best at T | Pareto | energy/sample (µJ) |"
-    assert header in ablation and "| Δ accuracy vs twin (pt) | energy vs twin | storage vs twin |" in ablation
+    relative = "| Δ accuracy vs twin (pt) | energy vs twin | storage vs twin | storage_ratio | binarised |"
+    assert header in ablation and relative in ablation
     # twin: 0.98, 0.97 -> 97.50 ± 12.7062 * 0.0070711 / sqrt(2) = 6.35; full: 0.970, 0.966 -> ± 0.25412
     twin, full = ablation.rstrip().splitlines()[-2:]
     assert twin.startswith("| albsnn | 1 | twin | 2 | **97.50 ± 6.35** | best | ◆ |")
-    assert twin.endswith("| - | - | - |")  # the twin itself
+    assert twin.endswith("| - | - | - | 1 ± 0 | - |")  # the twin itself; it binarised nothing
     assert full.startswith("| albsnn | 1 | full | 2 | 96.80 ± 2.54 | tied, p = 0.376 | ◆ |")
-    assert full.endswith("| -0.70 | 0.750 | 0.750 |")  # full vs twin
+    # full vs twin; storage ratio 0.5, 0.6: 0.55 ± 12.7062 * 0.070711 / sqrt(2) = 0.64; seed 0's first
+    assert full.endswith("| -0.70 | 0.750 | 0.750 | 0.55 ± 0.64 | net.8 / net.12 |")
     readme = (tmp_path / "README.md").read_text()
     assert (
         readme.index("## Ablations") < readme.index("### Sweep `abl` (ablation)") < readme.index("## Other")
     )
-    assert "| albsnn | 1 | full | 2 | 96.80 ± 2.54 |" in readme and "| -0.70 | 0.750 | 0.750 |" in readme
+    assert "| albsnn | 1 | full | 2 | 96.80 ± 2.54 |" in readme
+    assert "| -0.70 | 0.750 | 0.750 | 0.55 ± 0.64 | net.8 / net.12 |" in readme
+    assert "storage_ratio" not in runs  # the mechanism facts are an ablation's columns
+    with (tmp_path / "tables" / "abl.csv").open() as handle:
+        rows = {row["variant"]: row for row in csv.DictReader(handle)}
+    assert rows["full"]["fact_binarised"] == "net.8 / net.12"
 
 
 def test_a_sweeps_section_is_what_its_records_say_never_its_file(tmp_path):

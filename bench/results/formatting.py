@@ -136,3 +136,32 @@ def csv_number(value: float | None) -> object:
     """A CSV number: statistics from scipy to 10 significant digits, so that they do not depend on the
     last bits of a library's arithmetic."""
     return "" if value is None else float(f"{value:.10g}")
+
+
+def facts_of(record: dict) -> dict:
+    """A record's mechanism facts: what its method reports of how its mechanisms acted (e.g. the layers
+    albsnn binarised, the learnt time constants), ``run_details()["facts"]``; ``{}`` without them."""
+    details = record.get("method_details")
+    return (details.get("facts") or {}) if isinstance(details, dict) else {}
+
+
+def fact_keys(groups: list) -> list[str]:
+    """The mechanism facts some row's records carry, in the order they first appear."""
+    keys: dict[str, None] = {}
+    for group in groups:
+        for record in group.records:
+            keys.update(dict.fromkeys(facts_of(record)))
+    return list(keys)
+
+
+def fact_cell(group, key: str) -> str:
+    """A mechanism fact over a row's runs: numbers as mean ± 95 % CI (4 significant digits), texts as each
+    seed's value in seed order (``net.8 / net.12 / net.8``): a choice that differs between seeds shows."""
+    records = sorted(group.records, key=lambda r: (r.get("seed") is None, r.get("seed") or 0))
+    values = [facts[key] for r in records if key in (facts := facts_of(r))]
+    if not values:
+        return MISSING
+    if all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+        mean, ci = mean_ci([float(v) for v in values])
+        return f"{mean:.4g}" if ci is None else f"{mean:.4g} ± {ci:.2g}"
+    return " / ".join(str(v) for v in values)

@@ -318,7 +318,15 @@ def render_section(section: Section, claims: list[dict], matched_claims: set) ->
         heading, stem = names[setting[0].setting]
         lines += [f"#### {heading}", "", setting_note(setting[0]), ""]
         present = [c for c in columns if any(g.values(c.key) for g in setting)]
-        lines += table_lines(setting, rows, present, section.reference, False, claim if show_claims else None)
+        lines += table_lines(
+            setting,
+            rows,
+            present,
+            section.reference,
+            False,
+            claim if show_claims else None,
+            facts=section.track == "ablation",
+        )
         lines += [""] + plot_links(section, setting, heading, stem)
     if section.failed:
         lines += [f"Runs that did not finish ({len(section.failed)}), not averaged in:", ""]

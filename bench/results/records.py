@@ -131,6 +131,12 @@ def record_problem(record, path: Path) -> str | None:
         return f"its track {record['track']!r} is not one of {', '.join(TRACKS)}"
     if record.get("sweep_reference") is not None and not is_label(record["sweep_reference"]):
         return f"its sweep_reference {record['sweep_reference']!r} is not a line of text"
+    if not isinstance(record.get("outside_design", False), bool):
+        return f"its outside_design {record['outside_design']!r} is not true or false"
+    if record.get("outside_design_reason") is not None and not isinstance(
+        record["outside_design_reason"], str
+    ):
+        return f"its outside_design_reason {record['outside_design_reason']!r} is not a text"
     for key in ("sweep_description", "sweep_file"):
         if record.get(key) is not None and not isinstance(record[key], str):
             return f"its {key} {record[key]!r} is not a text"
@@ -144,6 +150,12 @@ def record_problem(record, path: Path) -> str | None:
     for key, kind in (("metrics", dict), ("config", dict), ("error", str)):
         if record.get(key) is not None and not isinstance(record[key], kind):
             return f"its {key} is not a JSON {'object' if kind is dict else 'string'}"
+    details = record.get("method_details")
+    facts = details.get("facts") if isinstance(details, dict) else None
+    if facts is not None and not (
+        isinstance(facts, dict) and all(_number(v) or is_label(v) for v in facts.values())
+    ):
+        return "its method_details.facts is not an object of numbers and lines of text"
     if record.get("wall_time_s") is not None and not _number(record["wall_time_s"]):
         return f"its wall_time_s {record['wall_time_s']!r} is not a number"
     if record.get("started_at") is not None:

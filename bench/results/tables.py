@@ -24,6 +24,8 @@ from bench.results.formatting import (
     Column,
     accuracy_cell,
     csv_number,
+    fact_cell,
+    fact_keys,
     format_cell,
     present_columns,
     rank_cells,
@@ -69,15 +71,19 @@ def table_lines(
     reference: str | None,
     spread: bool = True,
     claims=None,
+    facts: bool = False,
 ) -> list[str]:
     """One setting's table: method, T, [variant], n, accuracy, verdict, Pareto, the other columns, [the
-    columns relative to the reference variant], [the paper's claim (``claims(group)``)]."""
+    columns relative to the reference variant], [the paper's claim (``claims(group)``)], [with ``facts``,
+    the method's mechanism facts (an ablation's: what each variant's mechanisms did)]."""
     groups = in_rank_order(groups, rows)
+    facts_shown = fact_keys(groups) if facts else []
     extra_headers, extra_cells = identifying(groups)
     others = [c for c in columns if c is not ACCURACY]
     header = ["method", "T", *extra_headers, "n", ACCURACY.header, *RANK_HEADERS, *(c.header for c in others)]
     header += [r.header.format(ref=reference) for r in RELATIVE] if reference else []
     header += ["paper (%)"] if claims else []
+    header += facts_shown
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for g, extra in zip(groups, extra_cells, strict=True):
         row = rows.get(id(g))
@@ -86,6 +92,7 @@ def table_lines(
         cells += [format_cell(c, g.values(c.key), spread) for c in others]
         cells += relative_cells(g, reference_group(g, groups, reference)) if reference else []
         cells += [claims(g)] if claims else []
+        cells += [fact_cell(g, key) for key in facts_shown]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
@@ -118,7 +125,9 @@ def render_markdown(section: Section) -> str:
     for setting in by_setting(groups):
         heading, _ = names[setting[0].setting]
         lines += [f"## {heading}", "", setting_note(setting[0]), ""]
-        lines += table_lines(setting, rows, present_columns(setting), section.reference) + [""]
+        ablation = section.track == "ablation"
+        lines += table_lines(setting, rows, present_columns(setting), section.reference, facts=ablation)
+        lines += [""]
     if section.failed:
         lines += [f"Failed runs ({len(section.failed)}), not included above:", ""]
         lines += [f"- `{r['run_id']}`: {r.get('error') or 'no error recorded'}" for r in section.failed]
@@ -127,14 +136,17 @@ def render_markdown(section: Section) -> str:
 
 
 def write_csv(section: Section, path: Path) -> None:
-    """Every row of every setting table, with each column's mean, sample std and 95 % CI half-width."""
+    """Every row of every setting table, with each column's mean, sample std and 95 % CI half-width (and an
+    ablation's mechanism facts, as its markdown table shows them)."""
     columns, rows = present_columns(section.groups), ranked(section.groups)
+    facts = fact_keys(section.groups) if section.track == "ablation" else []
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(
             ["track", "dataset", "frames", "cost_table", "conventions", "time_steps", "method", "variant"]
             + ["n", "vs_best", "p_vs_best", "pareto"]
             + [f"{c.key}_{stat}" for c in columns for stat in ("mean", "std", "ci95")]
+            + [f"fact_{key}" for key in facts]
         )
         for setting in by_setting(section.groups):
             for g in in_rank_order(setting, rows):
@@ -147,4 +159,5 @@ def write_csv(section: Section, path: Path) -> None:
                     mean, std = mean_std(values) if values else (None, None)
                     ci = mean_ci(values)[1] if values else None
                     cells += [mean, std, csv_number(ci)]
+                cells += [fact_cell(g, key) for key in facts]
                 writer.writerow(["" if v is None else v for v in cells])
