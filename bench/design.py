@@ -14,7 +14,9 @@ KIND_NAMES = {"static": "images", "event": "events"}
 
 
 def describe(design: dict) -> str:
-    """``design`` in words, e.g. ``images T = 1; events T = 1-10``."""
+    """``design`` in words, e.g. ``images T = 1; events T = 1-10`` (``-`` when a class states none)."""
+    if not design:
+        return "-"
     parts = []
     for kind, (low, high) in design.items():
         steps = f"T >= {low}" if high is None else f"T = {low}" if low == high else f"T = {low}-{high}"

@@ -129,7 +129,10 @@ def catalogue() -> dict[str, dict[str, PluginInfo]]:
             design = {name: attribute(node, name) for name in ("design", "design_basis")}
             if any(value is _NOT_LITERAL for value in design.values()):
                 cls = getattr(importlib.import_module(module), node.name)
-                design = {name: getattr(cls, name) for name in design}
+                design = {
+                    "design": getattr(cls, "design", None),
+                    "design_basis": getattr(cls, "design_basis", ""),
+                }
         if kind == "dataset":
             values = {name: attribute(node, name) for name in CLASS_FACTS}
             if any(value is _NOT_LITERAL for value in values.values()):  # say it from the class itself

@@ -190,6 +190,9 @@ def gap_network(
 class ALBSNN(BenchMethod):
     """Binary SNN whose binarised layers are chosen during training by accuracy loss estimators."""
 
+    design = {"static": (1, 1), "event": (1, 10)}
+    design_basis = "T = 1 on images (all its reported results); 2-channel event frames at T = 1-10"
+
     def __init__(
         self,
         num_classes: int,

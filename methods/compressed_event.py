@@ -68,6 +68,9 @@ def default_layers(input_shape: Sequence[int], channels: int) -> list[str]:
 class CompressedEventSNN(RateCodedOutput, BenchMethod):
     """Compressed synaptic-current input, synaptic conv blocks of multi-threshold PLIF neurons."""
 
+    design = {"event": (1, 5)}
+    design_basis = "event streams compressed into a few (1-5) steps; N-MNIST, CIFAR10-DVS, DVS128 Gesture"
+
     def __init__(
         self,
         num_classes: int,

@@ -140,6 +140,11 @@ class HybridSTDB(BenchMethod):
     """Single-spike hybrid input encoding; the ANN twin trained, converted, then STDB fine-tuning (T = 5)."""
 
     static_time_steps = 5  # time_steps=None: every fine frame on event data, 5 steps on images
+    design = {"static": (2, 10)}
+    design_basis = (
+        "hybrid coding of images, T = 5 in the paper (2-10 tried); at T = 1 neither the temporal code nor "
+        "STDB's spike timing can act"
+    )
 
     def __init__(
         self,

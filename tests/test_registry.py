@@ -67,7 +67,11 @@ def disagreements() -> list[str]:
             )
             if info.facts != facts:
                 found.append(f"{kind} {key}: the catalogue's facts {info.facts}, the class's {facts}")
-            design = (cls.design, cls.design_basis) if kind == "method" else (None, "")
+            design = (
+                (getattr(cls, "design", None), getattr(cls, "design_basis", ""))
+                if kind == "method"
+                else (None, "")
+            )
             if (info.design, info.design_basis) != design:
                 found.append(f"{kind} {key}: the catalogue's design {info.design}, the class's {design}")
     return found
