@@ -35,6 +35,7 @@ from bench.metrics import EnergyMetrics
 from bench.metrics.rules import PRICING_KEYS
 from bench.paths import checkpoint_dir, claim_path, runs_dir
 from bench.registry import get_dataset, get_method
+from bench.results import predictions
 from bench.results.pricing import Pricing, priced
 from bench.results.records import (
     SWEEP_FACTS,
@@ -236,6 +237,8 @@ def _train_and_test(cfg, rid, record, datamodule, model, trainer, energy) -> Non
     if found is not None:  # e.g. a NaN test loss, a learnt tau thrown to infinity
         raise diverged(model, f"The run's {found[0]} is {found[1]} (the trained network is not finite)")
     record.update(metrics=metrics, layers=energy.layers, method_details=details, status="ok")
+    outcomes = getattr(model, "test_outcomes", None)  # None: a plugin's own test epoch hooks skip ours
+    record["test_predictions"] = predictions.encode(outcomes) if outcomes is not None else None
 
 
 def _recorded_failure(record: dict, cfg: DictConfig, error: BaseException, start: float, interrupted: bool):

@@ -95,6 +95,7 @@ class BenchMethod(pl.LightningModule):
         self.train_acc = MulticlassAccuracy(self.num_classes, average="micro", validate_args=False)
         self.val_acc = MulticlassAccuracy(self.num_classes, average="micro", validate_args=False)
         self.test_acc = MulticlassAccuracy(self.num_classes, average="micro", validate_args=False)
+        self._test_outcomes: list[torch.Tensor] = []  # per test batch: predicted classes and labels
 
     @staticmethod
     def check_time_steps(time_steps: int | None, frames: int | None) -> None:
@@ -172,6 +173,8 @@ class BenchMethod(pl.LightningModule):
         loss = self.compute_loss(logits, y)
         accuracy = getattr(self, f"{stage}_acc")
         accuracy.update(logits, y)
+        if stage == "test":
+            self._test_outcomes.append(torch.stack((logits.detach().argmax(1), y)))
         on_step = stage == "train"
         bar = not on_step or getattr(self._trainer, "progress_bar_callback", None) is not None
         self.log(f"{stage}/loss", loss, prog_bar=bar, on_step=on_step, on_epoch=True)
@@ -197,6 +200,24 @@ class BenchMethod(pl.LightningModule):
 
     def test_step(self, batch, batch_idx):
         self._step(batch, "test")
+
+    def on_test_epoch_start(self) -> None:
+        self._test_outcomes: list[torch.Tensor] = []
+
+    def on_test_epoch_end(self) -> None:
+        """Every test item's predicted class and label, ``[2, N]`` in the test set's order, as
+        ``self.test_outcomes`` for the record (paired comparisons on the same items). Under DDP each of the
+        W ranks tested every W-th item (Lightning's DistributedSampler, unshuffled, padded by wrapping to
+        the start): the ranks' shares are gathered, interleaved back and the padding dropped."""
+        local = torch.cat(self._test_outcomes, 1) if self._test_outcomes else torch.zeros(2, 0).long()
+        self._test_outcomes = []
+        world = self.trainer.world_size
+        if world > 1:
+            loaders = self.trainer.test_dataloaders
+            loader = loaders[0] if isinstance(loaders, list | tuple) else loaders
+            gathered = self.all_gather(local.to(self.device))  # [W, 2, n]: rank r's i-th is item i W + r
+            local = gathered.permute(1, 2, 0).reshape(2, -1)[:, : len(loader.dataset)]
+        self.test_outcomes = local.cpu()
 
     def configure_optimizers(self):
         hp = self.hparams

@@ -63,3 +63,6 @@ def test_two_process_ddp_counts_equal_one_process(workdir):
     assert single["metrics"]["acs"] > 0 and single["metrics"]["macs"] > 0
     for key in COUNTS:
         assert ddp["metrics"][key] == pytest.approx(single["metrics"][key], rel=1e-12), key
+    # every item's prediction, gathered from both ranks back into the test set's order
+    assert ddp["test_predictions"]["items"] == single["test_predictions"]["items"] == 1000
+    assert ddp["test_predictions"] == single["test_predictions"]

@@ -1,14 +1,19 @@
 from __future__ import annotations
 
 import errno
+import itertools
 import json
 import os
 import stat
+from pathlib import Path
 
 import pytest
+from helpers import QUICK
 
+from bench.config import load_config
 from bench.errors import StorageError
-from bench.results import records
+from bench.results import predictions, records
+from bench.runner import build, run
 
 
 def record(status="ok", **extra):
@@ -86,3 +91,23 @@ def test_the_sweep_file_facts_a_record_carries_are_checked_and_older_records_nee
         ({"sweep": None}, "it carries a sweep file's facts (track, ...) but names no sweep"),
     ):
         assert records.record_problem({**cell, **change}, path) == why
+
+
+def test_a_record_keeps_every_test_items_prediction_in_test_set_order(workdir):
+    """Paired comparisons need each item's outcome: the record's predictions reproduce its test accuracy,
+    and their labels are the test set's, in order."""
+    overrides = [*QUICK, "trainer.limit_test_batches=2", "method.layers=8C3-AP2-16FC"]
+    record = run("lif_sg", "mnist5k", overrides).record
+    entry = record["test_predictions"]
+    assert records.record_problem(record, Path(f"{record['run_id']}.json")) is None
+    assert entry["items"] == 64 and entry["dtype"] == "uint8"  # two test batches of 32
+    correct = predictions.correct(entry)
+    assert correct.mean() == pytest.approx(record["metrics"]["test_acc"], abs=1e-7)
+    datamodule, _ = build(load_config("lif_sg", "mnist5k", overrides), "lif_sg", "mnist5k")
+    datamodule.setup("test")
+    labels = [int(y) for _, y in itertools.islice(datamodule.test_dataloader().dataset, 64)]
+    assert predictions.decode(entry)[1].tolist() == labels
+    broken = {**record, "test_predictions": {**entry, "items": 65}}
+    assert records.record_problem(broken, Path(f"{record['run_id']}.json")) == (
+        "its test_predictions' predicted holds 64 bytes, not 65 uint8 values"
+    )

@@ -22,6 +22,7 @@ from bench import PROJECT_ROOT
 from bench.errors import BenchError, storage_error
 from bench.metrics.rules import RAW_FIELDS
 from bench.paths import NAME_RULE, is_label, is_name, runs_dir
+from bench.results import predictions
 
 _log = logging.getLogger("bench")
 
@@ -150,6 +151,10 @@ def record_problem(record, path: Path) -> str | None:
     for key, kind in (("metrics", dict), ("config", dict), ("error", str)):
         if record.get(key) is not None and not isinstance(record[key], kind):
             return f"its {key} is not a JSON {'object' if kind is dict else 'string'}"
+    if record.get("test_predictions") is not None:
+        found = predictions.problem(record["test_predictions"])
+        if found is not None:
+            return found
     details = record.get("method_details")
     facts = details.get("facts") if isinstance(details, dict) else None
     if facts is not None and not (
