@@ -15,7 +15,18 @@ from bench.results.aggregate import group_records
 from bench.results.compare import comparisons
 from bench.results.publish import regenerate
 from bench.results.records import write_record
-from bench.results.stats import BEST, REFERENCE, TIED, UNTESTED, WORSE, mean_ci, pareto_front, rank, welch_p
+from bench.results.stats import (
+    BEST,
+    OUTSIDE,
+    REFERENCE,
+    TIED,
+    UNTESTED,
+    WORSE,
+    mean_ci,
+    pareto_front,
+    rank,
+    welch_p,
+)
 from bench.sweep.spec import load_sweep
 
 V2 = {"version": 2, "spiking": True, "graded_spikes": "amplitude", "pooled_spikes": "effective"}
@@ -136,6 +147,34 @@ def test_a_non_spiking_method_beside_spiking_ones_is_a_reference_not_a_contender
     (line,) = [c.answer for c in comparisons(tmp_path, "nmnist_sim")]
     assert line.startswith("Most accurate: snn (98.00 ± 2.48 %, 5.000 µJ)")
     assert line.endswith("Reference, not ranked: ann (99.00 ± 0.00 %, 31.000 µJ), Welch p = 0.225.")
+
+
+def test_a_run_outside_its_methods_design_is_reported_and_never_ranked(tmp_path):
+    reason = "wide is designed for images T = 1-2, not T = 4 on images (1-2 steps)"
+    outside = {"outside_design": True, "outside_design_reason": reason}
+    records = [record(f"s{s}", "snn", s, acc, 5.0, time_steps=4) for s, acc in enumerate([0.97, 0.98, 0.99])]
+    records += [{**record(f"w{s}", "wide", s, 0.995, 1.0, time_steps=4), **outside} for s in range(3)]
+    ranking = rank(group_records(records))
+    # wide is more accurate and cheaper, but outside its design: reported after, never best or on the front
+    assert [(r.name, r.verdict, r.place, r.pareto) for r in ranking.rows] == [
+        ("snn", BEST, 1, True),
+        ("wide", OUTSIDE, 2, False),
+    ]
+    assert ranking.cheapest.name == "snn" and ranking.best.name == "snn"
+    for r in records:
+        write_record(r, tmp_path)
+    regenerate(tmp_path)
+    # Welch against snn: t = 0.015 / (0.01 / sqrt(3)) = 2.598 on 2 dof, p = 1 - t / sqrt(2 + t^2) = 0.122
+    table = (tmp_path / "tables" / "m.md").read_text()
+    assert "| wide | 4 | 3 | 99.50 ± 0.00 | outside design, p = 0.122 |" in table
+    (line,) = [c.answer for c in comparisons(tmp_path, "nmnist_sim")]
+    assert line.startswith("Most accurate: snn (98.00 ± 2.48 %, 5.000 µJ)")
+    assert line.endswith(
+        f"Outside its method's design, not ranked: wide (99.50 ± 0.00 %, 1.000 µJ) ({reason})."
+    )
+    # nothing inside the design: nothing is named best
+    alone = rank(group_records(records[3:]))
+    assert alone.best is None and alone.cheapest is None and alone.rows[0].verdict == OUTSIDE
 
 
 def test_a_sweep_file_names_its_track(tmp_path):

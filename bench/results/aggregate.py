@@ -51,6 +51,15 @@ class Group:
         return f"{self.method} [{self.label}]" if self.label else self.method
 
     @property
+    def outside_design(self) -> bool:
+        """Whether the runs lie outside their method's design range (their records say so)."""
+        return any(r.get("outside_design") for r in self.records)
+
+    @property
+    def outside_design_reason(self) -> str | None:
+        return next((r.get("outside_design_reason") for r in self.records if r.get("outside_design")), None)
+
+    @property
     def spiking(self) -> bool:
         """Whether the method computes with spikes (records before the counting conventions: assumed)."""
         return (self.records[0]["metrics"].get("conventions") or {}).get("spiking", True)

@@ -14,7 +14,7 @@ from bench.results.aggregate import SINGLE_RUNS, Group, Section, by_setting, by_
 from bench.results.formatting import MISSING, p_clause, row_accuracy, row_energy
 from bench.results.pricing import AS_RECORDED, Pricing, priced_records
 from bench.results.records import load_records
-from bench.results.stats import REFERENCE, TIED, UNTESTED, Ranking, Row, rank
+from bench.results.stats import OUTSIDE, REFERENCE, TIED, UNTESTED, Ranking, Row, rank
 
 
 class NothingToCompare(BenchError):
@@ -46,14 +46,22 @@ class Comparison:
     def answer(self) -> str:
         """One line: the best, those tied with it (and untested), the cheapest within 1 pt."""
         best, cheapest = self.ranking.best, self.ranking.cheapest
+        outside = "".join(
+            f" Outside its method's design, not ranked: {describe(r)} ({r.group.outside_design_reason})."
+            for r in self.ranking.having(OUTSIDE)
+        )
+        if best is None:
+            return "No run inside its method's design: nothing is ranked." + outside
         tied = ", ".join(r.name for r in self.ranking.having(TIED)) or "none"
         text = f"Most accurate: {describe(best)}; tied with it (Welch p ≥ 0.05): {tied}"
         untested = self.ranking.having(UNTESTED)
         text += f"; untested (n < 2): {', '.join(r.name for r in untested)}" if untested else ""
         text += f"; cheapest within 1 pt: {describe(cheapest) if cheapest else 'no energies recorded'}."
         references = self.ranking.having(REFERENCE)
-        return text + "".join(
-            f" Reference, not ranked: {describe(r)}, Welch {p_clause(r.p)}." for r in references
+        return (
+            text
+            + "".join(f" Reference, not ranked: {describe(r)}, Welch {p_clause(r.p)}." for r in references)
+            + outside
         )
 
 

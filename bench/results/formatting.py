@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bench.results.stats import BEST, REFERENCE, TIED, UNTESTED, Row, mean_ci
+from bench.results.stats import BEST, OUTSIDE, REFERENCE, TIED, UNTESTED, Row, mean_ci
 
 #: The cell of a value that is not there (no record has it, no test was made).
 MISSING = "-"
@@ -91,6 +91,7 @@ def rank_cells(row: Row | None) -> list[str]:
         TIED: f"tied, {p_clause(row.p)}",
         UNTESTED: "untested (n < 2)",
         REFERENCE: f"reference, {p_clause(row.p)}" if row.p is not None else "reference",
+        OUTSIDE: f"outside design, {p_clause(row.p)}" if row.p is not None else "outside design",
     }.get(row.verdict, p_clause(row.p))
     return [verdict, PARETO if row.pareto else ""]
 

@@ -30,7 +30,7 @@ from bench.results.formatting import (
     row_energy,
 )
 from bench.results.pricing import RANGE
-from bench.results.stats import REFERENCE, RULES, TIED, UNTESTED, Ranking, rank
+from bench.results.stats import OUTSIDE, REFERENCE, RULES, TIED, UNTESTED, Ranking, rank
 from bench.results.tables import conventions_note, setting_note, table_lines, title
 
 
@@ -138,6 +138,10 @@ def _reference_notes(time_steps: int, ranking: Ranking) -> list[str]:
         f"{row_accuracy(ref)} % at {row_energy(ref)} µJ per sample; against the T = "
         f"{time_steps} best ({ranking.best.name}): Welch {p_clause(ref.p)}."
         for ref in ranking.having(REFERENCE)
+    ] + [
+        f"Outside its method's design, not ranked: `{row.name}` {row_accuracy(row)} % at "
+        f"{row_energy(row)} µJ per sample ({row.group.outside_design_reason})."
+        for row in ranking.having(OUTSIDE)
     ]
 
 

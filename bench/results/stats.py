@@ -18,6 +18,9 @@ The rules, stated once (the tables and ``bench compare`` quote them):
 * references: a non-spiking group (``ann``) in a context with spiking ones is the reference the question
   is asked against, not a contender: it is listed after the ranked groups with Welch's p against the
   best, and is never the best, tied, the cheapest within 1 pt or on the Pareto front.
+* outside design: a group whose runs lie outside their method's design range (its records'
+  ``outside_design``; ``bench list`` shows the ranges) is reported after the references with Welch's p
+  against the best, and is never ranked: not the best, tied, the cheapest or on the Pareto front.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ _EPS = 1e-9  # 0.99 - 0.98 is 0.010000000000000009: points are compared with thi
 
 BEST, TIED, WORSE, UNTESTED = "best", "tied", "worse", "untested"
 REFERENCE = "reference"  # a non-spiking group beside spiking ones: tested against the best, never ranked
+OUTSIDE = "outside design"  # a run outside its method's design range (bench list): reported, never ranked
 
 
 def mean_ci(values: list[float], confidence: float = CONFIDENCE) -> tuple[float, float | None]:
@@ -106,7 +110,7 @@ class Ranking:
 
     @property
     def best(self) -> Row | None:
-        return self.rows[0] if self.rows else None
+        return next((r for r in self.rows if r.verdict == BEST), None)
 
     def having(self, verdict: str) -> list[Row]:
         return [r for r in self.rows if r.verdict == verdict]
@@ -114,12 +118,12 @@ class Ranking:
     @property
     def cheapest(self) -> Row | None:
         """The cheapest row within :data:`WITHIN_PT` points of the best (``None`` without energies)."""
-        if not self.rows:
+        if self.best is None:
             return None
         near = [
             r
             for r in self.rows
-            if r.verdict != REFERENCE
+            if r.verdict not in (REFERENCE, OUTSIDE)
             and r.energy is not None
             and 100 * (self.best.accuracy - r.accuracy) <= WITHIN_PT + _EPS
         ]
@@ -137,6 +141,8 @@ def rank(groups: list) -> Ranking:
         accuracy, ci = mean_ci(accuracies)
         rows.append(Row(g, g.name, accuracies, accuracy, ci, g.mean("energy_uj")))
     rows.sort(key=lambda r: (-r.accuracy, math.inf if r.energy is None else r.energy, r.name))
+    outside = [r for r in rows if r.group.outside_design]
+    rows = [r for r in rows if not r.group.outside_design]
     spiking = [r for r in rows if r.group.spiking]
     ranked, references = (spiking, [r for r in rows if not r.group.spiking]) if spiking else (rows, [])
     for i, row in enumerate(ranked):
@@ -148,10 +154,13 @@ def rank(groups: list) -> Ranking:
         row.verdict = UNTESTED if row.p is None else TIED if row.p >= ALPHA else WORSE
     for i, row in enumerate(references, start=len(ranked) + 1):  # listed after the ranked groups
         row.place, row.verdict, row.p = i, REFERENCE, welch_p(row.accuracies, ranked[0].accuracies)
+    for i, row in enumerate(outside, start=len(ranked) + len(references) + 1):
+        row.place, row.verdict = i, OUTSIDE
+        row.p = welch_p(row.accuracies, ranked[0].accuracies) if ranked else None
     costed = [r for r in ranked if r.energy is not None]
     for row, on_front in zip(costed, pareto_front([(r.accuracy, r.energy) for r in costed]), strict=True):
         row.pareto = on_front
-    return Ranking(ranked + references)
+    return Ranking(ranked + references + outside)
 
 
 RULES = (
@@ -160,5 +169,6 @@ RULES = (
     "*tied*: Welch's two-sided t-test against it gives p ≥ 0.05; *untested*: fewer than 2 seeds on either "
     "side, so no test (never counted as tied); ◆: on the accuracy-energy Pareto front at that T (no other "
     "row is at least as accurate at no more energy); *reference*: a non-spiking method (`ann`) beside "
-    "spiking ones, with Welch's p against the best, not ranked."
+    "spiking ones, with Welch's p against the best, not ranked; *outside design*: runs outside their "
+    "method's design range (`bench list`), with Welch's p against the best, not ranked."
 )
