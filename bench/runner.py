@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import pickle
 import shutil
 import signal
@@ -128,12 +129,19 @@ def _collect_metrics(trainer: pl.Trainer, model: pl.LightningModule, after_fit: 
     logged = _logged(trainer)
     if "test/acc" not in logged:
         raise BenchError("The test loop produced no accuracy: is the test split empty?")
+    # Information per step: a K-level spike carries ceil(log2(K + 1)) bits, so T steps of 2-bit spikes
+    # carry what 2T binary steps do (comparisons at equal T x bits, not only equal T).
+    levels = model.spike_levels()
+    bits = None if levels is None else math.ceil(math.log2(levels + 1))
     return {
         "test_acc": logged["test/acc"],
         "test_loss": logged["test/loss"],
         "val_acc": after_fit.get("val/acc"),
         "params": sum(p.numel() for p in model.parameters()),
         "epochs": trainer.current_epoch,
+        "spike_levels": levels,
+        "spike_bits": bits,
+        "bit_steps": None if bits is None else bits * model.time_steps,
     }
 
 

@@ -145,6 +145,14 @@ class BenchMethod(pl.LightningModule):
         """Conv/linear layers with their weight bit widths; override to declare binarised layers."""
         return {name: SynapticLayer(m) for name, m in self.named_modules() if isinstance(m, SYNAPTIC_TYPES)}
 
+    def spike_levels(self) -> int | None:
+        """K, the most thresholds of any spiking layer: a spike carries an amplitude 0..K, so
+        ``ceil(log2(K + 1))`` bits per neuron and step (1 for binary spikes, 2 for K = 3); None for a
+        non-spiking method. Read from the neurons (their ``levels``, 1 when they have none)."""
+        if not self.spiking:
+            return None
+        return max((int(getattr(m, "levels", 1)) for m in self.spiking_layers().values()), default=1)
+
     def outside_design(self) -> str | None:
         """Why this run (its input kind and resolved T) lies outside the method's design, or None."""
         key = getattr(type(self), "registry_key", type(self).__name__)

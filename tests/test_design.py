@@ -57,6 +57,9 @@ def test_a_run_outside_the_design_is_recorded_as_such_and_one_inside_is_not(work
     )
     inside = run("multi_threshold", "mnist5k", [*QUICK, layers, "method.time_steps=2"]).record
     assert inside["outside_design"] is False and inside["outside_design_reason"] is None
+    # 3 thresholds: a spike carries 0..3, 2 bits; T = 2 steps of 2 bits = 4 binary steps' worth
+    assert inside["metrics"]["spike_levels"] == 3 and inside["metrics"]["spike_bits"] == 2
+    assert inside["metrics"]["bit_steps"] == 4 and outside["metrics"]["bit_steps"] == 8
 
 
 def test_bench_list_shows_each_design_and_a_bad_record_flag_is_named(tmp_path):
@@ -75,3 +78,13 @@ def test_bench_list_shows_each_design_and_a_bad_record_flag_is_named(tmp_path):
     }
     path.write_text(json.dumps(record))
     assert record_problem(record, path) == "its outside_design 'yes' is not true or false"
+
+
+@pytest.mark.parametrize(
+    ("key", "levels"),
+    [("lif_sg", 1), ("multi_threshold", 3), ("compressed_event", 3), ("albsnn", 1), ("ann", None)],
+)
+def test_spike_levels_are_read_from_the_neurons(key, levels):
+    layers = "8C3-MP2-16C3" if key == "albsnn" else "8C3-AP2-16FC"  # albsnn: a GAP head, no FC layers
+    model = registry.get_method(key)(num_classes=10, input_shape=(1, 28, 28), layers=layers)
+    assert model.spike_levels() == levels
