@@ -111,7 +111,9 @@ TRACK_TEXT = {
     "ablation": (
         "Ablations",
         "A method's components switched off one at a time, each variant compared with the sweep's "
-        "reference variant (accuracy difference in points, energy and storage ratios).",
+        "reference variant (accuracy difference in points, energy and storage ratios), then what the "
+        "method's mechanisms did in those runs (its reported facts: numbers as mean ± 95 % CI over seeds, "
+        "choices seed by seed).",
     ),
     None: ("Other records", "Records of `bench run`, and of sweeps whose records carry no track."),
 }
