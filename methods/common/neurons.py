@@ -15,9 +15,12 @@ Both neurons have a per-step reference and a fused multi-step autograd node that
 **Multi-threshold LIF.** One neuron covers the Xidian group's neurons (``papers.md`` §1.6): K thresholds
 ``k * V_th`` (k = 1..K), so a spike carries an integer amplitude ``m = sum_k H(h - k V_th)`` in 0..K
 (K = 1 is the ordinary binary LIF); hard or soft reset; a fixed or learnable membrane time constant (PLIF
-parametrisation ``1/tau = sigmoid(w)``, Fang et al. 2021); and an optional synaptic-current filter in front
-of the membrane (``J[t] = alpha J[t-1] + (1 - alpha) X[t]``, ``alpha = sigmoid(w_s)`` learnable). Per step:
+parametrisation ``1/tau = sigmoid(w)``, Fang et al. 2021); an optional synaptic-current filter in front
+of the membrane (``J[t] = alpha J[t-1] + (1 - alpha) X[t]``, ``alpha = sigmoid(w_s)`` learnable); and a
+fixed input gain ``g`` (default 1). Per step:
 
+* input gain: ``X[t] <- g X[t]`` (a constant; ``compressed_event`` sets ``g = 1 - alpha_0`` when its
+  filter is ablated, so that variant keeps the filter's first-step gain);
 * filter (optional): ``J[t] = alpha J[t-1] + (1 - alpha) X[t]``, and ``J`` replaces ``X`` below;
 * charge: ``H[t] = V[t-1] + (X[t] - V[t-1]) / tau`` (``decay_input``, PLIF form) or
   ``H[t] = (1 - 1/tau) V[t-1] + X[t]`` (STBP form: ``k_tau = 1 - 1/tau``, e.g. tau = 1.25 for k_tau 0.2);
@@ -328,6 +331,7 @@ class MultiThresholdLIF(BaseNode):
         synaptic_filter: bool = False,
         synaptic_alpha: float = 0.5,
         learnable_synaptic: bool = True,
+        input_gain: float = 1.0,
         step_mode: str = "m",
         fused: bool = True,
     ):
@@ -335,10 +339,13 @@ class MultiThresholdLIF(BaseNode):
             raise ConfigError(f"the membrane time constant tau must be > 1 (decay 1 - 1/tau), got {tau}.")
         if not 0 < synaptic_alpha < 1:
             raise ConfigError(f"synaptic_alpha must lie in (0, 1), got {synaptic_alpha}.")
+        if not input_gain > 0:
+            raise ConfigError(f"the neuron's input_gain must be > 0, got {input_gain}.")
         spike = MultiThresholdSpike(v_threshold, levels, surrogate, surrogate_a)
         super().__init__(float(v_threshold), 0.0 if hard_reset else None, spike, detach_reset, step_mode)
         self.levels, self.decay_input, self.synaptic_filter = int(levels), bool(decay_input), synaptic_filter
         self.fused = bool(fused)  # multi-step mode: one fused autograd node (True) or the per-step reference
+        self.input_gain = float(input_gain)  # a fixed factor on the input, before the filter and the charge
         if learnable_tau:  # 1/tau = sigmoid(w), initialised at tau (spikingjelly's ParametricLIFNode)
             self.w = nn.Parameter(torch.tensor(-math.log(tau - 1.0)))
         else:
@@ -390,20 +397,23 @@ class MultiThresholdLIF(BaseNode):
             v = h * (1 - (fired if self.levels == 1 else fired.clamp(max=1)))
         return spike, ((v, current) if self.synaptic_filter else (v,))
 
+    def _gained(self, x: torch.Tensor) -> torch.Tensor:
+        return x if self.input_gain == 1 else x * self.input_gain
+
     def single_step_functional_forward(self, inputs, states, **kwargs):
-        spike, states = self._step(inputs[0], states, self._inverse_tau(), self.synaptic_alpha())
+        x = self._gained(inputs[0])
+        spike, states = self._step(x, states, self._inverse_tau(), self.synaptic_alpha())
         return (spike,), states
 
     def multi_step_functional_forward(self, inputs, states, **kwargs):
         inverse_tau, alpha = self._inverse_tau(), self.synaptic_alpha()  # once per sequence, not per step
+        x_seq = self._gained(inputs[0])
         if self.fused:
             v, i_syn = (states[0], states[1]) if self.synaptic_filter else (states[0], None)
-            outputs = _FusedMultiThresholdLIF.apply(
-                inputs[0], v, i_syn, inverse_tau, alpha, self._fused_spec()
-            )
+            outputs = _FusedMultiThresholdLIF.apply(x_seq, v, i_syn, inverse_tau, alpha, self._fused_spec())
             return (outputs[0],), tuple(outputs[1:])
         spikes = []
-        for x in inputs[0]:
+        for x in x_seq:
             spike, states = self._step(x, states, inverse_tau, alpha)
             spikes.append(spike)
         return (torch.stack(spikes),), states
@@ -425,9 +435,11 @@ class MultiThresholdLIF(BaseNode):
 
     def extra_repr(self) -> str:
         filt = ", synaptic_filter" if self.synaptic_filter else ""
+        gain = f", input_gain={self.input_gain:g}" if self.input_gain != 1 else ""
         tau = "learnable" if hasattr(self, "w") else f"{1 / self.inverse_tau:g}"
         return (
-            f"{super().extra_repr()}, levels={self.levels}, tau={tau}, decay_input={self.decay_input}{filt}"
+            f"{super().extra_repr()}, levels={self.levels}, tau={tau}, decay_input={self.decay_input}"
+            f"{filt}{gain}"
         )
 
 
