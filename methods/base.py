@@ -227,12 +227,17 @@ class BenchMethod(pl.LightningModule):
             local = gathered.permute(1, 2, 0).reshape(2, -1)[:, : len(loader.dataset)]
         self.test_outcomes = local.cpu()
 
+    def parameter_groups(self) -> list[dict] | None:
+        """Optimiser parameter groups with their own settings (e.g. a learning rate of their own), or None
+        for one group of every parameter; a group's keys override ``method.lr`` and the others."""
+        return None
+
     def configure_optimizers(self):
         hp = self.hparams
         kwargs = {"lr": hp.lr, "weight_decay": hp.weight_decay}
         if hp.optimizer == "sgd":
             kwargs["momentum"] = hp.momentum
-        optimizer = OPTIMIZERS[hp.optimizer](self.parameters(), **kwargs)
+        optimizer = OPTIMIZERS[hp.optimizer](self.parameter_groups() or self.parameters(), **kwargs)
         if hp.scheduler == "none":
             return optimizer
         steps = max(1, int(self.trainer.estimated_stepping_batches))

@@ -82,7 +82,7 @@ import torch
 
 from bench.errors import ConfigError
 from bench.registry import register_method
-from methods.base import OPTIMIZERS, BenchMethod
+from methods.base import BenchMethod
 from methods.common.neurons import MultiThresholdLIF, RateCodedOutput
 
 
@@ -187,28 +187,15 @@ class CompressedEventSNN(RateCodedOutput, BenchMethod):
     def neurons(self) -> dict[str, MultiThresholdLIF]:
         return {name: m for name, m in self.net.named_modules() if isinstance(m, MultiThresholdLIF)}
 
-    def configure_optimizers(self):
-        """The base class's optimiser and schedule; with ``neuron_lr`` set, the neurons' ``w`` (1/tau) and
-        ``w_syn`` (alpha) form a parameter group of their own at that learning rate (cosine-decayed like
-        the rest). The lines below ``groups`` are the base class's, given groups instead of parameters."""
+    def parameter_groups(self) -> list[dict] | None:
+        """With ``neuron_lr`` set, the neurons' ``w`` (1/tau) and ``w_syn`` (alpha) form a parameter group
+        of their own at that learning rate (cosine-decayed like the rest)."""
         neuron = [p for m in self.neurons().values() for p in m.parameters(recurse=False)]
         if self.neuron_lr is None or not neuron:
-            return super().configure_optimizers()
-        hp = self.hparams
+            return None
         own = {id(p) for p in neuron}
-        groups = [
-            {"params": [p for p in self.parameters() if id(p) not in own]},
-            {"params": neuron, "lr": self.neuron_lr},
-        ]
-        kwargs = {"lr": hp.lr, "weight_decay": hp.weight_decay}
-        if hp.optimizer == "sgd":
-            kwargs["momentum"] = hp.momentum
-        optimizer = OPTIMIZERS[hp.optimizer](groups, **kwargs)
-        if hp.scheduler == "none":
-            return optimizer
-        steps = max(1, int(self.trainer.estimated_stepping_batches))
-        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+        rest = [p for p in self.parameters() if id(p) not in own]
+        return [{"params": rest}, {"params": neuron, "lr": self.neuron_lr}]
 
     def run_details(self) -> dict:
         """Per layer, the learnt membrane time constant and synaptic filter coefficient (``neurons``); and
