@@ -51,7 +51,9 @@ def test_a_method_added_as_two_files_is_picked_up_by_list_registry_tests_and_swe
     sweep.write_text("methods: all\ndatasets: [mnist5k]\n")
     listed = run("-m", "bench.cli", "list")
     assert listed.returncode == 0 and "zz_throwaway" in listed.stdout, listed.stderr
-    assert "LIF layers in the layer notation" in listed.stdout
+    # its description (wrapped beside the key and design range columns) and the design range it inherits
+    assert "LIF layers in the layer notation" in " ".join(listed.stdout.split())
+    assert "images T >= 1; events T >= 1" in listed.stdout
     dry = run("-m", "bench.cli", "sweep", str(sweep), "--dry-run")
     assert dry.returncode == 0 and "zz_throwaway" in dry.stdout and "8 cells" in dry.stdout, dry.stderr
     registry_tests = ("tests/test_methods.py", "tests/test_methods_on_fixtures.py")
