@@ -28,12 +28,28 @@ Reconstructions [R] (``papers.md`` §6; the paper's full text was not available)
   (the lineage fires on the previous step's membrane, a one-step delay per layer that would leave the
   output blind to most of T = 5 steps in a deep net).
 * STDB under the single-spike rule: ``dt`` = steps since the neuron's spike, 0 at the step it fires, and
-  the surrogate is 0 before a neuron's spike (the lineage's "never fired" sentinel, -1000 steps, leaves
-  ``exp(-0.01 * 1000)``, about 5e-5). After its spike the neuron still passes ``alpha exp(-beta dt)`` to
-  its frozen membrane (the spike is masked, not the surrogate). ``beta`` = 0.5 instead of the lineage's
+  the surrogate is 0 before a neuron's spike, the "fired yet" gate (the lineage's "never fired" sentinel,
+  -1000 steps, leaves ``alpha exp(-0.01 (t + 999))``, about 1.4e-5: a gate in effect; at ``beta`` = 0.5
+  the same sentinel leaves 0). After its spike the neuron still passes ``alpha exp(-beta dt)`` to its
+  frozen membrane (the spike is masked, not the surrogate). ``beta`` = 0.5 instead of the lineage's
   0.01: over T = 5 the lineage's ``exp(-0.01 dt)`` spans 0.96-1 and carries no timing; 0.5 gives
   ``exp(0.5 * 4)`` = 7.4x between dt = 0 and dt = T - 1. ``surrogate=constant`` (ablation) passes
   ``alpha`` at every step, spiked or not: a plain straight-through estimator.
+
+  The gate blocks most of the gradient. Every STDB epoch the run adds up, over its training batches,
+  the gradient magnitude reaching the hidden neurons' spikes and the part on steps before the neuron's
+  spike, which the surrogate zeroes (``surrogates.BeforeSpike``); the record's ``blocked_share`` is that
+  part's share in the last epoch. mnist5k, T = 5, seed 0: 0.87-0.89 per STDB epoch (conv1's neurons
+  0.93, conv2's 0.90, the FC layer's 0.73-0.80), on 0.92 of the neuron-steps; the matched backbone at
+  T = 2: 0.79-0.85. ``pre_spike_alpha`` > 0 (ablation, ours) passes that constant there instead,
+  through the membrane, which has integrated every input up to that step; 0.03 in the ablation, a
+  tenth of ``alpha`` and below the surrogate's value at every step after a spike at T = 5
+  (``0.3 exp(-2)`` = 0.041), so that, as under the lineage's sentinel, a neuron that has not fired
+  gets less than one that has. At 0.03 (mnist5k, T = 5, seed 0) those steps still receive 0.89 of the
+  incoming gradient and now give 0.54 of what the surrogate passes to the membranes; the STDB epochs
+  reach 0.9625, 0.965, 0.9675, 0.9825, 0.9775, 0.9775 (test 0.976) against the gate's 0.9575 ... 0.96
+  (test 0.970, below): a difference within one seed's noise (about a point on 400 validation digits),
+  for the ablation's seeds to settle.
 * loss: output neurons also fire once; with ``t_i`` their spike step (``T + 1`` if silent) and ``U_i``
   their final (frozen) membrane, logits ``z_i = U_i / V_th - time_weight * t_i`` and cross-entropy. The
   spike times are constants for the gradient, which flows through ``U_i``.
@@ -57,13 +73,33 @@ Reconstructions [R] (``papers.md`` §6; the paper's full text was not available)
      quantiser sees only the total): each of ``threshold_scales`` is tried and the one with the best
      calibration accuracy kept.
 
-  STDB then fine-tunes at ``lr`` 1e-4 (the lineage's Adam rate; at 1e-3 the first STDB epoch undoes
-  most of the conversion on mnist5k). The record's ``method_details`` has the ANN's and the converted
-  SNN's validation accuracy (before any STDB epoch), the chosen scale, each layer's threshold and level.
+  STDB then fine-tunes at ``lr`` 1e-4 (the lineage's Adam rate).
+* training length (ours): the ANN twin gets ``ann_fraction`` = 0.4 of the run's ``max_epochs``
+  (rounded half up, at least one; ``ann_epochs`` fixes the count instead), STDB the rest: 4 + 6 of 10
+  epochs, 2 + 4 of the matched track's 6. Measured (seed 0; validation accuracy, 400 digits):
+
+  - mnist5k, T = 5, 4 + 6: the ANN 0.98, converted 0.8475; the STDB epochs 0.9575, 0.9575, 0.97, 0.965,
+    0.965, 0.96 (test 0.970), the training loss falling 0.27 -> 0.14. STDB brings +11 points in its
+    first epoch, then stays within a point. 3 + 7 alike (the ANN 0.98 after 3; converted 0.8375, STDB
+    0.95 then 0.95-0.955; test 0.974). ``lr`` 3e-4: the first epoch as good (0.96), but the training
+    loss then climbs, 0.31 -> 0.62 (test 0.959).
+  - the matched backbone at T = 2, 6 epochs: 3 + 3: the ANN 0.97, converted 0.6325, STDB 0.89, 0.935,
+    0.935 (test 0.919); 2 + 4: the ANN 0.9475, converted 0.7675, STDB 0.9125, 0.915, 0.9225, 0.925
+    (test 0.927). Where conversion loses more, STDB gains more (+16 to +30 points) and for two epochs.
+
+  So STDB decides much of the accuracy in every split tried, and it gets the larger share: at least
+  two epochs from a budget of 4 on, while the ANN keeps the 2-3 epochs it needs to level off.
+
 * networks: ``32C3-AP2-64C3-AP2-256FC`` for 28x28 / 34x34 inputs (the ``ann`` baseline's widths);
   ``64C3-AP2-128C3-AP2-256C3-256C3-AP2-512FC`` for 32x32 and a 32-channel stem block in front of it for
   64x64; BN before every neuron (the project's ``layer_stack``), so the ANN and SNN are one set of modules
   whose neurons switch between ReLU and single-spike IF; learning rates and epoch budgets (ours).
+
+The record's ``method_details`` has the ANN's and the converted SNN's validation accuracy (the latter at
+the run's T, before any STDB step), the calibration accuracy at each scale, the chosen scale, each
+layer's threshold and level; ``epochs``, each epoch's phase and validation accuracy and, for STDB
+epochs, the gate's shares (``gate_shares``); and ``facts``, the scalar columns of the ablation table
+(``HybridSTDB.facts``; accuracies and shares in 0-1).
 
 Energy (``papers.md`` §6.5): conv1 costs its dense MACs once, on the analog step, plus ACs for the input
 spikes of steps 2..T (each pixel at most one); every later layer costs ACs for the spikes it receives (at
@@ -72,13 +108,19 @@ metrics callback prices as NeuroBench's effective MACs by default (``metrics.poo
 networks conv1's analog step dominates the SNN's energy (a MAC costs five ACs and is not skipped for
 zeros); in deep VGGs it is a small share of the ANN's MACs and the later layers' ops weigh more.
 
-Adaptation (ours): on event data the frames (re-binned to T steps) pass through as binary spikes, a pixel
-spiking in every step in which it had an event; there is no analog step, so every layer costs ACs.
+Adaptation (ours): on event data the frames, re-binned to T steps, enter as event counts, as every other
+method gets them (``BenchMethod.encode``): conv1 integrates them as currents, as it integrates the analog
+step of an image, and the metrics callback prices them as graded spikes; the hidden neurons still fire
+once. There is no analog step. ``event_input=binary`` binarises them instead (a pixel spikes in every
+step in which it had an event), what records before issue 30 did; the record's ``event_input`` says which.
+nmnist_sim, T = 2 steps of 8 frames, the matched backbone, 2 + 2 epochs, seed 0: counts give the ANN
+0.9225, the converted SNN 0.6775, test 0.871 and 23.1 uJ per sample; binary 0.8975, 0.7475, 0.860, 23.7 uJ.
 
 This module keeps what defines the method: the encoding, the networks, the readout and loss, the two-phase
 schedule and the LightningModule. The machinery it uses lives in ``methods/common/``: the single-spike IF
-neuron and its fused form in ``neurons.py`` (``SingleSpikeIF``), the STDB surrogate in ``surrogates.py``,
-the conversion (BN folding, Lloyd-Max thresholds, the threshold-scale search) in ``conversion.py``.
+neuron and its fused form in ``neurons.py`` (``SingleSpikeIF``; ``STDBNeuron`` here adds the steps before
+the spike), the STDB surrogate and ``BeforeSpike`` in ``surrogates.py``, the conversion (BN folding,
+Lloyd-Max thresholds, the threshold-scale search) in ``conversion.py``.
 """
 
 from __future__ import annotations
@@ -96,10 +138,11 @@ from methods.base import OPTIMIZERS, BenchMethod
 from methods.common.conversion import NORMS, SYNAPSES, fold_and_calibrate
 from methods.common.networks import layer_stack, sized_layers
 from methods.common.neurons import SingleSpikeIF
-from methods.common.surrogates import SINGLE_SPIKE, SURROGATES
+from methods.common.surrogates import SINGLE_SPIKE, SURROGATES, TALLY, BeforeSpike
 
 SMALL_NET = "32C3-AP2-64C3-AP2-256FC"
 VGG32 = "64C3-AP2-128C3-AP2-256C3-256C3-AP2-512FC"
+EVENT_INPUTS = ("counts", "binary")  # event frames as counts, like every method, or binarised
 
 
 def default_layers(input_shape: Sequence[int]) -> str:
@@ -135,9 +178,52 @@ class AnalogStepApart(nn.Module):
         return torch.cat([self.synapse(x[:1]), self.synapse(x[1:])])
 
 
+class STDBNeuron(SingleSpikeIF):
+    """``SingleSpikeIF`` whose steps before its spike go through ``BeforeSpike`` in multi-step mode (the
+    method's): the surrogate there is ``pre_spike_alpha`` (0: the STDB "fired yet" gate), and while
+    ``tally`` is a tensor, each backward adds to it the gradient on those steps (``surrogates.TALLY``).
+    The output neuron is left alone: its spikes reach the loss only as detached spike times."""
+
+    def __init__(self, *args, pre_spike_alpha: float = 0.0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.pre_spike_alpha = float(pre_spike_alpha)
+        self.tally: torch.Tensor | None = None
+
+    def multi_step_functional_forward(self, inputs, states, **kwargs):
+        outputs, new_states = super().multi_step_functional_forward(inputs, states, **kwargs)
+        if self.output or not torch.is_grad_enabled() or (self.tally is None and not self.pre_spike_alpha):
+            return outputs, new_states
+        fired = states[1]  # before the sequence
+        neuron = (self.v_threshold, self.leak, self.alpha, self.beta, self.pre_spike_alpha, self.tally)
+        return (BeforeSpike.apply(inputs[0], outputs[0], fired, *neuron),), new_states
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, pre_spike_alpha={self.pre_spike_alpha}"
+
+
+def gate_shares(tally: torch.Tensor, gated: bool) -> dict[str, float | None]:
+    """An epoch's ``BeforeSpike`` tally -> shares (0-1): ``pre_spike_share`` of the gradient magnitude
+    reaching the spikes that lands on steps before the neuron's spike, ``pre_spike_steps`` of the
+    neuron-steps that are such steps, ``blocked_share`` of the gradient magnitude the surrogate zeroes
+    (``pre_spike_share`` behind the STDB gate, ``gated``; 0 otherwise), ``pre_spike_passed_share`` of
+    what the surrogate passes to the membranes (``|dL/do| x do/dm``) that comes from those steps."""
+    t = dict(zip(TALLY, tally.tolist(), strict=True))
+
+    def share(part: float, whole: float) -> float | None:
+        return round(part / whole, 4) if whole > 0 else None
+
+    pre_spike, passed = share(t["grad_before"], t["grad_all"]), t["passed_before"]
+    return {
+        "pre_spike_share": pre_spike,
+        "pre_spike_steps": share(t["steps_before"], t["steps_all"]),
+        "blocked_share": pre_spike if gated else 0.0,
+        "pre_spike_passed_share": share(passed, passed + t["passed_after"]) if passed else 0.0,
+    }
+
+
 @register_method("hybrid_stdb")
 class HybridSTDB(BenchMethod):
-    """Single-spike hybrid input encoding; the ANN twin trained, converted, then STDB fine-tuning (T = 5)."""
+    """Single-spike hybrid input encoding: ANN twin, conversion, STDB (T = 5; event data as counts)."""
 
     static_time_steps = 5  # time_steps=None: every fine frame on event data, 5 steps on images
     design = {"static": (2, 10)}
@@ -154,7 +240,8 @@ class HybridSTDB(BenchMethod):
         time_steps: int | None = None,
         frames: int | None = None,
         layers: str = "auto",
-        ann_epochs: int = 4,
+        ann_epochs: int | None = None,
+        ann_fraction: float = 0.4,
         ann_lr: float = 1e-3,
         calibration_batches: int = 8,
         threshold_scales: Sequence[float] = (1.0, 1.2, 1.4, 1.6, 1.8),
@@ -165,11 +252,18 @@ class HybridSTDB(BenchMethod):
         stdb_beta: float = 0.5,
         analog_step: bool = True,
         time_weight: float = 1.0,
+        pre_spike_alpha: float = 0.0,
+        event_input: str = "counts",
         **optim,
     ):
         super().__init__(num_classes, input_shape, kind, time_steps, frames=frames, **optim)
         checks = {
-            "ann_epochs": (ann_epochs, ann_epochs >= 0, ">= 0 (0 trains the SNN from scratch)"),
+            "ann_epochs": (
+                ann_epochs,
+                ann_epochs is None or ann_epochs >= 0,
+                ">= 0 (0 trains the SNN from scratch), or null (ann_fraction of the epochs)",
+            ),
+            "ann_fraction": (ann_fraction, 0 <= ann_fraction <= 1, "in [0, 1]"),
             "ann_lr": (ann_lr, ann_lr > 0, "> 0"),
             "calibration_batches": (calibration_batches, calibration_batches >= 1, ">= 1"),
             "threshold_scales": (
@@ -183,13 +277,22 @@ class HybridSTDB(BenchMethod):
             "stdb_alpha": (stdb_alpha, stdb_alpha > 0, "> 0 (the lineage uses 0.3)"),
             "stdb_beta": (stdb_beta, stdb_beta >= 0, ">= 0 (0.5 here; the lineage uses 0.01 at T >= 100)"),
             "time_weight": (time_weight, time_weight >= 0, ">= 0"),
+            "pre_spike_alpha": (
+                pre_spike_alpha,
+                pre_spike_alpha == 0 or (pre_spike_alpha > 0 and SURROGATES[surrogate].stdb_decay is True),
+                ">= 0, and 0 unless method.surrogate=stdb (constant passes stdb_alpha there already)",
+            ),
+            "event_input": (event_input, event_input in EVENT_INPUTS, f"one of {', '.join(EVENT_INPUTS)}"),
         }
         for key, (value, ok, rule) in checks.items():
             if not ok:
                 raise ConfigError(
                     f"method.{key}={value!r} is out of range for hybrid_stdb: it must be {rule}."
                 )
-        self.ann_epochs, self.ann_lr = int(ann_epochs), float(ann_lr)
+        self.ann_epochs_given = None if ann_epochs is None else int(ann_epochs)
+        self.ann_fraction, self.ann_lr = float(ann_fraction), float(ann_lr)
+        self.ann_epochs = self.ann_epochs_given  # resolved against the epoch budget in setup()
+        self.event_input = event_input
         self.calibration_batches = int(calibration_batches)
         self.threshold_scales = [float(s) for s in threshold_scales]
         self.analog_step = bool(analog_step)
@@ -197,8 +300,10 @@ class HybridSTDB(BenchMethod):
         self.layers = default_layers(self.input_shape) if layers == "auto" else layers
         beta = float(stdb_beta) if SURROGATES[surrogate].stdb_decay else None
 
-        def make_neuron(output: bool = False) -> SingleSpikeIF:
-            return SingleSpikeIF(v_threshold, leak, stdb_alpha, beta, output=output)
+        self.gated = beta is not None and not pre_spike_alpha  # the STDB surrogate's "fired yet" gate
+
+        def make_neuron(output: bool = False) -> STDBNeuron:
+            return STDBNeuron(v_threshold, leak, stdb_alpha, beta, output, pre_spike_alpha=pre_spike_alpha)
 
         net = layer_stack(self.input_shape, num_classes, self.layers, make_neuron)
         net.append(make_neuron(output=True))
@@ -209,13 +314,16 @@ class HybridSTDB(BenchMethod):
         self.ann_mode = False
         # Set once the ANN twin is converted: a resumed run neither trains the ANN again nor converts twice.
         self.register_buffer("converted", torch.tensor(False))
-        self.details: dict = {"layers": self.layers, "ann_epochs": self.ann_epochs}
+        self.details: dict = {"layers": self.layers, "epochs": []}
+        if kind == "event":
+            self.details["event_input"] = event_input
 
     # --- encoding, readout ---------------------------------------------------------------------------
     def spike_input(self, x: torch.Tensor) -> torch.Tensor:
         """The SNN's input sequence ``[T, B, ...]``."""
-        if self.kind == "event":
-            return (super().encode(x) > 0).to(x.dtype)  # frames pass through as binary spikes
+        if self.kind == "event":  # event counts per step, as every method gets them, or binarised
+            frames = super().encode(x)
+            return frames if self.event_input == "counts" else (frames > 0).to(x.dtype)
         return hybrid_encode(x, self.time_steps, self.analog_step)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
@@ -236,7 +344,7 @@ class HybridSTDB(BenchMethod):
         return out.v / out.v_threshold - self.time_weight * spike_time
 
     # --- hybrid training inside Lightning's loop -------------------------------------------------------
-    def neurons(self) -> dict[str, SingleSpikeIF]:
+    def neurons(self) -> dict[str, STDBNeuron]:
         """The spiking neurons by their names in the model (``net.2``, as in the metrics' layers)."""
         return {f"net.{name}": m for name, m in self.net.named_modules() if isinstance(m, SingleSpikeIF)}
 
@@ -245,6 +353,26 @@ class HybridSTDB(BenchMethod):
         self.ann_mode = on
         for m in self.neurons().values():
             m.ann_mode = on
+
+    def resolve_ann_epochs(self, max_epochs: int | None) -> int:
+        """``ann_epochs`` if given, else ``ann_fraction`` of the run's ``max_epochs`` rounded half up, at
+        least 1 when the fraction is not 0."""
+        if self.ann_epochs_given is not None:
+            return self.ann_epochs_given
+        if max_epochs is None or max_epochs < 0:
+            raise ConfigError(
+                "hybrid_stdb splits trainer.max_epochs by method.ann_fraction: set trainer.max_epochs, or "
+                "method.ann_epochs."
+            )
+        if self.ann_fraction == 0:
+            return 0
+        return min(max_epochs, max(1, math.floor(self.ann_fraction * max_epochs + 0.5)))
+
+    def setup(self, stage: str) -> None:
+        if stage == "fit":
+            max_epochs = self.trainer.max_epochs
+            self.ann_epochs = self.resolve_ann_epochs(max_epochs)
+            self.details.update(ann_epochs=self.ann_epochs, stdb_epochs=max(0, max_epochs - self.ann_epochs))
 
     def in_ann_phase(self) -> bool:
         return self.ann_epochs > 0 and not bool(self.converted)
@@ -262,6 +390,35 @@ class HybridSTDB(BenchMethod):
         if self.in_ann_phase() and self.current_epoch >= self.ann_epochs:
             self.convert()
         self.set_ann_mode(self.in_ann_phase())
+        for neuron in self.neurons().values():  # an STDB epoch: tally the gradient on pre-spike steps
+            stdb = not (self.ann_mode or neuron.output)
+            neuron.tally = torch.zeros(len(TALLY), dtype=torch.float64, device=self.device) if stdb else None
+
+    def on_train_epoch_end(self) -> None:
+        """The epoch's validation accuracy (validation has run by now) and, in STDB, the gate's shares."""
+        metrics = self.trainer.callback_metrics
+        entry = {
+            "epoch": self.current_epoch,
+            "phase": "ann" if self.ann_mode else "stdb",
+            "val_acc": round(float(metrics["val/acc"]), 4) if "val/acc" in metrics else None,
+        }
+        tallies = {name: m.tally for name, m in self.neurons().items() if m.tally is not None}
+        if tallies:
+            strategy = self.trainer.strategy
+            tallies = {name: strategy.reduce(t, reduce_op="sum") for name, t in tallies.items()}
+            entry.update(gate_shares(sum(tallies.values()), self.gated))
+            entry["pre_spike_share_by_layer"] = {
+                name: gate_shares(t, self.gated)["pre_spike_share"] for name, t in tallies.items()
+            }
+        for neuron in self.neurons().values():
+            neuron.tally = None
+        self.details["epochs"].append(entry)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["hybrid_stdb_details"] = self.details  # a resumed run's record keeps the whole history
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.details = checkpoint.get("hybrid_stdb_details", self.details)
 
     def on_train_end(self) -> None:
         if self.in_ann_phase():  # the run ended with the ANN phase: test the converted SNN
@@ -357,6 +514,31 @@ class HybridSTDB(BenchMethod):
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, rate)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
+    def facts(self) -> dict:
+        """Scalar facts for the ablation table's columns; accuracies and shares in 0-1."""
+        details = self.details
+        stdb = [entry for entry in details["epochs"] if entry["phase"] == "stdb"]
+        last = stdb[-1] if stdb else {}
+        converted = details.get("converted_snn_val_acc")
+        final = last.get("val_acc")
+        scale = details.get("threshold_scale")
+        return {
+            "ann_epochs": self.ann_epochs,
+            "stdb_epochs": len(stdb),
+            "ann_accuracy": details.get("ann_val_acc"),
+            "converted_accuracy": converted,
+            "converted_calibration_accuracy": details["calibration_acc"][str(scale)] if scale else None,
+            "stdb_gain": round(final - converted, 4) if final is not None and converted is not None else None,
+            "blocked_share": last.get("blocked_share"),
+            "pre_spike_share": last.get("pre_spike_share"),
+            "pre_spike_passed_share": last.get("pre_spike_passed_share"),
+        }
+
     def run_details(self) -> dict:
         thresholds = {name: float(m.v_threshold) for name, m in self.neurons().items()}
-        return {**self.details, "final_thresholds": thresholds, "time_steps": self.time_steps}
+        return {
+            **self.details,
+            "final_thresholds": thresholds,
+            "time_steps": self.time_steps,
+            "facts": self.facts(),
+        }

@@ -17,7 +17,8 @@ from bench.metrics import EnergyMetrics
 from bench.runner import run
 from methods.common.conversion import calibrate, fold_norms, lloyd_max
 from methods.common.neurons import SingleSpikeIF
-from methods.hybrid_stdb import HybridSTDB, default_layers, hybrid_encode
+from methods.common.surrogates import TALLY
+from methods.hybrid_stdb import HybridSTDB, STDBNeuron, default_layers, gate_shares, hybrid_encode
 
 # Two quick epochs of three batches (an ANN epoch, then STDB), calibrated on two batches at two scales.
 TWO_EPOCHS = [
@@ -78,13 +79,23 @@ def test_hybrid_encoding_scales_each_sample_on_its_own_and_a_flat_image_never_fi
     assert spikes[:, 1].sum() == 0
 
 
-def test_event_frames_pass_through_as_binary_spikes():
-    model = HybridSTDB(
-        num_classes=2, input_shape=(1, 1, 2), kind="event", frames=4, time_steps=2, layers="4FC"
-    )
+def test_event_frames_enter_as_counts_like_other_methods_or_binarised():
     frames = torch.tensor([[0.0, 0.0], [0.0, 3.0], [2.0, 0.0], [0.0, 0.0]]).view(1, 4, 1, 1, 2)
-    encoded = model.encode(frames)  # steps = frames 1+2 and 3+4, each pixel 1 if it had any event
-    assert encoded.flatten().tolist() == [0.0, 1.0, 1.0, 0.0]
+    encoded = {}
+    for mode in ("counts", "binary"):
+        model = HybridSTDB(
+            num_classes=2,
+            input_shape=(1, 1, 2),
+            kind="event",
+            frames=4,
+            time_steps=2,
+            layers="4FC",
+            event_input=mode,
+        )
+        encoded[mode] = model.encode(frames).flatten().tolist()  # steps = frames 1+2 and 3+4
+        assert model.run_details()["event_input"] == mode
+    assert encoded == {"counts": [0.0, 3.0, 2.0, 0.0], "binary": [0.0, 1.0, 1.0, 0.0]}
+    assert load_config("hybrid_stdb", "nmnist_sim").method.event_input == "counts"
 
 
 def test_single_spike_neuron_fires_once_and_freezes_its_membrane():
@@ -128,6 +139,73 @@ def test_stdb_gradient_equals_its_formula():
     # A's membrane at steps 2-4 is x1 + x2 (integration stops at the spike); at step 1 (surrogate 0) x1.
     grad_a = [sum(g), sum(g), 0.0, 0.0]
     torch.testing.assert_close(x.grad, torch.tensor([grad_a, [0.0] * 4]).T)
+
+
+# Two neurons over T = 4 (V_th 2, alpha 0.3, beta 0.5) and a loss sum_t w_t o[t] with w = 1, 2, 3, 4 (the
+# gradient reaching the spikes). A: u = 0.8, 2.4 (fires at step 2), frozen after. B: 0.2 per step, silent.
+GATE_INPUT = [[0.8, 0.2], [1.6, 0.2], [1.0, 0.2], [0.2, 0.2]]
+STEP_WEIGHTS = torch.arange(1.0, 5.0).view(4, 1)
+
+
+def gate_gradient(pre_spike_alpha: float, fused: bool, beta: float | None = 0.5):
+    neuron = STDBNeuron(2.0, 1.0, 0.3, beta, fused=fused, pre_spike_alpha=pre_spike_alpha)
+    neuron.tally = torch.zeros(len(TALLY), dtype=torch.float64)
+    x = torch.tensor(GATE_INPUT, requires_grad=True)
+    spikes = neuron(x)
+    assert spikes.tolist() == [[0, 0], [1, 0], [0, 0], [0, 0]]
+    (spikes * STEP_WEIGHTS).sum().backward()
+    return x.grad, dict(zip(TALLY, neuron.tally.tolist(), strict=True))
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_the_fired_yet_gate_and_the_gradient_before_the_first_spike_by_hand(fused):
+    # After A's spike: do/dm = 0.3 exp(-0.5 dt) at dt = 0, 1, 2 (steps 2-4), x 1/V_th, weighted 2, 3, 4;
+    # it reaches x1 and x2, which built the membrane that fired.
+    after = sum(w * 0.3 * math.exp(-0.5 * dt) / 2.0 for w, dt in ((2, 0), (3, 1), (4, 2)))
+    gated, _ = gate_gradient(0.0, fused)
+    # The gate: A's step 1 and all of B's steps are before a spike, so they pass nothing.
+    torch.testing.assert_close(gated, torch.tensor([[after, 0.0], [after, 0.0], [0.0, 0.0], [0.0, 0.0]]))
+    # pre_spike_alpha = 0.1 passes do/dm = 0.1 there: dL/du[t] = w_t 0.1 / 2, and u[t] = x1 + ... + x[t]:
+    # A: x1 gets 1 x 0.05 more; B: x[s] gets 0.05 (w_s + ... + w_4) = 0.5, 0.45, 0.35, 0.2.
+    passed, _ = gate_gradient(0.1, fused)
+    expected = [[after + 0.05, 0.5], [after, 0.45], [0.0, 0.35], [0.0, 0.2]]
+    torch.testing.assert_close(passed, torch.tensor(expected))
+
+
+def test_a_leaky_membrane_passes_the_pre_spike_gradient_back_with_the_leak():
+    neuron = STDBNeuron(2.0, 0.5, 0.3, 0.5, pre_spike_alpha=0.1)  # leak 0.5: u[t] = 0.5 u[t-1] + x[t]
+    x = torch.full((4, 1), 0.2, requires_grad=True)  # silent: u stays below 0.4
+    (neuron(x) * STEP_WEIGHTS).sum().backward()
+    # dL/dx[s] = sum_{t >= s} 0.5^(t - s) w_t 0.1 / 2
+    expected = [sum(0.5 ** (t - s) * (t + 1) * 0.05 for t in range(s, 4)) for s in range(4)]
+    torch.testing.assert_close(x.grad.flatten(), torch.tensor(expected))
+
+
+def test_the_tally_of_the_gradient_on_steps_before_the_spike_by_hand():
+    # |dL/do| = w_t everywhere. Before a spike: A's step 1 (1) and B's four steps (10): 11 of 20, 5 of 8
+    # steps. pre_spike_alpha = 0.1 passes 11 x 0.1 there; after A's spike 0.3 (2 + 3 e^-0.5 + 4 e^-1).
+    after = 0.3 * (2 + 3 * math.exp(-0.5) + 4 * math.exp(-1))
+    _, passing = gate_gradient(0.1, fused=True)
+    counts = {"grad_before": 11, "grad_all": 20, "steps_before": 5, "steps_all": 8}
+    assert passing == pytest.approx({**counts, "passed_before": 1.1, "passed_after": after})
+    shares = gate_shares(torch.tensor(list(passing.values())), gated=False)
+    assert shares == pytest.approx(
+        {
+            "pre_spike_share": 0.55,
+            "pre_spike_steps": 0.625,
+            "blocked_share": 0.0,
+            "pre_spike_passed_share": round(1.1 / (1.1 + after), 4),
+        }
+    )
+    _, gate = gate_gradient(0.0, fused=True)  # the gate: nothing passes before the spike; 0.55 is blocked
+    assert gate == pytest.approx({**counts, "passed_before": 0, "passed_after": 0})
+    shares = gate_shares(torch.tensor(list(gate.values())), gated=True)
+    assert (
+        shares["blocked_share"] == shares["pre_spike_share"] == 0.55 and shares["pre_spike_passed_share"] == 0
+    )
+    _, constant = gate_gradient(0.0, fused=True, beta=None)  # alpha = 0.3 at every step: 3.3 and 2.7 passed
+    assert constant == pytest.approx({**counts, "passed_before": 3.3, "passed_after": 2.7})
+    assert gate_shares(torch.tensor(list(constant.values())), gated=False)["pre_spike_passed_share"] == 0.55
 
 
 def surrogate_at(neuron: SingleSpikeIF, step: int) -> float:
@@ -241,10 +319,34 @@ def test_conv1_costs_macs_on_the_analog_step_and_acs_on_the_spike_steps():
 
 
 def test_bad_hyper_parameters_are_config_errors():
-    bad = {"ann_epochs": -1, "leak": 1.5, "stdb_alpha": 0.0, "surrogate": "linear", "threshold_scales": []}
+    bad = {
+        "ann_epochs": -1,
+        "ann_fraction": 1.5,
+        "leak": 1.5,
+        "stdb_alpha": 0.0,
+        "surrogate": "linear",
+        "threshold_scales": [],
+        "pre_spike_alpha": -0.1,
+        "event_input": "spikes",
+    }
     for key, value in bad.items():
         with pytest.raises(ConfigError, match=re.escape(f"method.{key}={value!r}")):
             HybridSTDB(num_classes=10, input_shape=(1, 28, 28), **{key: value})
+    with pytest.raises(ConfigError, match=r"method.pre_spike_alpha=0.1 .* unless method.surrogate=stdb"):
+        HybridSTDB(num_classes=10, input_shape=(1, 28, 28), surrogate="constant", pre_spike_alpha=0.1)
+
+
+def test_the_ann_phase_is_a_fraction_of_the_epoch_budget_unless_ann_epochs_is_given():
+    def ann_epochs(max_epochs, **kwargs):
+        return HybridSTDB(num_classes=10, input_shape=(1, 28, 28), **kwargs).resolve_ann_epochs(max_epochs)
+
+    # rounded half up, at least one ANN epoch unless the fraction is 0, never more than the budget
+    assert [ann_epochs(e, ann_fraction=0.3) for e in (1, 2, 5, 6, 10, 20)] == [1, 1, 2, 2, 3, 6]
+    assert [ann_epochs(e, ann_fraction=0.5) for e in (1, 3, 5)] == [1, 2, 3]
+    assert ann_epochs(10, ann_fraction=0.0) == 0 and ann_epochs(4, ann_fraction=1.0) == 4
+    assert ann_epochs(10, ann_fraction=0.3, ann_epochs=7) == 7  # given: the fraction is not used
+    with pytest.raises(ConfigError, match="set trainer.max_epochs, or method.ann_epochs"):
+        ann_epochs(-1, ann_fraction=0.3)
 
 
 def test_the_ann_phase_and_the_conversion_run_inside_lightnings_fit(workdir, monkeypatch):
@@ -255,10 +357,11 @@ def test_the_ann_phase_and_the_conversion_run_inside_lightnings_fit(workdir, mon
         "training_step",
         lambda self, batch, i: (modes.append((self.current_epoch, self.ann_mode)), step(self, batch, i))[1],
     )
-    record = run("hybrid_stdb", "mnist5k", [*TWO_EPOCHS, "method.ann_epochs=1"]).record
+    record = run("hybrid_stdb", "mnist5k", [*TWO_EPOCHS, "method.ann_fraction=0.5"]).record
     assert sorted(set(modes)) == [(0, True), (1, False)]  # epoch 0: the ANN twin; epoch 1: STDB
     details = record["method_details"]
-    assert details["ann_epochs"] == 1 and details["ann_val_acc"] > 0.1  # above chance after one epoch
+    assert details["ann_epochs"] == details["stdb_epochs"] == 1  # half of the two epochs each
+    assert details["ann_val_acc"] > 0.1  # above chance after one epoch
     assert details["threshold_scale"] in (1.0, 1.4) and set(details["calibration_acc"]) == {"1.0", "1.4"}
     assert set(details["conversion"]) == {"net.2", "net.6", "net.11", "net.13"}
     assert details["converted_snn_val_acc"] > 0.1
@@ -266,12 +369,39 @@ def test_the_ann_phase_and_the_conversion_run_inside_lightnings_fit(workdir, mon
         assert details["final_thresholds"][name] == pytest.approx(entry["threshold"])  # fixed in STDB
     metrics = record["metrics"]
     assert metrics["time_steps"] == 5 and metrics["test_acc"] > 0.1
+    # the history: each epoch's validation accuracy, and in STDB the gradient the "fired yet" gate blocks
+    ann, stdb = details["epochs"]
+    assert (ann["phase"], stdb["phase"]) == ("ann", "stdb") and ann["val_acc"] == pytest.approx(
+        details["ann_val_acc"], abs=1e-4
+    )
+    assert stdb["val_acc"] == pytest.approx(metrics["val_acc"], abs=1e-4)
+    assert 0 < stdb["blocked_share"] == stdb["pre_spike_share"] < 1 and stdb["pre_spike_passed_share"] == 0
+    assert set(stdb["pre_spike_share_by_layer"]) == {"net.2", "net.6", "net.11"}  # not the output layer
+    facts = details["facts"]
+    assert facts["converted_accuracy"] == details["converted_snn_val_acc"]
+    assert (
+        facts["converted_calibration_accuracy"] == details["calibration_acc"][str(details["threshold_scale"])]
+    )
+    assert facts["blocked_share"] == stdb["blocked_share"] and facts["stdb_epochs"] == 1
+    assert facts["stdb_gain"] == pytest.approx(stdb["val_acc"] - facts["converted_accuracy"], abs=1e-4)
+    assert all(isinstance(value, int | float) for value in facts.values())
 
 
 def test_a_run_that_ends_with_the_ann_phase_tests_the_converted_snn(workdir):
     overrides = [*TWO_EPOCHS, "method.ann_epochs=2"]  # as many ANN epochs as epochs
     details = run("hybrid_stdb", "mnist5k", overrides).record["method_details"]
     assert details["converted_snn_val_acc"] is not None and "threshold_scale" in details
+
+
+def test_the_details_travel_with_a_checkpoint_so_a_resumed_run_keeps_its_history(tmp_path):
+    model = HybridSTDB(num_classes=10, input_shape=(1, 28, 28))
+    model.details.update(ann_val_acc=0.9, epochs=[{"epoch": 0, "phase": "ann", "val_acc": 0.9}])
+    checkpoint = {}
+    model.on_save_checkpoint(checkpoint)
+    torch.save(checkpoint, tmp_path / "last.ckpt")
+    resumed = HybridSTDB(num_classes=10, input_shape=(1, 28, 28))
+    resumed.on_load_checkpoint(torch.load(tmp_path / "last.ckpt", weights_only=True))
+    assert resumed.details == model.details and resumed.details["epochs"][0]["val_acc"] == 0.9
 
 
 def test_converted_norms_stay_frozen_biases_in_training_mode():
@@ -288,6 +418,10 @@ def test_from_scratch_skips_the_ann_phase(workdir, monkeypatch):
     details = run("hybrid_stdb", "mnist5k", overrides).record["method_details"]
     assert "ann_val_acc" not in details
     assert set(details["final_thresholds"].values()) == {0.5}
+    facts = details["facts"]  # nothing converted; both epochs are STDB epochs, gated
+    assert (
+        facts["converted_accuracy"] is None and facts["stdb_epochs"] == 2 and 0 < facts["blocked_share"] < 1
+    )
 
 
 def test_state_is_reset_between_samples_including_the_spike_bookkeeping():

@@ -14,7 +14,8 @@ it by a surrogate. Each entry says what a neuron can apply:
 * ``stdb_decay``: spike-timing-dependent backpropagation (Rathi et al. 2020, ``papers.md`` §6) for the
   single-spike IF neuron (``neurons.SingleSpikeIF``): ``d spike / d m = alpha exp(-beta dt)`` by the steps
   ``dt`` since the neuron's spike (``True``), or ``alpha`` at every step, the straight-through ablation
-  (``False``, the entry ``constant``).
+  (``False``, the entry ``constant``). The steps before a neuron's spike get 0 from ``stdb`` (the "fired
+  yet" gate); ``BeforeSpike`` measures the gradient that gate blocks and can pass those steps a constant.
 """
 
 from __future__ import annotations
@@ -89,3 +90,61 @@ class STDBSpike(torch.autograd.Function):
             return grad_output * ctx.alpha, None, None, None, None
         surrogate = torch.where(dt >= 0, ctx.alpha * torch.exp(-ctx.beta * dt.clamp(min=0)), 0.0)
         return grad_output * surrogate, None, None, None, None
+
+
+#: What ``BeforeSpike`` adds up in backward, in this order (a float64 tensor); the last two only where
+#: something passes before the spike (else 0: the share they give is 0 anyway).
+TALLY = ("grad_before", "grad_all", "steps_before", "steps_all", "passed_before", "passed_after")
+
+
+class BeforeSpike(torch.autograd.Function):
+    """Identity on a single-spike neuron's output ``[T, ...]`` (multi-step from rest; ``x`` its input,
+    ``fired`` its state before the sequence) whose backward deals with the steps before the neuron's spike,
+    where the STDB surrogate (``alpha``, ``beta``: the neuron's) gives 0 (``beta=None``: the constant
+    surrogate, which gives them ``alpha``):
+
+    * ``pass_before > 0`` passes them ``do/dm = pass_before`` (``m = u / V_th - 1``): the membrane there
+      has integrated every input so far, ``u[t] = sum_{s <= t} leak^(t - s) x[s]``, so
+      ``dL/dx[s] += sum_{t >= s, before t's spike} leak^(t - s) (pass_before / V_th) dL/do[t]``, on top of
+      what the neuron's own backward gives;
+    * ``tally`` (None, or float64 ``[len(TALLY)]``) adds, for the batch: ``|dL/do|`` summed over those
+      steps and over all steps, the number of those steps and of all steps, and ``|dL/do| x do/dm`` (the
+      surrogate's value) summed over those steps and over the steps from the spike on.
+
+    Nothing is computed in the forward pass; the backward costs a few passes over the spikes.
+    """
+
+    @staticmethod
+    def forward(ctx, x, spikes, fired, v_threshold, leak, alpha, beta, pass_before, tally):
+        ctx.save_for_backward(spikes, fired, v_threshold)
+        ctx.constants = (leak, alpha, beta, pass_before, tally)
+        return spikes.view_as(spikes)
+
+    @staticmethod
+    def backward(ctx, grad):
+        spikes, fired, v_threshold = ctx.saved_tensors
+        leak, alpha, beta, pass_before, tally = ctx.constants
+        after = spikes.cumsum(0).add_(fired)  # 1 from the neuron's spike on, 0 before it
+        surrogate_before = alpha if beta is None else pass_before
+        if tally is not None:
+            magnitude = grad.abs()
+            on_all = magnitude.sum()
+            on_before = on_all - torch.dot(magnitude.flatten(), after.flatten())
+            steps_before = after.numel() - after.sum()
+            passed_after = torch.zeros_like(on_all)  # left 0 where nothing passes before the spike
+            if surrogate_before:
+                surrogate, decay = torch.zeros_like(after[0]), math.exp(-(beta or 0.0))
+                for t in range(len(spikes)):  # alpha exp(-beta dt) from the spike on, dt = 0 at its step
+                    surrogate.mul_(decay).add_(spikes[t], alpha=alpha)
+                    passed_after += torch.dot(magnitude[t].flatten(), surrogate.flatten())
+            totals = [on_before, on_all, steps_before, torch.full_like(on_all, after.numel())]
+            tally += torch.stack([*totals, on_before * surrogate_before, passed_after]).double()
+        grad_x = None
+        if pass_before:
+            before = after.neg_().add_(1).mul_(pass_before / v_threshold.to(grad.dtype))
+            current = grad * before  # dL/du[t] on the steps before the spike
+            grad_x, carried = torch.empty_like(current), torch.zeros_like(current[0])
+            for t in range(len(current) - 1, -1, -1):  # u[t] took x[s <= t], each leak^(t - s)
+                carried.mul_(leak).add_(current[t])
+                grad_x[t] = carried
+        return grad_x, grad, None, None, None, None, None, None, None
