@@ -111,3 +111,18 @@ def test_a_record_keeps_every_test_items_prediction_in_test_set_order(workdir):
     assert records.record_problem(broken, Path(f"{record['run_id']}.json")) == (
         "its test_predictions' predicted holds 64 bytes, not 65 uint8 values"
     )
+
+
+def test_mechanism_facts_may_be_numbers_texts_true_false_or_null_and_nothing_nested():
+    """albsnn reports whether a control chose the ALE's set (true/false) and no ALE order when nothing was
+    chosen (null): such records must stay readable; a nested value is not a fact."""
+    facts = {"storage_ratio": 0.716, "binarised": "net.8", "same_as_ale": False, "ale_order": None}
+    good = {**record("failed"), "method_details": {"facts": facts}}
+    assert (
+        records.record_problem({**good, "method": "albsnn", "dataset": "mnist5k"}, Path("m-d-abc.json"))
+        is None
+    )
+    nested = {**good, "method": "albsnn", "dataset": "mnist5k", "method_details": {"facts": {"x": [1]}}}
+    assert records.record_problem(nested, Path("m-d-abc.json")) == (
+        "its method_details.facts is not an object of numbers, true/false, null and lines of text"
+    )

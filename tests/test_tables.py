@@ -291,8 +291,8 @@ def test_a_row_is_one_experiment_labelled_by_its_variant_or_its_settings(tmp_pat
     abl = {"sweep": "abl", "track": "ablation", "sweep_description": "an ablation", "sweep_reference": "twin"}
     # with the mechanism facts each run reports (run_details()["facts"]): numbers and per-seed texts
     for run_id, seed, acc, energy, storage, variant, policy, facts in (
-        ("t0", 0, 0.980, 4.0, 400.0, "twin", "none", {"storage_ratio": 1.0}),
-        ("t1", 1, 0.970, 4.0, 400.0, "twin", "none", {"storage_ratio": 1.0}),
+        ("t0", 0, 0.980, 4.0, 400.0, "twin", "none", {"storage_ratio": 1.0, "binarised": None}),
+        ("t1", 1, 0.970, 4.0, 400.0, "twin", "none", {"storage_ratio": 1.0, "binarised": None}),
         ("f1", 1, 0.966, 3.0, 300.0, "full", "storage", {"storage_ratio": 0.6, "binarised": "net.12"}),
         ("f0", 0, 0.970, 3.0, 300.0, "full", "storage", {"storage_ratio": 0.5, "binarised": "net.8"}),
     ):
@@ -309,21 +309,21 @@ def test_a_row_is_one_experiment_labelled_by_its_variant_or_its_settings(tmp_pat
     ablation = (tmp_path / "tables" / "abl.md").read_text()
     assert ablation.startswith("# Sweep `abl` (ablation)\n")
     header = "| method | T | variant | n | accuracy (%) | vs best at T | Pareto | energy/sample (µJ) |"
-    relative = "| Δ accuracy vs twin (pt) | energy vs twin | storage vs twin | storage_ratio | binarised |"
+    relative = "| Δ accuracy vs twin (pt) | energy vs twin | storage vs twin | binarised | storage_ratio |"
     assert header in ablation and relative in ablation
     # twin: 0.98, 0.97 -> 97.50 ± 12.7062 * 0.0070711 / sqrt(2) = 6.35; full: 0.970, 0.966 -> ± 0.25412
     twin, full = ablation.rstrip().splitlines()[-2:]
     assert twin.startswith("| albsnn | 1 | twin | 2 | **97.50 ± 6.35** | best | ◆ |")
-    assert twin.endswith("| - | - | - | 1 ± 0 | - |")  # the twin itself; it binarised nothing
+    assert twin.endswith("| - | - | - | - | 1 ± 0 |")  # the twin itself; binarised: null, not applicable
     assert full.startswith("| albsnn | 1 | full | 2 | 96.80 ± 2.54 | tied, p = 0.376 | ◆ |")
     # full vs twin; storage ratio 0.5, 0.6: 0.55 ± 12.7062 * 0.070711 / sqrt(2) = 0.64; seed 0's first
-    assert full.endswith("| -0.70 | 0.750 | 0.750 | 0.55 ± 0.64 | net.8 / net.12 |")
+    assert full.endswith("| -0.70 | 0.750 | 0.750 | net.8 / net.12 | 0.55 ± 0.64 |")
     readme = (tmp_path / "README.md").read_text()
     assert (
         readme.index("## Ablations") < readme.index("### Sweep `abl` (ablation)") < readme.index("## Other")
     )
     assert "| albsnn | 1 | full | 2 | 96.80 ± 2.54 |" in readme
-    assert "| -0.70 | 0.750 | 0.750 | 0.55 ± 0.64 | net.8 / net.12 |" in readme
+    assert "| -0.70 | 0.750 | 0.750 | net.8 / net.12 | 0.55 ± 0.64 |" in readme
     assert "storage_ratio" not in runs  # the mechanism facts are an ablation's columns
     with (tmp_path / "tables" / "abl.csv").open() as handle:
         rows = {row["variant"]: row for row in csv.DictReader(handle)}

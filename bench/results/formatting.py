@@ -156,10 +156,11 @@ def fact_keys(groups: list) -> list[str]:
 
 
 def fact_cell(group, key: str) -> str:
-    """A mechanism fact over a row's runs: numbers as mean ± 95 % CI (4 significant digits), texts as each
-    seed's value in seed order (``net.8 / net.12 / net.8``): a choice that differs between seeds shows."""
+    """A mechanism fact over a row's runs: numbers as mean ± 95 % CI (4 significant digits), texts and
+    true/false as each seed's value in seed order (``net.8 / net.12 / net.8``): a choice that differs
+    between seeds shows. A null fact (not applicable to that run, e.g. no choice made) is left out."""
     records = sorted(group.records, key=lambda r: (r.get("seed") is None, r.get("seed") or 0))
-    values = [facts[key] for r in records if key in (facts := facts_of(r))]
+    values = [facts[key] for r in records if (facts := facts_of(r)).get(key) is not None]
     if not values:
         return MISSING
     if all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):

@@ -158,9 +158,10 @@ def record_problem(record, path: Path) -> str | None:
     details = record.get("method_details")
     facts = details.get("facts") if isinstance(details, dict) else None
     if facts is not None and not (
-        isinstance(facts, dict) and all(_number(v) or is_label(v) for v in facts.values())
+        isinstance(facts, dict)
+        and all(v is None or isinstance(v, bool) or _number(v) or is_label(v) for v in facts.values())
     ):
-        return "its method_details.facts is not an object of numbers and lines of text"
+        return "its method_details.facts is not an object of numbers, true/false, null and lines of text"
     if record.get("wall_time_s") is not None and not _number(record["wall_time_s"]):
         return f"its wall_time_s {record['wall_time_s']!r} is not a number"
     if record.get("started_at") is not None:
