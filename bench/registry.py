@@ -8,10 +8,10 @@ Importing a plugin imports torch, Lightning and spikingjelly (seconds of CPU). W
 descriptions and shapes (``bench list``, ``methods: all`` in a sweep, ``bench status``) reads them from the
 plugin sources instead, without running them: :func:`catalogue` parses each module's syntax tree for the
 registering decorators, the class docstrings and the literal class attributes (a dataset's facts, a
-method's design range) (inherited ones through the
-base classes defined in the two packages). :func:`get_method` / :func:`get_dataset` then import only the
-module that registers the key. A fact the sources do not state as a literal is read from the imported
-class, so the catalogue never disagrees with the classes (tests/test_registry.py checks it).
+method's design range; inherited ones through the base classes defined in the two packages).
+:func:`get_method` / :func:`get_dataset` then import only the module that registers the key. A fact the
+sources do not state as a literal is read from the imported class, so the catalogue never disagrees with
+the classes (tests/test_registry.py checks it).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ _REGISTRIES: dict[str, dict[str, type]] = {"method": {}, "dataset": {}}
 _PACKAGES = {"method": "methods", "dataset": "datamodules"}
 _DECORATORS = {"register_method": "method", "register_dataset": "dataset"}
 _NOT_LITERAL = object()  # a class attribute the source does not state as a literal
+_REQUIRED = object()  # a class attribute with no default: the class must have it
 _discovered = False
 
 
@@ -121,24 +122,26 @@ def catalogue() -> dict[str, dict[str, PluginInfo]]:
                     return value
         return _NOT_LITERAL
 
+    def stated(node: ast.ClassDef, module: str, defaults: dict) -> dict:
+        """The class attributes named by ``defaults`` as the source states them; when one is not a literal,
+        all of them from the imported class itself (``defaults`` for those it lacks, unless required)."""
+        values = {name: attribute(node, name) for name in defaults}
+        if any(value is _NOT_LITERAL for value in values.values()):
+            cls = getattr(importlib.import_module(module), node.name)
+            values = {
+                name: getattr(cls, name) if default is _REQUIRED else getattr(cls, name, default)
+                for name, default in defaults.items()
+            }
+        return values
+
     found: dict[str, dict[str, PluginInfo]] = {"method": {}, "dataset": {}}
     for kind, key, node, module in registered:
         description = describe_text(ast.get_docstring(node, clean=False))
         facts, design = None, {}
-        if kind == "method":
-            design = {name: attribute(node, name) for name in ("design", "design_basis")}
-            if any(value is _NOT_LITERAL for value in design.values()):
-                cls = getattr(importlib.import_module(module), node.name)
-                design = {
-                    "design": getattr(cls, "design", None),
-                    "design_basis": getattr(cls, "design_basis", ""),
-                }
+        if kind == "method":  # a class that is no BenchMethod states none: no design range
+            design = stated(node, module, {"design": None, "design_basis": ""})
         if kind == "dataset":
-            values = {name: attribute(node, name) for name in CLASS_FACTS}
-            if any(value is _NOT_LITERAL for value in values.values()):  # say it from the class itself
-                cls = getattr(importlib.import_module(module), node.name)
-                values = {name: getattr(cls, name) for name in CLASS_FACTS}
-            facts = DataFacts(**values)
+            facts = DataFacts(**stated(node, module, dict.fromkeys(CLASS_FACTS, _REQUIRED)))
         found[kind][key] = PluginInfo(key, module, node.name, description, facts, **design)
     return {kind: dict(sorted(infos.items())) for kind, infos in found.items()}
 

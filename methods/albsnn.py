@@ -110,7 +110,7 @@ from torch.utils.data import DataLoader
 
 from bench.errors import ConfigError
 from bench.registry import register_method
-from methods.base import OPTIMIZERS, BenchMethod, SynapticLayer
+from methods.base import BenchMethod, SynapticLayer
 from methods.common.binary import BinaryConv2d, full_precision_bits, scaling_factors, sign
 from methods.common.networks import parse_layers, sized_layers
 from methods.common.neurons import MultiThresholdLIF
@@ -383,9 +383,7 @@ class ALBSNN(BenchMethod):
             optimizer = type(source)(self.parameters(), **source.defaults)
             optimizer.load_state_dict(copy.deepcopy(source.state_dict()))
             return optimizer
-        hp = self.hparams
-        extra = {"momentum": hp.momentum} if hp.optimizer == "sgd" else {}
-        return OPTIMIZERS[hp.optimizer](self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay, **extra)
+        return self.build_optimizer()
 
     def probe(self, binary: str | None, batches: Batches) -> float:
         """The eval-mode loss on ``batches`` after ``probe_steps`` optimiser steps on them (cycled) with only

@@ -232,12 +232,18 @@ class BenchMethod(pl.LightningModule):
         for one group of every parameter; a group's keys override ``method.lr`` and the others."""
         return None
 
-    def configure_optimizers(self):
+    def build_optimizer(self, lr: float | None = None) -> torch.optim.Optimizer:
+        """The configured optimiser (``method.optimizer``, weight decay, SGD's momentum) over
+        :meth:`parameter_groups`, at ``lr`` (default ``method.lr``)."""
         hp = self.hparams
-        kwargs = {"lr": hp.lr, "weight_decay": hp.weight_decay}
+        kwargs = {"lr": hp.lr if lr is None else lr, "weight_decay": hp.weight_decay}
         if hp.optimizer == "sgd":
             kwargs["momentum"] = hp.momentum
-        optimizer = OPTIMIZERS[hp.optimizer](self.parameter_groups() or self.parameters(), **kwargs)
+        return OPTIMIZERS[hp.optimizer](self.parameter_groups() or self.parameters(), **kwargs)
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        optimizer = self.build_optimizer()
         if hp.scheduler == "none":
             return optimizer
         steps = max(1, int(self.trainer.estimated_stepping_batches))

@@ -137,7 +137,7 @@ from torch import nn
 
 from bench.errors import ConfigError
 from bench.registry import register_method
-from methods.base import OPTIMIZERS, BenchMethod
+from methods.base import BenchMethod
 from methods.common.conversion import NORMS, SYNAPSES, fold_and_calibrate
 from methods.common.networks import layer_stack, sized_layers
 from methods.common.neurons import SingleSpikeIF
@@ -498,10 +498,7 @@ class HybridSTDB(BenchMethod):
         """One optimiser for both phases; the learning rate follows ``ann_lr`` with a cosine decay over the
         ANN epochs, then ``lr`` with a cosine decay over the STDB epochs (``scheduler=none``: constant)."""
         hp = self.hparams
-        kwargs = {"lr": 1.0, "weight_decay": hp.weight_decay}  # the schedule gives the absolute rate
-        if hp.optimizer == "sgd":
-            kwargs["momentum"] = hp.momentum
-        optimizer = OPTIMIZERS[hp.optimizer](self.parameters(), **kwargs)
+        optimizer = self.build_optimizer(lr=1.0)  # the schedule gives the absolute rate
         total = max(1, int(self.trainer.estimated_stepping_batches))
         max_epochs = max(1, self.trainer.max_epochs or 1)
         ann_steps = min(total, round(total * self.ann_epochs / max_epochs)) if self.ann_epochs else 0

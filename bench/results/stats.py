@@ -152,10 +152,9 @@ def rank(groups: list) -> Ranking:
             continue
         row.p = welch_p(row.accuracies, ranked[0].accuracies)
         row.verdict = UNTESTED if row.p is None else TIED if row.p >= ALPHA else WORSE
-    for i, row in enumerate(references, start=len(ranked) + 1):  # listed after the ranked groups
-        row.place, row.verdict, row.p = i, REFERENCE, welch_p(row.accuracies, ranked[0].accuracies)
-    for i, row in enumerate(outside, start=len(ranked) + len(references) + 1):
-        row.place, row.verdict = i, OUTSIDE
+    apart = [(row, REFERENCE) for row in references] + [(row, OUTSIDE) for row in outside]
+    for i, (row, verdict) in enumerate(apart, start=len(ranked) + 1):  # listed after the ranked groups
+        row.place, row.verdict = i, verdict
         row.p = welch_p(row.accuracies, ranked[0].accuracies) if ranked else None
     costed = [r for r in ranked if r.energy is not None]
     for row, on_front in zip(costed, pareto_front([(r.accuracy, r.energy) for r in costed]), strict=True):

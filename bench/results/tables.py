@@ -121,11 +121,10 @@ def render_markdown(section: Section) -> str:
         "",
     ]
     lines += [conventions_note(groups), ""] if len({g.conventions for g in groups}) > 1 else []
-    names = setting_names(groups)
+    names, ablation = setting_names(groups), section.track == "ablation"
     for setting in by_setting(groups):
         heading, _ = names[setting[0].setting]
         lines += [f"## {heading}", "", setting_note(setting[0]), ""]
-        ablation = section.track == "ablation"
         lines += table_lines(setting, rows, present_columns(setting), section.reference, facts=ablation)
         lines += [""]
     if section.failed:
