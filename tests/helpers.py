@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+import pytorch_lightning as pl
 import torch
 from torch import nn
 
@@ -181,6 +182,14 @@ def measure(probe: nn.Module, run, samples: int = 1, steps: int = 1, **options) 
 
 
 # --- methods ------------------------------------------------------------------------------------------
+def quiet_trainer(**settings) -> pl.Trainer:
+    """A Lightning Trainer on the CPU that writes and prints nothing (no logger, checkpoint, progress bar or
+    model summary): a method trained inside a test. ``settings`` add to or replace these."""
+    quiet = {"accelerator": "cpu", "logger": False, "enable_checkpointing": False}
+    quiet |= {"enable_progress_bar": False, "enable_model_summary": False}
+    return pl.Trainer(**(quiet | settings))
+
+
 def tiny_batch(datamodule, batch_size: int = 3, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """A random batch shaped like the DataModule's (event counts on event data), with labels."""
     generator = torch.Generator().manual_seed(seed)

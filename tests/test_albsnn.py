@@ -5,10 +5,9 @@ from __future__ import annotations
 import copy
 
 import pytest
-import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from helpers import QUICK, measure
+from helpers import QUICK, measure, quiet_trainer
 from torch.utils.data import DataLoader, TensorDataset
 
 from bench.errors import ConfigError
@@ -347,13 +346,7 @@ def test_the_random_control_is_seeded_by_the_run_and_leaves_the_training_stream_
 def fit(model: ALBSNN, epochs: int) -> list[dict]:
     """Train on 8 random 8x8 images (2 batches) for ``epochs``; the run record's selection per epoch."""
     data = TensorDataset(torch.rand(8, 1, 8, 8), torch.tensor([0, 1] * 4))
-    trainer = pl.Trainer(
-        max_epochs=epochs,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
+    trainer = quiet_trainer(max_epochs=epochs, accelerator="auto")
     trainer.fit(model, DataLoader(data, batch_size=4))
     return model.run_details()["selection_per_epoch"]
 

@@ -11,6 +11,7 @@ import math
 import pytest
 import pytorch_lightning as pl
 import torch
+from helpers import quiet_trainer
 from torch.utils.data import DataLoader, TensorDataset
 
 from bench.config import load_config
@@ -161,18 +162,11 @@ def test_the_neuron_input_gain_scales_the_input_in_both_implementations():
         MultiThresholdLIF(input_gain=0.0)
 
 
-def fit_tiny(model: CompressedEventSNN, steps: int) -> None:
+def fit_tiny(model: CompressedEventSNN, steps: int) -> pl.Trainer:
     generator = torch.Generator().manual_seed(0)
     x = torch.randint(0, 3, (8 * steps, 4, 2, 8, 8), generator=generator).float()
     y = torch.randint(0, 2, (8 * steps,), generator=generator)
-    trainer = pl.Trainer(
-        max_epochs=1,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
+    trainer = quiet_trainer(max_epochs=1)
     trainer.fit(model, DataLoader(TensorDataset(x, y), batch_size=8))
     return trainer
 

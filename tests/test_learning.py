@@ -22,6 +22,7 @@ import time
 import pytest
 import pytorch_lightning as pl
 import torch
+from helpers import quiet_trainer
 
 from bench import registry
 from bench.config import load_config
@@ -72,16 +73,7 @@ def test_a_short_fixed_schedule_on_mnist5k_beats_the_floor(method, workdir):
     pl.seed_everything(0, verbose=False)
     cfg = load_config(method, "mnist5k", [*SCHEDULE, *OVERRIDES.get(method, [])])
     datamodule, model = build(cfg, method, "mnist5k")
-    trainer = pl.Trainer(
-        max_steps=STEPS,
-        max_epochs=-1,
-        limit_val_batches=0,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
+    trainer = quiet_trainer(max_steps=STEPS, max_epochs=-1, limit_val_batches=0)
     start = time.perf_counter()
     trainer.fit(model, datamodule=datamodule)
     accuracy = held_out_accuracy(model, datamodule)
