@@ -246,7 +246,30 @@ def _train_and_test(cfg, rid, record, datamodule, model, trainer, energy) -> Non
         raise diverged(model, f"The run's {found[0]} is {found[1]} (the trained network is not finite)")
     record.update(metrics=metrics, layers=energy.layers, method_details=details, status="ok")
     outcomes = getattr(model, "test_outcomes", None)  # None: a plugin's own test epoch hooks skip ours
-    record["test_predictions"] = predictions.encode(outcomes) if outcomes is not None else None
+    record["test_predictions"] = predictions_entry(outcomes, datamodule.test_ids)
+
+
+def predictions_entry(outcomes, test_ids) -> dict | None:
+    """The record's ``test_predictions`` (:mod:`bench.results.predictions`) of the gathered test outcomes
+    ``[2, N]``, with the tested items' ids where the DataModule names them (k-fold test sets).
+
+    The outcomes are the first N items of the test set in its order: the test loader is never shuffled, a
+    ``trainer.limit_test_batches`` run tests a prefix, and under DDP ``BenchMethod.on_test_epoch_end``
+    interleaves the ranks' shares (DistributedSampler: rank r tests items r, r + W, ...) back into that
+    order and drops the sampler's padding; so their ids are the first N ids. More outcomes than ids cannot
+    be matched to items: an error, rather than a record naming the wrong items."""
+    if outcomes is None:
+        return None
+    if test_ids is None:
+        return predictions.encode(outcomes)
+    tested = int(outcomes.shape[1])
+    if tested > len(test_ids):
+        raise BenchError(
+            f"The test produced {tested} predictions but the test set holds {len(test_ids)} items "
+            "(data.folds): they cannot be matched to the items tested, so the run is not recorded as ok. "
+            "Was the test set changed, or do the method's test hooks add items of their own?"
+        )
+    return predictions.encode(outcomes, test_ids[:tested])
 
 
 def _recorded_failure(record: dict, cfg: DictConfig, error: BaseException, start: float, interrupted: bool):

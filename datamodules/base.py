@@ -35,6 +35,21 @@ def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np
     return np.sort(np.concatenate(keep)), np.sort(np.concatenate(held_out))
 
 
+def stratified_folds(labels: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """Each item's fold ``0..k-1``: every class's items, permuted by ``seed``, cut into k consecutive
+    blocks of sizes as equal as possible (``np.array_split``: exactly ``n_c / k`` where k divides the
+    class's ``n_c``; else the first blocks hold one more). The permutations are :func:`stratified_split`'s
+    (the same generator, drawn class by class), so fold 0 of ``k`` folds under ``seed`` is the held-out set
+    of ``stratified_split(labels, 1 / k, seed)`` whenever ``n_c / k`` is a whole number for every class.
+    """
+    rng = np.random.default_rng(seed)
+    fold = np.empty(len(labels), dtype=np.int64)
+    for c in np.unique(labels):
+        for j, block in enumerate(np.array_split(rng.permutation(np.flatnonzero(labels == c)), k)):
+            fold[block] = j
+    return fold
+
+
 class TensorImageDataset(Dataset):
     """In-memory uint8 images ``[N, C, H, W]`` + labels, with an optional per-sample transform."""
 
@@ -62,6 +77,7 @@ class BenchDataModule(pl.LightningDataModule):
     sizes: str = ""  # "train / val / test" sample counts, for `bench list`
     split: str | None = None  # which published split, where a dataset offers several
     frame_spec: dict | None = None  # how events become frames (event DataModules)
+    cross_validation: dict | None = None  # {folds, fold, fold_seed}: which k-fold test fold, where chosen
 
     def __init__(self, root: str | None = None, batch_size: int = 128, num_workers: int = 0):
         super().__init__()
@@ -86,7 +102,15 @@ class BenchDataModule(pl.LightningDataModule):
             sizes=self.sizes,
             split=self.split,
             frame_spec=self.frame_spec,
+            cross_validation=self.cross_validation,
         )
+
+    @property
+    def test_ids(self) -> np.ndarray | None:
+        """The test items' ids in the test set's order (int64 indices into the dataset's whole pool of
+        items), where different runs may test different items (k-fold cross-validation); None where the
+        test set is fixed. The run record keeps them beside each item's prediction."""
+        return None
 
     @classmethod
     def fixture(cls, root: Path) -> BenchDataModule | None:

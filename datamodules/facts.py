@@ -10,14 +10,18 @@ from dataclasses import asdict, dataclass
 METHOD_FACTS = ("num_classes", "input_shape", "kind", "frames")
 #: The facts a DataModule class states as class attributes (``bench list`` shows them without an instance).
 CLASS_FACTS = (*METHOD_FACTS, "embedded", "sizes")
+#: The data choices of one configured DataModule that its run record keeps (where made: None is left out).
+CHOICES = ("split", "frame_spec", "cross_validation")
 
 
 @dataclass(frozen=True)
 class DataFacts:
     """The facts a DataModule publishes as soon as it is constructed, without touching the disk.
 
-    ``split`` and ``frame_spec`` are data choices of one configured DataModule (which published split; how
-    events were cut into frames): the run record keeps them, so tables never mix runs on different inputs.
+    ``split``, ``frame_spec`` and ``cross_validation`` are data choices of one configured DataModule (which
+    published split; how events were cut into frames; which fold of a k-fold partition is the test set, as
+    ``{"folds": k, "fold": f, "fold_seed": s}``): the run record keeps them, so that every result says
+    which inputs it was measured on.
     """
 
     num_classes: int
@@ -28,6 +32,7 @@ class DataFacts:
     sizes: str = ""  # "train / val / test" sample counts
     split: str | None = None
     frame_spec: dict | None = None
+    cross_validation: dict | None = None
 
     def for_method(self) -> dict:
         """The constructor arguments every method takes from its dataset."""
@@ -36,5 +41,5 @@ class DataFacts:
 
     def for_record(self) -> dict:
         """What a run record keeps of its data: the method's facts and the data choices that were made."""
-        chosen = {key: value for key, value in asdict(self).items() if key in ("split", "frame_spec")}
+        chosen = {key: value for key, value in asdict(self).items() if key in CHOICES}
         return {**self.for_method(), **{key: value for key, value in chosen.items() if value is not None}}

@@ -4,12 +4,14 @@ MNIST/Fashion-MNIST: the four IDX files with big-endian headers. CIFAR: latin1-r
 plus the meta file, read by torchvision's own classes subclassed with the fixture files' md5s (the
 recommended way round their hard-coded md5 checks). Tiny ImageNet: the official zip's tree with small
 PIL-written JPEGs. Nothing is downloaded: the download tests either need the (absent) internet or talk to a
-local server that never answers, so they fail within seconds.
+local server that never answers, so they fail within seconds. mnist5k (the embedded digits): its k-fold
+cross-validation splits (its fixed split is checked with the runs in test_training.py).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import socket
 import time
@@ -24,8 +26,11 @@ from torchvision import datasets
 from torchvision.transforms import v2
 
 from bench import registry
-from bench.errors import DataError
+from bench.config import load_config
+from bench.errors import ConfigError, DataError
+from bench.results import predictions
 from bench.runner import run
+from datamodules.base import stratified_split
 from datamodules.fixtures.tiny_imagenet import COLOURS, WNIDS, write_tiny_imagenet
 from datamodules.fixtures.torchvision_sets import (
     fixture_datamodule,
@@ -34,7 +39,8 @@ from datamodules.fixtures.torchvision_sets import (
     write_cifar100,
     write_mnist,
 )
-from datamodules.static_images import probe
+from datamodules.mnist5k import MNIST5k, load_mnist5k
+from datamodules.static_images import SPLIT_SEED, probe
 from datamodules.tiny_imagenet import TinyImageNet
 from datamodules.torchvision_sets import CIFAR10, CIFAR100, MNIST, FashionMNIST
 
@@ -369,3 +375,109 @@ def test_bench_run_offline_fails_fast_with_a_failed_record(workdir, monkeypatch)
         run("ann", "cifar10", [*ON_FIXTURE, "data.download_timeout=2"])
     (record_path,) = (workdir / "results" / "runs").glob("*.json")
     assert json.loads(record_path.read_text())["status"] == "failed"
+
+
+# -- mnist5k: k-fold cross-validation ----------------------------------------------------------------------
+def fold_ids(folds: int, fold_seed: int = SPLIT_SEED) -> list[np.ndarray]:
+    """The test digits of each of the k folds (nothing is set up: ``test_ids`` reads the labels only)."""
+    return [MNIST5k(folds=folds, fold=f, fold_seed=fold_seed).test_ids for f in range(folds)]
+
+
+@pytest.mark.parametrize("folds", [5, 7])
+def test_the_k_folds_partition_all_5000_digits_each_fold_stratified(folds):
+    labels = load_mnist5k()[1]
+    tests = fold_ids(folds)
+    everything = np.concatenate(tests)
+    assert len(everything) == 5000 and sorted(everything.tolist()) == list(range(5000))  # disjoint, all
+    for ids in tests:
+        assert ids.dtype.kind == "i" and (np.diff(ids) > 0).all()  # ascending: the test set's order
+        per_class = np.bincount(labels[ids], minlength=10)
+        if folds == 5:
+            assert per_class.tolist() == [100] * 10
+        else:  # 500 = 7 x 71 + 3: the first three folds hold one more of each class
+            assert set(per_class.tolist()) <= {71, 72} and len(set(per_class.tolist())) == 1
+
+
+def test_a_folds_training_and_validation_digits_are_the_other_folds_and_its_test_set_its_own():
+    images, labels = load_mnist5k()
+    dm = MNIST5k(folds=5, fold=3, fold_seed=7)
+    dm.setup()
+    test = dm.test_ids
+    pool = np.setdiff1d(np.arange(5000), test)  # the training pool, ascending (its dataset's order)
+    train, val = pool[dm.train_set.indices], pool[dm.val_set.indices]
+    assert not set(val) & set(test) and not set(train) & set(test) and not set(train) & set(val)
+    assert sorted([*train, *val]) == pool.tolist()
+    assert (len(train), len(val), len(test)) == (3600, 400, 1000) and dm.sizes == "3,600 / 400 / 1,000"
+    assert np.bincount(labels[val]).tolist() == [40] * 10  # val_fraction of the pool, stratified
+    assert (dm.test_set.base.images[:, 0].numpy() == images[test]).all()
+    assert dm.test_set.base.labels.tolist() == labels[test].tolist()
+    assert (dm.train_set.base.images[:, 0].numpy() == images[pool]).all()
+    assert dm.facts.for_record()["cross_validation"] == {"folds": 5, "fold": 3, "fold_seed": 7}
+    odd = MNIST5k(folds=7, fold=5, val_fraction=0.2)  # the stated sizes are the split's, for any k
+    odd.setup()
+    assert odd.sizes == f"{len(odd.train_set):,} / {len(odd.val_set):,} / {len(odd.test_set):,}"
+
+
+def test_without_folds_the_split_is_the_fixed_one_and_five_folds_fold_0_reproduce_it():
+    labels = load_mnist5k()[1]
+    pool, test = stratified_split(labels, 0.2, SPLIT_SEED)  # the fixed split, as it always was
+    fixed, fold0 = MNIST5k(), MNIST5k(folds=5)
+    for dm in (fixed, fold0):
+        dm.setup()
+        assert dm.test_set.base.labels.tolist() == labels[test].tolist()
+    assert fixed.test_ids is None and "cross_validation" not in fixed.facts.for_record()
+    assert fixed.cross_validation is None and fixed.sizes == MNIST5k.sizes == "3,600 / 400 / 1,000"
+    assert fold0.test_ids.tolist() == test.tolist()
+    assert (fixed.test_set.base.images == fold0.test_set.base.images).all()
+    for split in ("train_set", "val_set"):
+        assert getattr(fixed, split).indices.tolist() == getattr(fold0, split).indices.tolist()
+    assert (fixed.train_set.base.images == fold0.train_set.base.images).all()
+    # nothing new in the config: the fixed split's runs keep their ids
+    assert "folds" not in load_config("ann", "mnist5k")["data"]
+
+
+def test_another_fold_seed_is_another_partition():
+    first, other = fold_ids(5, 0), fold_ids(5, 1)
+    assert first[0].tolist() != other[0].tolist()
+    assert sorted(np.concatenate(other).tolist()) == list(range(5000))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "says"),
+    [
+        (["data.folds=1"], "data.folds=1 is not a number of folds: give a whole number from 2 to 500"),
+        (["data.folds=501"], "data.folds=501 is not a number of folds"),
+        (["data.folds=2.5"], "data.folds=2.5 is not a number of folds"),
+        (["data.folds=true"], "data.folds=True is not a number of folds"),
+        (
+            ["data.folds=5", "data.fold=5"],
+            "data.fold=5 is not one of the 5 folds: give a whole number from 0 to 4",
+        ),
+        (["data.folds=5", "data.fold=-1"], "data.fold=-1 is not one of the 5 folds"),
+        (["data.folds=5", "data.fold_seed=-1"], "data.fold_seed=-1 is not a seed"),
+        (["data.fold=2"], "data.fold=2 given without data.folds"),
+        (["data.folds=null", "data.fold_seed=3"], "data.fold_seed=3 given without data.folds"),
+    ],
+)
+def test_bad_fold_settings_are_refused_naming_the_key(overrides, says):
+    with pytest.raises(ConfigError, match=re.escape(says)):
+        load_config("ann", "mnist5k", overrides)
+
+
+@pytest.mark.parametrize("key", ["folds", "fold", "fold_seed"])
+def test_other_datasets_refuse_the_fold_keys(key):
+    with pytest.raises(ConfigError, match=f"Unknown key data.{key} for MNIST. Valid data keys: "):
+        load_config("ann", "mnist", [f"data.{key}=2"])
+
+
+def test_a_fold_runs_record_names_its_fold_and_each_tested_digit(workdir):
+    """Untrained, two test batches of 32: the record's ids are the fold's first 64 digits, in order."""
+    overrides = [*QUICK, "trainer.limit_train_batches=0", "trainer.limit_val_batches=0"]
+    overrides += ["trainer.limit_test_batches=2", "data.folds=5", "data.fold=2", "data.fold_seed=4"]
+    record = run("ann", "mnist5k", overrides).record
+    assert record["status"] == "ok"
+    assert record["dataset_facts"]["cross_validation"] == {"folds": 5, "fold": 2, "fold_seed": 4}
+    entry = record["test_predictions"]
+    ids = MNIST5k(folds=5, fold=2, fold_seed=4).test_ids[:64]
+    assert entry["items"] == 64 and predictions.ids(entry).tolist() == ids.tolist()
+    assert predictions.decode(entry)[1].tolist() == load_mnist5k()[1][ids].tolist()

@@ -80,6 +80,25 @@ def test_seed_spread_widens_the_interval_and_unpaired_items_are_refused():
     assert items.outcomes([{"test_predictions": None}]) is None
 
 
+def test_runs_on_different_k_fold_test_sets_are_not_paired_even_where_their_labels_agree():
+    """mnist5k's digits are stored class by class: two folds' test sets have the same labels in order."""
+    labels, a, _ = rows_where_a_beats_b_by_three_items()
+    fold = [
+        {"test_predictions": {**r["test_predictions"], **named(np.arange(1000))}}
+        for r in as_records(a, labels)
+    ]
+    assert items.outcomes(fold)[0].shape == (3, 1000)  # the same ids: one row
+    other = {"test_predictions": {**fold[0]["test_predictions"], **named(np.arange(1000) + 1000)}}
+    for mixed in (fold[:2] + [other], as_records(a, labels)[:2] + fold[:1]):
+        with pytest.raises(ValueError, match="their ids differ"):
+            items.outcomes(mixed)
+
+
+def named(ids: np.ndarray) -> dict:
+    """The ``ids`` of a test_predictions entry naming ``ids`` (classes irrelevant)."""
+    return {"ids": predictions.encode(torch.zeros(2, len(ids), dtype=torch.long), ids)["ids"]}
+
+
 def test_holm_step_down_by_hand():
     # sorted 0.01, 0.03, 0.04 of m = 3: 3 x 0.01 = 0.03; 2 x 0.03 = 0.06; max(0.06, 1 x 0.04) = 0.06
     assert items.holm([0.01, 0.04, 0.03, None]) == pytest.approx([0.03, 0.06, 0.06, None])

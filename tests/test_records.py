@@ -7,13 +7,15 @@ import os
 import stat
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 from helpers import QUICK
 
 from bench.config import load_config
-from bench.errors import StorageError
+from bench.errors import BenchError, StorageError
 from bench.results import predictions, records
-from bench.runner import build, run
+from bench.runner import build, predictions_entry, run
 
 
 def record(status="ok", **extra):
@@ -111,6 +113,39 @@ def test_a_record_keeps_every_test_items_prediction_in_test_set_order(workdir):
     assert records.record_problem(broken, Path(f"{record['run_id']}.json")) == (
         "its test_predictions' predicted holds 64 bytes, not 65 uint8 values"
     )
+
+
+def test_predictions_keep_the_tested_items_ids_where_given():
+    """k-fold test sets: an entry may name the items it tested (uint16 ids beside the classes)."""
+    outcomes = torch.tensor([[3, 1, 0, 9], [3, 2, 0, 9]])
+    plain = predictions.encode(outcomes)
+    assert "ids" not in plain and predictions.ids(plain) is None
+    entry = predictions.encode(outcomes, np.array([7, 4999, 0, 65535]))
+    assert {key: entry[key] for key in plain} == plain  # the classes are stored as before
+    assert predictions.problem(entry) is None and predictions.problem(plain) is None
+    assert predictions.ids(entry).tolist() == [7, 4999, 0, 65535]
+    assert [row.tolist() for row in predictions.decode(entry)] == outcomes.tolist()
+    assert predictions.correct(entry).tolist() == [True, False, True, True]
+    wide = predictions.encode(outcomes + 300, np.arange(4))  # uint16 classes: ids are uint16 all the same
+    assert wide["dtype"] == "uint16" and predictions.problem(wide) is None
+    assert predictions.ids(wide).tolist() == [0, 1, 2, 3]
+    for bad in (np.arange(3), np.arange(5), np.array([0, 1, 2, 65536]), np.array([0, 1, 2, -1]), np.ones(4)):
+        with pytest.raises(ValueError, match="ids must"):
+            predictions.encode(outcomes, bad)
+    short = {**entry, "ids": predictions.encode(outcomes[:, :3], np.arange(3))["ids"]}
+    assert predictions.problem(short) == "its test_predictions' ids holds 6 bytes, not 4 uint16 values"
+    assert predictions.problem({**entry, "ids": "not base64!"}) == "its test_predictions' ids is not base64"
+    assert predictions.problem({**entry, "extra": 1}).startswith("its test_predictions is not an object")
+
+
+def test_the_runner_records_the_ids_of_the_items_tested_and_refuses_more_outcomes_than_ids():
+    """A limited test tests a prefix of the test set (in order, under DDP too): its ids are the first N."""
+    outcomes = torch.tensor([[1, 2], [1, 3]])
+    assert predictions_entry(None, np.arange(5)) is None
+    assert "ids" not in predictions_entry(outcomes, None)
+    assert predictions.ids(predictions_entry(outcomes, np.array([40, 41, 42]))).tolist() == [40, 41]
+    with pytest.raises(BenchError, match="3 predictions but the test set holds 2 items"):
+        predictions_entry(torch.zeros(2, 3, dtype=torch.long), np.array([5, 6]))
 
 
 def test_mechanism_facts_may_be_numbers_texts_true_false_or_null_and_nothing_nested():

@@ -33,7 +33,7 @@ CONFIDENCE = 0.95
 def outcomes(records: list[dict]) -> tuple[np.ndarray, np.ndarray] | None:
     """``(correct[s, i], labels[i])`` of a row's records, one per seed; None when a record has no
     predictions (made before records kept them). Raises ValueError when the records were tested on
-    different items (their labels differ)."""
+    different items (their labels differ, or their ids: k-fold test sets, whose labels may coincide)."""
     from bench.results import predictions
 
     entries = [record.get("test_predictions") for record in records]
@@ -43,6 +43,9 @@ def outcomes(records: list[dict]) -> tuple[np.ndarray, np.ndarray] | None:
     labels = decoded[0][1]
     if any(len(other) != len(labels) or (other != labels).any() for _, other in decoded):
         raise ValueError("the runs of one row were tested on different items (their labels differ)")
+    ids = [predictions.ids(entry) for entry in entries]
+    if any((other is None) != (ids[0] is None) or not np.array_equal(other, ids[0]) for other in ids):
+        raise ValueError("the runs of one row were tested on different items (their ids differ)")
     return np.stack([predicted == truth for predicted, truth in decoded]), labels
 
 

@@ -5,6 +5,11 @@ its outcome under method B), which summed accuracies cannot give.
 A record's ``test_predictions`` is ``{"items": N, "dtype": "uint8" | "uint16", "predicted": <base64>,
 "labels": <base64>}``: the N predicted classes and the N labels as little-endian unsigned integers of the
 smallest type that holds the classes, base64-encoded (1,000 mnist5k digits: 2 x 1,336 characters).
+
+Where runs of one dataset may test different items (mnist5k under k-fold cross-validation, ``data.folds``),
+the entry also holds ``"ids": <base64>``: the N items' ids (indices into the dataset's pool of items, from
+the DataModule's ``test_ids``) as little-endian ``uint16`` whatever the dtype, so that two runs are paired
+only on the items both tested. Without ``ids`` a run tested the dataset's one fixed test set, in order.
 """
 
 from __future__ import annotations
@@ -19,16 +24,31 @@ if TYPE_CHECKING:  # reading records (bench status) imports neither numpy nor to
 
 #: Each stored type's numpy type string (little-endian) and size in bytes.
 DTYPES = {"uint8": ("<u1", 1), "uint16": ("<u2", 2)}
+#: The stored type of the items' ids (little-endian uint16, 2 bytes each).
+IDS_DTYPE = "<u2"
 
 
-def encode(outcomes: torch.Tensor) -> dict:
-    """``outcomes`` ``[2, N]`` (predicted classes, labels) as a record's ``test_predictions``."""
+def encode(outcomes: torch.Tensor, ids: np.ndarray | None = None) -> dict:
+    """``outcomes`` ``[2, N]`` (predicted classes, labels) as a record's ``test_predictions``; with the N
+    tested items' ``ids`` (whole numbers in [0, 65536)) where they are not the fixed test set."""
+    import numpy as np
+
     values = outcomes.detach().cpu().numpy()
     name = "uint8" if values.size == 0 or values.max() < 256 else "uint16"
     if values.size and (values.min() < 0 or values.max() >= 65536):
         raise ValueError(f"classes must lie in [0, 65536): got {values.min()}..{values.max()}")
     predicted, labels = (base64.b64encode(row.astype(DTYPES[name][0]).tobytes()).decode() for row in values)
-    return {"items": int(values.shape[1]), "dtype": name, "predicted": predicted, "labels": labels}
+    entry = {"items": int(values.shape[1]), "dtype": name, "predicted": predicted, "labels": labels}
+    if ids is not None:
+        ids = np.asarray(ids)
+        if ids.shape != (values.shape[1],) or not np.issubdtype(ids.dtype, np.integer):
+            raise ValueError(
+                f"ids must be {values.shape[1]} whole numbers, one per test item: got {ids.dtype} {ids.shape}"
+            )
+        if ids.size and (ids.min() < 0 or ids.max() >= 65536):
+            raise ValueError(f"ids must lie in [0, 65536): got {ids.min()}..{ids.max()}")
+        entry["ids"] = base64.b64encode(ids.astype(IDS_DTYPE).tobytes()).decode()
+    return entry
 
 
 def decode(entry: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -39,6 +59,16 @@ def decode(entry: dict) -> tuple[np.ndarray, np.ndarray]:
     return tuple(np.frombuffer(base64.b64decode(entry[key]), dtype=dtype) for key in ("predicted", "labels"))
 
 
+def ids(entry: dict) -> np.ndarray | None:
+    """The tested items' ids (int64, in the test set's order), or None where the entry has none (the
+    dataset's fixed test set). Checked by :func:`problem` first."""
+    import numpy as np
+
+    if entry.get("ids") is None:
+        return None
+    return np.frombuffer(base64.b64decode(entry["ids"]), dtype=IDS_DTYPE).astype(np.int64)
+
+
 def correct(entry: dict) -> np.ndarray:
     """Whether each test item was classified correctly (bool, in the test set's order)."""
     predicted, labels = decode(entry)
@@ -47,18 +77,22 @@ def correct(entry: dict) -> np.ndarray:
 
 def problem(entry) -> str | None:
     """Why a record's ``test_predictions`` cannot be read, or None."""
-    if not isinstance(entry, dict) or set(entry) != {"items", "dtype", "predicted", "labels"}:
-        return "its test_predictions is not an object of items, dtype, predicted and labels"
+    keys = {"items", "dtype", "predicted", "labels"}
+    if not isinstance(entry, dict) or not keys <= set(entry) <= keys | {"ids"}:
+        return "its test_predictions is not an object of items, dtype, predicted and labels (and ids)"
     items = entry["items"]
     if not isinstance(items, int) or isinstance(items, bool) or items < 0:
         return f"its test_predictions' items {items!r} is not a whole number >= 0"
     if entry["dtype"] not in DTYPES:
         return f"its test_predictions' dtype {entry['dtype']!r} is not one of {', '.join(DTYPES)}"
-    for key in ("predicted", "labels"):
+    sizes = {key: (DTYPES[entry["dtype"]][1], entry["dtype"]) for key in ("predicted", "labels")}
+    if "ids" in entry:
+        sizes["ids"] = (2, "uint16")
+    for key, (width, name) in sizes.items():
         try:
             size = len(base64.b64decode(entry[key], validate=True))
         except (TypeError, ValueError, binascii.Error):
             return f"its test_predictions' {key} is not base64"
-        if size != items * DTYPES[entry["dtype"]][1]:
-            return f"its test_predictions' {key} holds {size} bytes, not {items} {entry['dtype']} values"
+        if size != items * width:
+            return f"its test_predictions' {key} holds {size} bytes, not {items} {name} values"
     return None
