@@ -38,6 +38,10 @@ TOP_LEVEL_KEYS = ("seed", "logger", "sweep", "variant", "paths", "method", "data
 #: experiment: left out of the run id (a sweep variant's name labels its overrides, which are part of the
 #: id).
 NON_IDENTITY_KEYS = ("paths", "data.root", "trainer.enable_progress_bar", "variant", *PRICING_KEYS)
+#: Options added after runs were recorded, each with the value that builds what those runs built: at that
+#: value the key is left out of the run id, so declaring the option keeps every earlier run id (the config
+#: saved with a run still shows it); any other value is part of the id.
+EARLIER_DEFAULTS = {"method.voting_input": "flatten"}
 
 
 def _read_yaml(path: Path) -> DictConfig:
@@ -279,13 +283,15 @@ def load_config(
 
 
 def run_id(method: str, dataset: str, cfg: DictConfig) -> str:
-    """A short hash of what defines the run: method, dataset and the resolved config minus paths."""
+    """A short hash of what defines the run: method, dataset and the resolved config minus paths (and
+    minus the options at their :data:`EARLIER_DEFAULTS`)."""
     identity = OmegaConf.to_container(cfg, resolve=True)
-    for dotted in NON_IDENTITY_KEYS:
+    for dotted in (*NON_IDENTITY_KEYS, *EARLIER_DEFAULTS):
         *parents, leaf = dotted.split(".")
         node = identity
         for parent in parents:
             node = node.get(parent, {})
-        node.pop(leaf, None)
+        if dotted not in EARLIER_DEFAULTS or node.get(leaf) == EARLIER_DEFAULTS[dotted]:
+            node.pop(leaf, None)
     blob = json.dumps({"method": method, "dataset": dataset, "config": identity}, sort_keys=True)
     return f"{method}-{dataset}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"

@@ -24,7 +24,14 @@ reconstruction from ``papers.md`` §4 [R]:
   rectangular derivative per threshold; ``levels=1`` / ``learnable_tau=false`` ablate K and tau;
 * network and readout [R]: ``{C C3-BN-SF-MTLIF-MP2} x 4`` (x 5 above 64 pixels) -> FC voting layer
   (``voting`` neurons per class), MSE between the one-hot label and the voting layer's firing rate
-  (the PLIF recipe).
+  (the PLIF recipe). The voting layer reads the flattened maps (``voting_input: flatten``, the default and
+  the paper track's head).
+
+Departure (ours, the matched track only): ``voting_input: gap`` has the voting layer read the last block's
+maps averaged over H x W at every step (C features) instead of flattened, for parameter parity (issue 31):
+on the matched backbone (``32C3-AP2-64C3-AP2-128C3-AP2``) the flattened 128 x 3 x 3 maps into 100 voting
+neurons doubled the parameters (208,304 on mnist5k against lif_sg's 104,426); averaged, they are 105,904
+(106,192 on nmnist_sim), within 10 % of every other method's (``configs/sweeps/matched.yaml``).
 
 Adaptation (ours): on static images there are no events to compress; the input is a constant current,
 the image at every one of the T steps (direct encoding). Energy: the compressed current is real-valued,
@@ -140,6 +147,7 @@ class CompressedEventSNN(RateCodedOutput, BenchMethod):
         channels: int = 128,
         layers: str = "auto",
         voting: int = 10,
+        voting_input: str = "flatten",
         levels: int = 3,
         v_threshold: float = 0.25,
         tau: float = 2.0,
@@ -160,7 +168,7 @@ class CompressedEventSNN(RateCodedOutput, BenchMethod):
             raise ConfigError(
                 f"method.neuron_lr must be null (the same as method.lr) or > 0, got {neuron_lr!r}."
             )
-        self.set_rate_output(levels, loss, voting)
+        self.set_rate_output(levels, loss, voting, voting_input)
         self.compression, self.synaptic_tau = bool(compression), float(synaptic_tau)
         self.input_gain = neuron_input_gain(input_gain, synaptic_filter, synaptic_alpha)
         self.neuron_lr = None if neuron_lr is None else float(neuron_lr)

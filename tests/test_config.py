@@ -94,6 +94,18 @@ def test_run_id_ignores_paths_but_not_what_defines_the_run():
     assert run_id("ann", "mnist5k", cfg).startswith("ann-mnist5k-")
 
 
+def test_an_option_declared_after_runs_were_recorded_keeps_their_run_ids_at_its_earlier_default():
+    """``method.voting_input: flatten`` (declared for issue 31) builds what every earlier run built: at that
+    value the run id is the one the config without the key had; ``gap`` is another run."""
+    cfg = load_config("multi_threshold", "mnist5k")
+    assert cfg.method.voting_input == "flatten"
+    earlier = OmegaConf.create(OmegaConf.to_container(cfg))
+    del earlier.method["voting_input"]
+    assert run_id("multi_threshold", "mnist5k", earlier) == run_id("multi_threshold", "mnist5k", cfg)
+    gap = load_config("multi_threshold", "mnist5k", ["method.voting_input=gap"])
+    assert run_id("multi_threshold", "mnist5k", gap) != run_id("multi_threshold", "mnist5k", cfg)
+
+
 def test_cost_table_counting_conventions_and_memory_model_are_in_no_run_id():
     """They only price a run's raw counts: another one never means training again."""
     cfg = load_config("lif_sg", "mnist5k")

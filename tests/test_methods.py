@@ -14,6 +14,7 @@ from bench import registry
 from bench.config import load_config
 from bench.errors import ConfigError
 from bench.runner import build
+from bench.sweep.spec import load_sweep
 from methods.albsnn import ALBSNN
 
 MATCHED_BACKBONE = "32C3-AP2-64C3-AP2-128C3-AP2"
@@ -43,6 +44,38 @@ def test_every_method_reads_the_matched_backbone_in_the_layer_notation(matched):
     assert model.time_steps == (1 if method == "ann" else 2)
     x, y = tiny_batch(datamodule, batch_size=16)
     assert_trains_one_step(model, x, y, datamodule.num_classes)
+
+
+# The voting methods' exact counts on the matched sweep, with their populations reading the last conv's
+# maps averaged over H x W (method.voting_input: gap). The convs and their BN: 32 x 9 (x 2 on nmnist_sim's
+# two polarities) + 2 x 32 + 32 x 64 x 9 + 2 x 64 + 64 x 128 x 9 + 2 x 128 = 92,896 on mnist5k, 93,184 on
+# nmnist_sim; the voting Linear 128 x (10 classes x 10 neurons) + its BN 2 x 100 = 13,000; compressed_event's
+# 4 neuron layers learn tau and the filter's alpha, 8 more. Flattened (128 x 3 x 3 or 128 x 4 x 4 features
+# into 100 neurons) they were 208,296 / 208,304 and 298,184 / 298,192.
+VOTING_PARAMS = {
+    ("multi_threshold", "mnist5k"): 92_896 + 13_000,
+    ("compressed_event", "mnist5k"): 92_896 + 13_000 + 8,
+    ("multi_threshold", "nmnist_sim"): 93_184 + 13_000,
+    ("compressed_event", "nmnist_sim"): 93_184 + 13_000 + 8,
+}
+
+
+def test_every_method_of_the_matched_sweep_has_parameters_within_10_percent_of_lif_sg(workdir):
+    """The matched track's rule (issue 31): one head for every method, or parameters within 10 % where a head
+    defines the method. Each method is built as its sweep cell runs it (at T = 1: no parameter depends on
+    T), one cell per method and dataset."""
+    sweep = load_sweep("matched", check=False)
+    params = {}
+    for cell in sweep.cells:
+        if (cell.method, cell.dataset) not in params and "method.time_steps=1" in cell.args:
+            _, model = build(cell.config(), cell.method, cell.dataset)
+            params[cell.method, cell.dataset] = sum(p.numel() for p in model.parameters())
+    datasets = sorted({dataset for _, dataset in params})
+    assert sorted(params) == sorted((m, d) for m in registry.methods() for d in datasets)
+    assert {key: params[key] for key in VOTING_PARAMS} == VOTING_PARAMS
+    for (method, dataset), count in params.items():
+        reference = params["lif_sg", dataset]
+        assert abs(count - reference) <= 0.1 * reference, f"{method} on {dataset}: {count} vs {reference}"
 
 
 def neuron_states(model) -> list[torch.Tensor]:

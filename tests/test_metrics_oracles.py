@@ -46,6 +46,7 @@ from torch import nn
 from bench import registry
 from bench.config import load_config
 from bench.metrics import EnergyMetrics
+from bench.sweep.spec import load_sweep
 from datamodules import nmnist_sim
 from datamodules.mnist5k import MNIST5k, load_mnist5k
 from methods.common.neurons import MultiThresholdLIF
@@ -579,3 +580,28 @@ def test_every_method_counts_equal_neurobench_and_op_counter(method, dataset, re
     layers, _ = assert_agrees_with_peers(model, lambda: model(x), samples=len(x))
     if method == "ann":
         assert all(e["acs"] == 0 for e in layers.values() if "acs" in e)
+
+
+@pytest.mark.parametrize("dataset", ["mnist5k", "nmnist_sim"])
+@pytest.mark.parametrize("method", ["multi_threshold", "compressed_event"])
+def test_the_matched_tracks_pooled_voting_head_counts_equal_neurobench_and_op_counter(
+    method, dataset, real_batches
+):
+    """On the matched sweep the voting population reads the last conv's maps averaged over H x W (issue 31,
+    ``method.voting_input: gap``): the Linear after that pool reads pooled spikes, counted as the peers do."""
+    datamodule, x = real_batches[dataset]
+    cell = next(
+        c for c in load_sweep("matched", check=False).cells if (c.method, c.dataset) == (method, dataset)
+    )
+    cfg = load_config(method, dataset, [*cell.args, "method.time_steps=2"], check=False)
+    assert cfg.method.voting_input == "gap"
+    torch.manual_seed(0)
+    model = registry.get_method(method)(
+        **datamodule.facts.for_method(), **OmegaConf.to_container(cfg.method, resolve=True)
+    )
+    # 4x brighter: at initialisation compressed_event's third block is silent on these 4 samples, and the
+    # voting Linear would read zeros (binary spikes, counted alike, but no pooled values to check)
+    model, x = model.double().eval(), 4 * x.double()
+    layers, _ = assert_agrees_with_peers(model, lambda: model(x), samples=len(x))
+    voting = next(e for e in reversed(layers.values()) if "dense_ops" in e)
+    assert voting["input"] == "pooled spikes" and voting["dense_ops"] == 2 * 128 * 100

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import pytest
@@ -95,6 +96,58 @@ def test_metrics_callback_counts_multi_threshold_graded_spikes_by_amplitude():
     fan_out = model.net[12].out_features
     assert voting["acs"] == spikes.sum().item() * fan_out / 4  # amplitude x fan-out, per sample
     assert layers["net.0"]["input"] == "analog" and totals["time_steps"] == 2
+
+
+def voting_head_inputs(model, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(the last average pool's maps ``[T, B, C, H, W]``, what the voting Linear reads ``[T, B, F]``) of
+    one forward pass."""
+    seen = {}
+    pool = [m for m in model.net if isinstance(m, torch.nn.AvgPool2d)][-1]
+    linear = next(m for m in model.net if isinstance(m, torch.nn.Linear))
+    hooks = [
+        pool.register_forward_hook(lambda module, inputs, output: seen.update(maps=output)),
+        linear.register_forward_pre_hook(lambda module, inputs: seen.update(features=inputs[0])),
+    ]
+    assert model(x).shape == (x.shape[0], model.num_classes)
+    for hook in hooks:
+        hook.remove()
+    return seen["maps"], seen["features"]
+
+
+@pytest.mark.parametrize("cls", [MultiThresholdSNN, CompressedEventSNN])
+def test_the_voting_population_reads_the_flattened_maps_or_their_global_average(cls):
+    """``method.voting_input``: ``flatten`` (the papers' head, the default) feeds the voting Linear the
+    C x H x W maps, ``gap`` their average over H x W at every step, C features: 8 x 3 x 3 = 72 or 8 here."""
+    torch.manual_seed(0)
+    options = dict(num_classes=2, input_shape=(1, 12, 12), layers="4C3-AP2-8C3-AP2", voting=3)
+    x = torch.rand(4, 1, 12, 12) * 3
+    flatten, gap = cls(**options), cls(**options, voting_input="gap")
+    assert flatten.voting_input == "flatten"  # the default: the papers' head
+    for model, features in ((flatten, 8 * 3 * 3), (gap, 8)):
+        model.train()  # batch statistics: the hidden layers spike
+        linears = [m for m in model.net.modules() if isinstance(m, torch.nn.Linear)]
+        assert [(m.in_features, m.out_features) for m in linears] == [(features, 2 * 3)]
+        maps, read = voting_head_inputs(model, x)
+        expected = maps.mean((-2, -1)) if model is gap else maps.flatten(2)
+        assert maps.shape[:3] == (2, 4, 8)
+        torch.testing.assert_close(read, expected)
+    params = [sum(p.numel() for p in model.parameters()) for model in (flatten, gap)]
+    assert params[0] - params[1] == (72 - 8) * 2 * 3  # only the voting Linear's inputs differ
+    # The metrics callback sees the global average of average-pooled spikes as pooled spikes, as it sees
+    # an AvgPool's output: their window is the AP2's 2 x 2 times the pool over the 3 x 3 maps.
+    linear = next(name for name, m in gap.net.named_modules() if isinstance(m, torch.nn.Linear))
+    _, layers = measure(gap, functools.partial(gap, x), samples=4)
+    counts = layers[f"net.{linear}"]["counts"]
+    assert layers[f"net.{linear}"]["input"] == "pooled spikes" and counts["pooled_amplitude"] > 0
+    assert counts["pooled_folded"] == pytest.approx(counts["pooled_amplitude"] * 4 * 9)
+
+
+def test_bad_voting_inputs_are_config_errors():
+    with pytest.raises(ConfigError, match="method.voting_input='mean' is not one of flatten, gap"):
+        CompressedEventSNN(num_classes=2, input_shape=(1, 8, 8), layers="4C3-AP2", voting_input="mean")
+    # multi_threshold's own small net ends with 128FC: flat features, nothing to pool.
+    with pytest.raises(ConfigError, match=r"'32C3-AP2-32C3-AP2-128FC' end with an FC layer"):
+        MultiThresholdSNN(num_classes=10, input_shape=(1, 28, 28), voting_input="gap")
 
 
 def test_compressed_event_records_learnt_time_constants():

@@ -126,12 +126,42 @@ def output_features(layers: list[Layer], input_shape: Sequence[int]) -> int:
     """What the classifier after ``layers`` reads: the last FC's units, else the flattened maps."""
     if layers and layers[-1].kind == "FC":
         return layers[-1].size
-    channels, height, width = (int(s) for s in input_shape)
-    convs = [layer for layer in layers if layer.kind == "C"]
-    channels = convs[-1].size if convs else channels
+    _, height, width = (int(s) for s in input_shape)
     if layers:
         height, width = layers[-1].height, layers[-1].width
-    return channels * height * width
+    return output_channels(layers, input_shape) * height * width
+
+
+def output_channels(layers: list[Layer], input_shape: Sequence[int]) -> int:
+    """The channels of the maps after ``layers`` (convs and pooling): the last conv's, else the input's."""
+    convs = [layer for layer in layers if layer.kind == "C"]
+    return convs[-1].size if convs else int(input_shape[0])
+
+
+#: What a voting population reads (``layer_stack``'s ``voting_input``, ``method.voting_input``).
+VOTING_INPUTS = ("flatten", "gap")
+
+
+def check_voting_input(voting_input: str, voting: int, layers: list[Layer], notation) -> bool:
+    """Whether the voting population reads the maps' global average (``gap``) rather than the flattened
+    maps (``flatten``); a ConfigError for any other value, and for ``gap`` with no voting population or
+    with an FC layer last (its features are already flat: no maps to pool)."""
+    if voting_input not in VOTING_INPUTS:
+        raise ConfigError(
+            f"method.voting_input={voting_input!r} is not one of {', '.join(VOTING_INPUTS)}: flatten (the "
+            "flattened maps, the papers' head) or gap (their global average pool, one feature per channel)."
+        )
+    if voting_input == "flatten":
+        return False
+    if voting < 1:
+        raise ConfigError("voting_input='gap' pools the input of a voting population: set voting >= 1.")
+    if any(spec.kind == "FC" for spec in layers):
+        notation = notation if isinstance(notation, str) else "-".join(notation)
+        raise ConfigError(
+            f"method.voting_input='gap' pools the last conv's maps, but the layers {notation!r} end with an "
+            "FC layer (flat features, no maps): use convs and pooling only, or voting_input=flatten."
+        )
+    return True
 
 
 def sized_layers(input_shape: Sequence[int], small: str, large: str, stem: str) -> str:
@@ -157,6 +187,7 @@ def layer_stack(
     layers: str | Sequence[str],
     make_neuron: Callable[[], nn.Module],
     voting: int = 0,
+    voting_input: str = "flatten",
 ) -> nn.Sequential:
     """A network from a layer string such as ``32C3-AP2-32C3-AP2-128FC`` (the papers' notation), time-first.
 
@@ -167,9 +198,17 @@ def layer_stack(
     output population of n neurons per class, averaged per class (spikingjelly's ``VotingLayer``), so the
     readout is a firing rate (the STBP / PLIF output layer); BN before those neurons too, or at one or two
     time steps the output population can be silent at initialisation and pass no gradient.
+
+    ``voting_input`` is what the voting population reads after the last conv or pooling layer: the
+    flattened ``C x H x W`` maps (``flatten``, the papers' head) or their global average over ``H x W`` at
+    every step (``gap``, ``C`` features: ``C x classes x n`` weights instead of ``C H W x classes x n``).
+    ``gap`` needs maps there: a stack whose last layer is an FC has nothing left to pool. The metrics
+    callback sees that pool as it sees every average pool of spikes: the voting Linear reads pooled spikes
+    whose window is the product of the pools' (2 x 2 x 3 x 3 after the matched backbone's last AP2 on 28x28).
     """
-    blocks: list[nn.Module] = []
     parsed = parse_layers(layers, input_shape)
+    gap = check_voting_input(voting_input, voting, parsed, layers)
+    blocks: list[nn.Module] = []
     for spec in parsed:
         if spec.kind == "C":
             blocks += [
@@ -191,8 +230,10 @@ def layer_stack(
                 make_neuron(),
             ]
     if not any(spec.kind == "FC" for spec in parsed):
+        if gap:  # [T, B, C, H, W] -> [T, B, C, 1, 1]: the mean of each map, per step
+            blocks.append(layer.AdaptiveAvgPool2d((1, 1), step_mode="m"))
         blocks.append(layer.Flatten(step_mode="m"))
-    flat = output_features(parsed, input_shape)
+    flat = output_channels(parsed, input_shape) if gap else output_features(parsed, input_shape)
     if voting > 0:
         blocks += [
             layer.Linear(flat, num_classes * voting, bias=False, step_mode="m"),

@@ -577,19 +577,24 @@ class RateCodedOutput:
 
     LOSSES = ("mse", "ce")
 
-    def set_rate_output(self, levels: int, loss: str, voting: int) -> None:
+    def set_rate_output(self, levels: int, loss: str, voting: int, voting_input: str = "flatten") -> None:
+        """``voting_input``: what the voting population reads after the last conv block, ``flatten`` (the
+        flattened maps, the papers' head) or ``gap`` (their global average pool: one feature per channel,
+        the matched track's head for parameter parity); checked by ``layer_stack``."""
         if loss not in self.LOSSES:
             raise ConfigError(f"method.loss={loss!r} is not supported; use one of {self.LOSSES}.")
         if int(voting) < 1:
             raise ConfigError(f"method.voting must be >= 1 output neurons per class, got {voting}.")
         self.levels, self.loss, self.voting = int(levels), loss, int(voting)
+        self.voting_input = voting_input
 
     def voting_network(
         self, layers: str, v_threshold: float, tau: float, hard_reset: bool, surrogate: str, **options
     ) -> nn.Sequential:
         """The method's network: ``layers`` (the layer notation) of ``MultiThresholdLIF`` neurons, then the
-        voting population. The neurons take the output's ``levels`` (so ``set_rate_output`` comes first), the
-        options every such method exposes, and the method's own ``options`` (e.g. ``decay_input``)."""
+        voting population, reading the flattened or the average-pooled maps (``voting_input``). The neurons
+        take the output's ``levels`` (so ``set_rate_output`` comes first), the options every such method
+        exposes, and the method's own ``options`` (e.g. ``decay_input``)."""
         make_neuron = functools.partial(
             MultiThresholdLIF,
             levels=self.levels,
@@ -599,7 +604,14 @@ class RateCodedOutput:
             surrogate=surrogate,
             **options,
         )
-        return layer_stack(self.input_shape, self.num_classes, layers, make_neuron, voting=self.voting)
+        return layer_stack(
+            self.input_shape,
+            self.num_classes,
+            layers,
+            make_neuron,
+            voting=self.voting,
+            voting_input=self.voting_input,
+        )
 
     def readout(self, output_seq: torch.Tensor) -> torch.Tensor:
         """Voting-population spike amplitudes ``[T, B, classes]`` -> firing rate ``count / (T K)``."""
