@@ -262,10 +262,16 @@ def cmd_status(args: argparse.Namespace) -> int:
     table = Table(title=f"sweep {sweep.name}", title_justify="left")
     for column in ("method", "dataset", "variant", "seed", "state", "accuracy", "run id / error"):
         table.add_column(column)
-    styles = {"done": "green", "failed": "red", "running": "yellow", "pending": "dim"}
+    styles = {"done": "green", "failed": "red", "running": "yellow", "pending": "dim", "waiting": "dim"}
     for cell, state, record in status.cells:
-        accuracy = f"{record['metrics']['test_acc'] * 100:.2f} %" if state == "done" else ""
-        detail = cell.run_id()
+        accuracy = ""
+        if state == "done":  # a tuning run is validated, never tested
+            accuracy = (
+                f"{record['metrics']['test_acc'] * 100:.2f} %"
+                if cell.stage is None
+                else (f"val {record['metrics']['val_acc'] * 100:.2f} %")
+            )
+        detail = cell.waiting or cell.run_id()
         if record is not None and record.get("status") != "ok":
             detail = f"{record['status']}: {(record.get('error') or 'no error recorded').splitlines()[0]}"
         row = (
@@ -382,7 +388,9 @@ def build_parser() -> argparse.ArgumentParser:
     slurm.add_argument("--wait", action="store_true", help="wait for the job array to finish")
     p_sweep.set_defaults(func=cmd_sweep)
 
-    p_status = sub.add_parser("status", help="done / failed / running / pending per cell of a sweep")
+    p_status = sub.add_parser(
+        "status", help="done / failed / running / pending / waiting per cell of a sweep"
+    )
     p_status.add_argument("file", help="sweep file, or the name of one in configs/sweeps/")
     p_status.set_defaults(func=cmd_status)
 

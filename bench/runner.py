@@ -39,7 +39,9 @@ from bench.registry import get_dataset, get_method
 from bench.results import predictions
 from bench.results.pricing import Pricing, priced
 from bench.results.records import (
+    CELL_FACTS,
     SWEEP_FACTS,
+    TUNING_STAGE,
     device_name,
     first_non_finite,
     git_state,
@@ -145,6 +147,19 @@ def _collect_metrics(trainer: pl.Trainer, model: pl.LightningModule, after_fit: 
     }
 
 
+def _validation_metrics(trainer: pl.Trainer, model: pl.LightningModule, after_fit: dict) -> dict:
+    """A tuning run's metrics: what the choice reads (the last epoch's validation accuracy) and the run's
+    size; nothing of the test set."""
+    if after_fit.get("val/acc") is None:
+        raise BenchError("The tuning run produced no validation accuracy: is the validation split empty?")
+    return {
+        "val_acc": after_fit["val/acc"],
+        "params": sum(p.numel() for p in model.parameters()),
+        "epochs": trainer.current_epoch,
+        "time_steps": model.time_steps,
+    }
+
+
 def run(
     method: str,
     dataset: str,
@@ -186,7 +201,7 @@ def run(
         "seed": cfg.seed,
         "sweep": cfg.get("sweep"),
         "variant": cfg.get("variant"),
-        **{key: (sweep_facts or {}).get(key) for key in SWEEP_FACTS},
+        **{key: (sweep_facts or {}).get(key) for key in (*SWEEP_FACTS, *CELL_FACTS)},
         "status": "running",
         "error": None,
         "metrics": {},
@@ -237,6 +252,10 @@ def _train_and_test(cfg, rid, record, datamodule, model, trainer, energy) -> Non
     if trainer.interrupted:
         raise KeyboardInterrupt
     after_fit = _logged(trainer)
+    if record.get("stage") == TUNING_STAGE:  # validated only: the test set never touches the choice
+        record.update(metrics=_validation_metrics(trainer, model, after_fit), status="ok")
+        record["device"] = device_name(trainer.strategy.root_device)
+        return
     trainer.test(model, datamodule=datamodule, verbose=False)
     record["device"] = device_name(trainer.strategy.root_device)
     metrics = {**_collect_metrics(trainer, model, after_fit), **energy.summary}

@@ -91,6 +91,11 @@ TRACKS = ("matched", "paper", "ablation")
 #: moves no published row). Beside the config, not in it: no run id depends on them. ``None`` in a
 #: ``bench run`` record; absent from records made before they were recorded.
 SWEEP_FACTS = ("track", "sweep_description", "sweep_reference", "sweep_file")
+#: What a cell's record says of its place in a tuned sweep (bench.sweep.tuning): ``stage`` is ``tuning``
+#: for a tuning run (validated, never tested), ``tuning`` the configurations a ranked cell's choice was made
+#: from and the choice. ``None`` elsewhere; absent from records made before they were recorded.
+CELL_FACTS = ("stage", "tuning")
+TUNING_STAGE = "tuning"
 
 
 def _number(value) -> bool:
@@ -143,6 +148,9 @@ def record_problem(record, path: Path) -> str | None:
             return f"its {key} {record[key]!r} is not a text"
     if record.get("sweep") is None and any(record.get(key) is not None for key in SWEEP_FACTS):
         return "it carries a sweep file's facts (track, ...) but names no sweep"
+    found = _cell_facts_problem(record)
+    if found is not None:
+        return found
     if record.get("status") not in STATUSES:
         return f"its status {record.get('status')!r} is not one of {', '.join(STATUSES)}"
     seed = record.get("seed")
@@ -177,6 +185,11 @@ def record_problem(record, path: Path) -> str | None:
             return f"its metric {key} is {value!r}, not {expected}"
         if kind is str and value is not None and not is_name(value):  # it names a file to load
             return f"its metric {key} {value!r} is not a name ({NAME_RULE})"
+    if record["status"] == "ok" and record.get("stage") == TUNING_STAGE:  # validated, never tested
+        accuracy = metrics.get("val_acc")
+        if not _number(accuracy) or not 0 <= accuracy <= 1:
+            return f"it is an ok tuning run but its validation accuracy {accuracy!r} is not a fraction"
+        return None
     if record["status"] == "ok":
         accuracy, steps = metrics.get("test_acc"), metrics.get("time_steps")
         if not _number(accuracy) or not 0 <= accuracy <= 1:
@@ -184,6 +197,43 @@ def record_problem(record, path: Path) -> str | None:
         if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
             return f"it says ok but its time_steps {steps!r} is not a whole number >= 1"
         return layers_problem(record)
+    return None
+
+
+def _scalar(value) -> bool:
+    return value is None or isinstance(value, bool | str) or _number(value)
+
+
+def _cell_facts_problem(record: dict) -> str | None:
+    """Why a record's ``stage`` or ``tuning`` (:data:`CELL_FACTS`) is not what a tuned sweep writes, or
+    None: the tables print the tried and chosen configurations."""
+    if record.get("stage") not in (None, TUNING_STAGE):
+        return f"its stage {record['stage']!r} is not tuning or null"
+    tuning = record.get("tuning")
+    if tuning is None:
+        return None
+    shape = "an object of sweep, rule, space, candidates and chosen"
+    if not isinstance(tuning, dict) or set(tuning) != {"sweep", "rule", "space", "candidates", "chosen"}:
+        return f"its tuning is not {shape}"
+    if not is_name(tuning["sweep"]) or not isinstance(tuning["rule"], str):
+        return "its tuning's sweep is not a name or its rule not a text"
+    settings = [tuning["chosen"]] + [c.get("overrides") for c in tuning["candidates"] if isinstance(c, dict)]
+    if not isinstance(tuning["candidates"], list) or len(settings) != len(tuning["candidates"]) + 1:
+        return "its tuning's candidates are not a list of objects"
+    for setting in settings:
+        if not isinstance(setting, dict) or not all(
+            is_label(key) and _scalar(value) for key, value in setting.items()
+        ):
+            return "its tuning holds a configuration that is not an object of config keys and plain values"
+    for candidate in tuning["candidates"]:
+        score = candidate.get("val_acc")
+        if score is not None and not (_number(score) and 0 <= score <= 1):
+            return f"its tuning holds a validation accuracy {score!r} that is not a fraction"
+    space = tuning["space"]
+    if not isinstance(space, dict) or not all(
+        isinstance(values, list) and all(_scalar(v) for v in values) for values in space.values()
+    ):
+        return "its tuning's space is not an object of lists of plain values"
     return None
 
 

@@ -16,6 +16,9 @@ A sweep file (``configs/sweeps/<name>.yaml``)::
     variants: {full: {}, no_filter: {method.synaptic_filter: false}}   # named override sets
     reference: full                   # the variant `bench tables` compares the others with
     exclude: [{method: ann, method.time_steps: 2}]   # drop cells matching every given field
+    tuning: {seeds: [0], space: {ann: {method.lr: [1.0e-3, 3.0e-3]}, lif_sg: {method.lr: [...]}}}
+                                      # a tuning stage: the same number of configurations for every method,
+                                      # chosen on validation, before the ranked cells (bench.sweep.tuning)
     slurm: {partition: gpu, cpus_per_task: 8, gpus_per_node: 1, mem_gb: 32, timeout_min: 240,
             array_parallelism: 16, cells_per_task: 1}   # cells_per_task: cells one array task runs
 
@@ -26,7 +29,8 @@ SLURM auto-requeue is switched off by the runner). With ``cells_per_task`` N > 1
 which wins) one array task runs up to N cells (dealt out in turn) one after another in one process, each
 still its own run (run id, claim, checkpoint, record); ``timeout_min`` is then the limit of the whole task.
 
-The package's parts: :mod:`~bench.sweep.spec` (the file format, expanded to cells), :mod:`~bench.sweep.state`
+The package's parts: :mod:`~bench.sweep.spec` (the file format, expanded to cells), :mod:`~bench.sweep.tuning`
+(a tuning stage's runs and the choice the ranked cells wait for), :mod:`~bench.sweep.state`
 (done / failed / running / pending from records and claims), :mod:`~bench.sweep.local` and
 :mod:`~bench.sweep.slurm` (the two executors), :mod:`~bench.sweep.execute` (what ``bench sweep`` and
 ``bench status`` do, as data the CLI prints: the dry-run plan, a run on the chosen executor, each cell's

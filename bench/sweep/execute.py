@@ -9,7 +9,7 @@ from typing import NamedTuple
 from bench import paths
 from bench.sweep.local import run_local
 from bench.sweep.slurm import array_id, cell_numbers, describe_packing, submit_slurm, wait_for_array
-from bench.sweep.spec import SLURM_KEYS, Cell, Sweep
+from bench.sweep.spec import SLURM_KEYS, Cell, Sweep, load_sweep
 from bench.sweep.state import STATES, busy_seconds, cell_state
 
 EXECUTORS = ("local", "slurm")
@@ -98,14 +98,47 @@ def execute(
         )
     if executor == "local":
         log_dir = paths.sweep_log_dir(paths.logs_root(), sweep.name)
-        return Outcome(run_local(sweep, max_parallel or 1, retry_failed, log_dir, echo=echo))
+        not_ok = run_local(sweep, max_parallel or 1, retry_failed, log_dir, echo=echo)
+        while (sweep_next := next_stage(sweep)) is not None:  # the tuning runs ended: the ranked cells
+            sweep = sweep_next
+            not_ok += run_local(sweep, max_parallel or 1, retry_failed, log_dir, echo=echo)
+        return Outcome(not_ok + _say_waiting(sweep, echo))
     options = {**(slurm or {}), "array_parallelism": max_parallel, "cells_per_task": cells_per_task}
     jobs = submit_slurm(sweep, retry_failed, options, paths.logs_root(), echo=echo)
     if not wait:
+        if sweep.waiting:
+            echo(
+                f"{len(sweep.waiting)} tuned cell(s) wait for their tuning runs: run this `bench sweep` "
+                "again once those have ended (`bench status` shows them), or pass --wait."
+            )
         return Outcome(None, jobs)
-    if jobs:
-        wait_for_array(array_id(jobs))
+    while True:
+        if jobs:
+            wait_for_array(array_id(jobs))
+        sweep_next = next_stage(sweep)
+        if sweep_next is None:
+            break
+        sweep = sweep_next
+        jobs += submit_slurm(sweep, retry_failed, options, paths.logs_root(), echo=echo)
+    _say_waiting(sweep, echo)
     return Outcome(sum(cell_state(cell)[0] != "done" for cell in sweep.cells), jobs)
+
+
+def next_stage(sweep: Sweep) -> Sweep | None:
+    """The sweep read again when some of its tuned cells were waiting and their tuning runs have ended
+    since (their configuration is chosen now); None when no more cells can start."""
+    if not sweep.waiting or sweep.path is None:
+        return None
+    fresh = load_sweep(str(sweep.path))
+    return fresh if len(fresh.waiting) < len(sweep.waiting) else None
+
+
+def _say_waiting(sweep: Sweep, echo) -> int:
+    """Say which tuned cells still wait, and why (e.g. every tuning run of their group failed); returns how
+    many."""
+    for cell in sweep.waiting:
+        echo(f"  {cell.label} waits: {cell.waiting}")
+    return len(sweep.waiting)
 
 
 class CellStatus(NamedTuple):

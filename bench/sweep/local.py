@@ -27,10 +27,15 @@ def _outcome(cell: Cell) -> str:
     if record is None:
         return state
     if state == "done":
-        return (
-            f"ok, test accuracy {record['metrics']['test_acc'] * 100:.2f} % ({record['wall_time_s']:.0f} s)"
-        )
+        metrics, took = record["metrics"], f"({record['wall_time_s']:.0f} s)"
+        if cell.stage is not None:  # a tuning run: validated, never tested
+            return f"ok, validation accuracy {metrics['val_acc'] * 100:.2f} % {took}"
+        return f"ok, test accuracy {metrics['test_acc'] * 100:.2f} % {took}"
     return f"{record['status']}: {record.get('error')}"
+
+
+def _waiting(skipped: dict) -> str:
+    return f", {skipped['waiting']} waiting for their tuning runs" if skipped.get("waiting") else ""
 
 
 def run_local(sweep: Sweep, max_parallel: int, retry_failed: bool, log_dir: Path, echo=print) -> int:
@@ -41,7 +46,7 @@ def run_local(sweep: Sweep, max_parallel: int, retry_failed: bool, log_dir: Path
     echo(
         f"sweep {sweep.name}: {len(sweep.cells)} cells, {len(todo)} to run "
         f"({skipped['done']} done, {skipped['failed']} failed and not retried, {skipped['running']} "
-        f"running elsewhere), {max_parallel} at a time; logs in {log_dir}/"
+        f"running elsewhere{_waiting(skipped)}), {max_parallel} at a time; logs in {log_dir}/"
     )
     log_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, OMP_NUM_THREADS=str(max(1, (os.cpu_count() or 1) // max_parallel)))

@@ -305,7 +305,9 @@ def submit_slurm(sweep: Sweep, retry_failed: bool, options: dict, log_root: Path
     todo, skipped = cells_to_run(sweep, retry_failed)
     echo(
         f"sweep {sweep.name}: {len(sweep.cells)} cells, {len(todo)} to submit ({skipped['done']} done, "
-        f"{skipped['failed']} failed and not retried, {skipped['running']} running)"
+        f"{skipped['failed']} failed and not retried, {skipped['running']} running"
+        + (f", {skipped['waiting']} waiting for their tuning runs" if skipped["waiting"] else "")
+        + ")"
     )
     if not todo:
         return []

@@ -13,6 +13,7 @@ from bench import CONFIG_DIR, PROJECT_ROOT, paths, registry
 from bench import config as config_mod
 from bench.errors import BenchError, ConfigError
 from bench.results.records import TRACKS
+from bench.sweep.tuning import expand, read_tuning
 
 SWEEP_KEYS = (
     "description",
@@ -28,6 +29,7 @@ SWEEP_KEYS = (
     "exclude",
     "slurm",
     "track",
+    "tuning",
 )
 #: A sweep file's ``track:`` when it has none (the tracks: :data:`bench.results.records.TRACKS`; a property
 #: of the sweep file, never part of a run's config, so it changes no run id).
@@ -72,6 +74,9 @@ class Cell:
     # None: its record says nothing of a file (a cell made by hand, or pickled by an older checkout for a
     # SLURM task that is requeued now)
     facts: SweepFacts | None = None
+    stage: str | None = None  # "tuning": a run of the tuning stage (bench.sweep.tuning), never tested
+    tuning: str | None = None  # a tuned cell: its record's ``tuning`` block, as JSON (hashable)
+    waiting: str | None = None  # a tuned cell whose choice is not made yet: why
 
     @property
     def args(self) -> list[str]:
@@ -83,7 +88,9 @@ class Cell:
     def sweep_facts(self) -> dict | None:
         """What the run writes into its record beside the config (``bench.runner.run``'s ``sweep_facts``):
         an argument, not an override, so that no run id depends on it."""
-        return asdict(self.facts) if self.facts else None
+        if not self.facts:
+            return None
+        return {**asdict(self.facts), "stage": self.stage, "tuning": json.loads(self.tuning or "null")}
 
     @property
     def label(self) -> str:
@@ -105,6 +112,13 @@ class Sweep:
     cells: list[Cell]
     slurm: dict  # submitit's parameters only (SLURM_KEYS); packing is ``cells_per_task``
     cells_per_task: int = 1
+    path: Path | None = None  # the file it was read from (a tuned sweep is read again once tuning ends)
+    tuning: object = None  # its ``tuning`` block (bench.sweep.tuning.Tuning), if it has one
+
+    @property
+    def waiting(self) -> list[Cell]:
+        """Tuned cells whose configuration is not chosen yet."""
+        return [cell for cell in self.cells if cell.waiting]
 
     @property
     def track(self) -> str:
@@ -341,17 +355,23 @@ def load_sweep(name_or_path: str, check: bool = True) -> Sweep:
         raise ConfigError(
             f"Sweep file {path}: its `exclude` rules drop every cell, so it has nothing to run."
         )
+    tuning = read_tuning(cfg.get("tuning"), methods, f"Sweep file {path}", _dotlist, _yaml_value)
+    if tuning is not None:
+        cells = expand(path.stem, cells, tuning)
     if check:
         runs: dict[str, Cell] = {}
         for cell in cells:
             try:
-                rid = config_mod.run_id(cell.method, cell.dataset, cell.config())
+                config = cell.config()
             except BenchError as error:
                 raise type(error)(f"Sweep {path.stem}, cell {cell.label}: {error}") from error
+            if cell.waiting:  # its run id waits for the choice
+                continue
+            rid = config_mod.run_id(cell.method, cell.dataset, config)
             if rid in runs:  # e.g. two variants with the same overrides: one run trained twice
                 raise ConfigError(
                     f"Sweep file {path}: the cells {runs[rid].label} and {cell.label} are the same run "
                     f"({rid}): their configs are identical. Drop one, or make their overrides differ."
                 )
             runs[rid] = cell
-    return Sweep(path.stem, facts, cells, slurm, cells_per_task)
+    return Sweep(path.stem, facts, cells, slurm, cells_per_task, path, tuning)

@@ -10,14 +10,17 @@ from bench.paths import claim_path, runs_dir
 from bench.results.records import read_record
 from bench.sweep.spec import Cell, Sweep
 
-#: A cell's record states, as ``bench status`` shows them.
-STATES = ("done", "failed", "running", "pending")
+#: A cell's record states, as ``bench status`` shows them; ``waiting``: a tuned cell whose configuration
+#: is chosen once its tuning runs end (bench.sweep.tuning).
+STATES = ("done", "failed", "running", "pending", "waiting")
 
 
 def cell_state(cell: Cell) -> tuple[str, dict | None]:
     """(state, record or None): done / failed / running / pending. A live claim (bench.claims) is
     ``running``, a requeued SLURM job waiting in the queue included; a stale one is removed. An
     ``interrupted`` record is pending: the next run resumes it."""
+    if cell.waiting:
+        return "waiting", None
     cfg = cell.config(check=False)  # the sweep's cells were checked when it was loaded
     rid = config_mod.run_id(cell.method, cell.dataset, cfg)
     if claims.remove_if_stale(claim_path(cfg.paths.results, rid)):
@@ -32,7 +35,7 @@ def cell_state(cell: Cell) -> tuple[str, dict | None]:
 
 def cells_to_run(sweep: Sweep, retry_failed: bool) -> tuple[list[Cell], dict[str, int]]:
     """The cells that need a run, and a count of the others by state."""
-    todo, skipped = [], {"done": 0, "failed": 0, "running": 0}
+    todo, skipped = [], {"done": 0, "failed": 0, "running": 0, "waiting": 0}
     for cell in sweep.cells:
         state, _ = cell_state(cell)
         if state == "pending" or (state == "failed" and retry_failed):
