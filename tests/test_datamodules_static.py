@@ -384,31 +384,35 @@ def fold_ids(folds: int, fold_seed: int = SPLIT_SEED) -> list[np.ndarray]:
 
 
 @pytest.mark.parametrize("folds", [5, 7])
-def test_the_k_folds_partition_all_5000_digits_each_fold_stratified(folds):
+def test_the_k_folds_partition_every_digit_but_the_validation_ones_each_fold_stratified(folds):
     labels = load_mnist5k()[1]
     tests = fold_ids(folds)
+    validation = stratified_split(labels, 0.1, SPLIT_SEED)[1]  # 50 a class, the same for every fold
     everything = np.concatenate(tests)
-    assert len(everything) == 5000 and sorted(everything.tolist()) == list(range(5000))  # disjoint, all
+    assert len(everything) == 4500 and not set(everything) & set(validation)  # disjoint folds
+    assert sorted([*everything, *validation]) == list(range(5000))
     for ids in tests:
         assert ids.dtype.kind == "i" and (np.diff(ids) > 0).all()  # ascending: the test set's order
         per_class = np.bincount(labels[ids], minlength=10)
         if folds == 5:
-            assert per_class.tolist() == [100] * 10
-        else:  # 500 = 7 x 71 + 3: the first three folds hold one more of each class
-            assert set(per_class.tolist()) <= {71, 72} and len(set(per_class.tolist())) == 1
+            assert per_class.tolist() == [90] * 10
+        else:  # 450 = 7 x 64 + 2: the first two folds hold one more of each class
+            assert set(per_class.tolist()) <= {64, 65} and len(set(per_class.tolist())) == 1
 
 
-def test_a_folds_training_and_validation_digits_are_the_other_folds_and_its_test_set_its_own():
+def test_a_folds_validation_digits_are_fixed_its_training_digits_the_other_folds():
     images, labels = load_mnist5k()
+    validation = stratified_split(labels, 0.1, SPLIT_SEED)[1]
     dm = MNIST5k(folds=5, fold=3, fold_seed=7)
     dm.setup()
     test = dm.test_ids
     pool = np.setdiff1d(np.arange(5000), test)  # the training pool, ascending (its dataset's order)
     train, val = pool[dm.train_set.indices], pool[dm.val_set.indices]
-    assert not set(val) & set(test) and not set(train) & set(test) and not set(train) & set(val)
+    assert val.tolist() == validation.tolist()  # never tested, in no fold: what tuning chooses on
+    assert not set(train) & set(test) and not set(train) & set(val)
     assert sorted([*train, *val]) == pool.tolist()
-    assert (len(train), len(val), len(test)) == (3600, 400, 1000) and dm.sizes == "3,600 / 400 / 1,000"
-    assert np.bincount(labels[val]).tolist() == [40] * 10  # val_fraction of the pool, stratified
+    assert (len(train), len(val), len(test)) == (3600, 500, 900) and dm.sizes == "3,600 / 500 / 900"
+    assert np.bincount(labels[val]).tolist() == [50] * 10
     assert (dm.test_set.base.images[:, 0].numpy() == images[test]).all()
     assert dm.test_set.base.labels.tolist() == labels[test].tolist()
     assert (dm.train_set.base.images[:, 0].numpy() == images[pool]).all()
@@ -418,20 +422,18 @@ def test_a_folds_training_and_validation_digits_are_the_other_folds_and_its_test
     assert odd.sizes == f"{len(odd.train_set):,} / {len(odd.val_set):,} / {len(odd.test_set):,}"
 
 
-def test_without_folds_the_split_is_the_fixed_one_and_five_folds_fold_0_reproduce_it():
+def test_without_folds_the_split_is_the_fixed_one():
     labels = load_mnist5k()[1]
     pool, test = stratified_split(labels, 0.2, SPLIT_SEED)  # the fixed split, as it always was
-    fixed, fold0 = MNIST5k(), MNIST5k(folds=5)
-    for dm in (fixed, fold0):
-        dm.setup()
-        assert dm.test_set.base.labels.tolist() == labels[test].tolist()
+    fixed = MNIST5k()
+    fixed.setup()
+    assert fixed.test_set.base.labels.tolist() == labels[test].tolist()
+    train, val = stratified_split(labels[pool], 0.1, SPLIT_SEED)
+    assert (
+        fixed.train_set.indices.tolist() == train.tolist() and fixed.val_set.indices.tolist() == val.tolist()
+    )
     assert fixed.test_ids is None and "cross_validation" not in fixed.facts.for_record()
     assert fixed.cross_validation is None and fixed.sizes == MNIST5k.sizes == "3,600 / 400 / 1,000"
-    assert fold0.test_ids.tolist() == test.tolist()
-    assert (fixed.test_set.base.images == fold0.test_set.base.images).all()
-    for split in ("train_set", "val_set"):
-        assert getattr(fixed, split).indices.tolist() == getattr(fold0, split).indices.tolist()
-    assert (fixed.train_set.base.images == fold0.train_set.base.images).all()
     # nothing new in the config: the fixed split's runs keep their ids
     assert "folds" not in load_config("ann", "mnist5k")["data"]
 
@@ -439,14 +441,14 @@ def test_without_folds_the_split_is_the_fixed_one_and_five_folds_fold_0_reproduc
 def test_another_fold_seed_is_another_partition():
     first, other = fold_ids(5, 0), fold_ids(5, 1)
     assert first[0].tolist() != other[0].tolist()
-    assert sorted(np.concatenate(other).tolist()) == list(range(5000))
+    assert sorted(np.concatenate(other).tolist()) == sorted(np.concatenate(first).tolist())
 
 
 @pytest.mark.parametrize(
     ("overrides", "says"),
     [
-        (["data.folds=1"], "data.folds=1 is not a number of folds: give a whole number from 2 to 500"),
-        (["data.folds=501"], "data.folds=501 is not a number of folds"),
+        (["data.folds=1"], "data.folds=1 is not a number of folds: give a whole number from 2 to 450"),
+        (["data.folds=451"], "data.folds=451 is not a number of folds"),
         (["data.folds=2.5"], "data.folds=2.5 is not a number of folds"),
         (["data.folds=true"], "data.folds=True is not a number of folds"),
         (
