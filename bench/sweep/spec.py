@@ -166,14 +166,18 @@ def resolve_sweep_path(name_or_path: str) -> Path:
 
 
 def _dotlist(mapping, where: str) -> list[str]:
-    """``{method.lr: 0.1, trainer: {max_epochs: 3}}`` -> ``["method.lr=0.1", "trainer.max_epochs=3"]``."""
+    """``{method.lr: 0.1, trainer: {max_epochs: 3}}`` -> ``["method.lr=0.1", "trainer.max_epochs=3"]``.
+    Interpolations stay as written, resolved in each cell's config: ``data.fold: ${seed}`` follows the
+    cell's seed."""
     if mapping is None:
         return []
-    if not isinstance(mapping, DictConfig):
+    if not isinstance(mapping, DictConfig | dict):
         raise ConfigError(f"{where} must be a mapping of config keys to values, got {mapping!r}.")
+    if isinstance(mapping, DictConfig):
+        mapping = OmegaConf.to_container(mapping, resolve=False)
     flat: list[str] = []
     for key, value in mapping.items():
-        if isinstance(value, DictConfig):
+        if isinstance(value, dict):
             flat += [f"{key}.{item}" for item in _dotlist(value, where)]
         else:
             flat.append(f"{key}={_yaml_value(value)}")
