@@ -4,7 +4,9 @@ its outcome under method B), which summed accuracies cannot give.
 
 A record's ``test_predictions`` is ``{"items": N, "dtype": "uint8" | "uint16", "predicted": <base64>,
 "labels": <base64>}``: the N predicted classes and the N labels as little-endian unsigned integers of the
-smallest type that holds the classes, base64-encoded (1,000 mnist5k digits: 2 x 1,336 characters).
+smallest type that holds the classes, base64-encoded (1,000 mnist5k digits: 2 x 1,336 characters). An
+optional ``"ids"`` (base64 of little-endian uint16) names each item by its index into the dataset's pool,
+where runs test different items (k-fold cross-validation); without it the items are the test set in order.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ if TYPE_CHECKING:  # reading records (bench status) imports neither numpy nor to
 
 #: Each stored type's numpy type string (little-endian) and size in bytes.
 DTYPES = {"uint8": ("<u1", 1), "uint16": ("<u2", 2)}
+#: The stored type of the optional item ids (indices into the dataset's pool).
+IDS_DTYPE = "<u2"
 
 
 def encode(outcomes: torch.Tensor) -> dict:
@@ -39,6 +43,16 @@ def decode(entry: dict) -> tuple[np.ndarray, np.ndarray]:
     return tuple(np.frombuffer(base64.b64decode(entry[key]), dtype=dtype) for key in ("predicted", "labels"))
 
 
+def ids(entry: dict) -> np.ndarray | None:
+    """The pool indices of a record's test items, in order; None when the entry names none (the items are
+    then the test set in order, positions 0..N-1)."""
+    import numpy as np
+
+    if entry.get("ids") is None:
+        return None
+    return np.frombuffer(base64.b64decode(entry["ids"]), dtype=np.dtype(IDS_DTYPE)).astype(np.int64)
+
+
 def correct(entry: dict) -> np.ndarray:
     """Whether each test item was classified correctly (bool, in the test set's order)."""
     predicted, labels = decode(entry)
@@ -47,18 +61,21 @@ def correct(entry: dict) -> np.ndarray:
 
 def problem(entry) -> str | None:
     """Why a record's ``test_predictions`` cannot be read, or None."""
-    if not isinstance(entry, dict) or set(entry) != {"items", "dtype", "predicted", "labels"}:
-        return "its test_predictions is not an object of items, dtype, predicted and labels"
+    keys = {"items", "dtype", "predicted", "labels"}
+    if not isinstance(entry, dict) or not keys <= set(entry) <= keys | {"ids"}:
+        return "its test_predictions is not an object of items, dtype, predicted and labels (and ids)"
     items = entry["items"]
     if not isinstance(items, int) or isinstance(items, bool) or items < 0:
         return f"its test_predictions' items {items!r} is not a whole number >= 0"
     if entry["dtype"] not in DTYPES:
         return f"its test_predictions' dtype {entry['dtype']!r} is not one of {', '.join(DTYPES)}"
-    for key in ("predicted", "labels"):
+    sizes = {key: (DTYPES[entry["dtype"]][1], entry["dtype"]) for key in ("predicted", "labels")}
+    sizes |= {"ids": (2, "uint16")} if entry.get("ids") is not None else {}
+    for key, (width, name) in sizes.items():
         try:
             size = len(base64.b64decode(entry[key], validate=True))
         except (TypeError, ValueError, binascii.Error):
             return f"its test_predictions' {key} is not base64"
-        if size != items * DTYPES[entry["dtype"]][1]:
-            return f"its test_predictions' {key} holds {size} bytes, not {items} {entry['dtype']} values"
+        if size != items * width:
+            return f"its test_predictions' {key} holds {size} bytes, not {items} {name} values"
     return None
