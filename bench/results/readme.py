@@ -366,10 +366,12 @@ def _ceiling_note(dataset: str, groups: list[Group]) -> str:
     )
     entries = [r.get("test_predictions") for g in groups for r in g.records]
     if not entries or any(e is None for e in entries):
+        none = all(e is None for e in entries)
+        which = "These records do not keep" if none else "Not all these records keep"
         return text + (
-            " Not every one of these records keeps its test predictions, so they tell neither how many test "
-            "items stand behind each accuracy nor which items the methods get wrong: their intervals and "
-            "tests cover seeds only, and the test set's sampling error is not in them."
+            f" {which} their test predictions, so they tell neither how many test items stand behind each "
+            "accuracy nor which items the methods get wrong: their intervals and tests cover seeds only, and "
+            "the test set's sampling error is not in them."
         )
     per_run = sorted({e["items"] for e in entries})
     named = [predictions.ids(e) for e in entries]
