@@ -158,10 +158,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
         "worse": "no",
         "untested": "untested",
         "reference": "reference",
+        "outside design": "outside design",
     }
     for comparison in comparisons(results, args.dataset, args.time_steps, args.sweep, pricing_of(args)):
         table = Table(
-            title=f"{comparison.title}\n{comparison.setting}",
+            title=f"{comparison.title}\n{comparison.setting}\n{comparison.basis}",
             title_justify="left",
             box=box.SIMPLE_HEAD,
             pad_edge=False,
@@ -172,18 +173,23 @@ def cmd_compare(args: argparse.Namespace) -> int:
         words = max(len(word) for r in rows for word in r.name.split())
         table.add_column("method", min_width=words)
         table.add_column("n", justify="right", no_wrap=True)
-        for column in ("acc. % ± CI95", "Welch p", "tied", "µJ", "Pareto"):
+        for column in ("acc. % ± CI95", comparison.test, "tied", "µJ", "Pareto"):
             table.add_column(column, no_wrap=True)
         for row in rows:
-            cells = (str(row.place), Text(row.name), str(row.n), row_accuracy(row), format_p(row.p))
+            cells = (str(row.place), Text(row.name), str(row.n), row_accuracy(row), format_p(row.p_used))
             table.add_row(*cells, verdicts[row.verdict], row_energy(row), PARETO if row.pareto else "")
         console.print(table)
         console.print(comparison.answer, markup=False, highlight=False)
         console.print()
     console.print(
-        "acc.: test accuracy, mean ± 95 % CI over seeds (Student t); Welch p: Welch's t-test against the "
-        "best, tied when p ≥ 0.05, untested with fewer than 2 seeds on either side; µJ: mean energy per "
-        "sample (an estimate under the cost table); ◆: on the accuracy-energy Pareto front at that T.",
+        "acc.: test accuracy, mean ± 95 % interval, over test items and runs where every record kept its "
+        "test predictions (items and seeds), else over seeds (Student t); Holm p: a t-test paired on the "
+        "same items and runs against the best, Holm-corrected over the ranked rows; Welch p: Welch's t-test "
+        "against the best over seeds, uncorrected; references and rows outside design: raw p; tied when "
+        "p ≥ 0.05, untested with fewer than 2 runs on either side; µJ: mean energy per sample (an estimate "
+        "under the cost table); ◆: on the accuracy-energy Pareto front of its context. Contexts at equal "
+        "T x bits per spike rank spiking methods at equal information (a 2-bit spike at T = 1 beside binary "
+        "ones at T = 2).",
         style="dim",
         highlight=False,
     )

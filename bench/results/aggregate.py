@@ -4,8 +4,10 @@ paths and names) into labelled groups. Nothing here reads a sweep file or format
 (:mod:`~bench.results.formatting`).
 
 Groups are only ever ranked, tabled or plotted together inside one *setting* (dataset, frame setting, cost
-table, counting conventions) of one sweep, and ranked at one T: the comparison context of
-:mod:`bench.results.stats`.
+table, counting conventions) of one sweep, and ranked at one T, or at one T x bits per spike (the
+information a neuron can send per sample, :func:`by_bit_steps`): the comparison contexts of
+:mod:`bench.results.stats`. The records of a tuning stage (``record["stage"] == "tuning"``: candidates
+scored on validation, no test accuracy) are in none of them.
 """
 
 from __future__ import annotations
@@ -58,6 +60,40 @@ class Group:
     @property
     def outside_design_reason(self) -> str | None:
         return next((r.get("outside_design_reason") for r in self.records if r.get("outside_design")), None)
+
+    def _same(self, key: str):
+        """The metric ``key`` when every record states the same value, else None."""
+        values = {r["metrics"].get(key) for r in self.records}
+        return values.pop() if len(values) == 1 else None
+
+    @property
+    def spike_bits(self) -> int | None:
+        """Bits per spike, ``ceil(log2(K + 1))`` for K levels (None: non-spiking, or not recorded)."""
+        return self._same("spike_bits")
+
+    @property
+    def bit_steps(self) -> int | None:
+        """T x bits per spike: the budget the equal-information ranking compares at (None: not stated)."""
+        return self._same("bit_steps")
+
+    @property
+    def params(self) -> int | None:
+        """The parameter count when every run states the same one (else the mean, rounded)."""
+        values = self.values("params")
+        return None if not values else int(round(statistics.fmean(values)))
+
+    @property
+    def tuned(self) -> str | None:
+        """The configuration a tuning stage chose for this row, ``key=value, ...`` (runs that chose
+        differently: each distinct choice, ``/``-separated); None when no record was tuned."""
+        chosen = [
+            ", ".join(f"{k}={v}" for k, v in sorted((r["tuning"].get("chosen") or {}).items()))
+            for r in self.records
+            if isinstance(r.get("tuning"), dict)
+        ]
+        if not chosen:
+            return None
+        return " / ".join(dict.fromkeys(chosen)) or "none chosen"
 
     @property
     def spiking(self) -> bool:
@@ -119,12 +155,19 @@ def sweep_facts(records: list[dict]) -> dict:
     return {key: latest.get(key) for key in SWEEP_FACTS}
 
 
+def is_tuning(record: dict) -> bool:
+    """Whether a record is of a sweep's tuning stage (a candidate configuration scored on validation):
+    never tabled, ranked or plotted."""
+    return record.get("stage") == "tuning"
+
+
 def sections(records: list[dict]) -> list[Section]:
     """The records per sweep (or single runs), grouped, with the sweep-file facts they carry, in README
     order: what ``bench tables`` publishes and ``bench compare`` ranks."""
     by_sweep: dict[str, list[dict]] = {}
     for record in records:
-        by_sweep.setdefault(record.get("sweep") or SINGLE_RUNS, []).append(record)
+        if not is_tuning(record):
+            by_sweep.setdefault(record.get("sweep") or SINGLE_RUNS, []).append(record)
     result = []
     for name, sweep_records in by_sweep.items():
         facts = sweep_facts(sweep_records)
@@ -156,6 +199,21 @@ def by_time_steps(groups: list[Group]) -> list[list[Group]]:
     """One setting's groups split per T: the comparison contexts, in order of T."""
     steps = sorted({g.time_steps for g in groups})
     return [[g for g in groups if g.time_steps == t] for t in steps]
+
+
+def by_bit_steps(groups: list[Group]) -> list[list[Group]]:
+    """One setting's spiking groups split per T x bits per spike, in order of that budget: the
+    equal-information contexts (a 2-bit method at T = 1 beside binary ones at T = 2). Groups whose records
+    state no bits (non-spiking ones, such as the ANN reference, and records made before they did) are in
+    none."""
+    budgets = sorted({g.bit_steps for g in groups if g.spiking and g.bit_steps is not None})
+    return [
+        sorted(
+            (g for g in groups if g.spiking and g.bit_steps == b),
+            key=lambda g: (g.time_steps, g.method, g.label),
+        )
+        for b in budgets
+    ]
 
 
 def several_t(groups: list[Group]) -> bool:
@@ -199,9 +257,10 @@ def setting_names(groups: list[Group]) -> dict[tuple, tuple[str, str]]:
     return names
 
 
-#: Config keys that never tell two experiments apart: the seed, file locations, names and display.
+#: Config keys that never tell two experiments apart: the seed and fold, file locations, names and display.
 NOT_THE_EXPERIMENT = (
     "seed",
+    "data.fold",  # k-fold cross-validation: a row's runs are its (seed, fold) pairs
     "paths",
     "sweep",
     "variant",
@@ -233,7 +292,7 @@ def experiment_settings(record: dict) -> dict[str, object]:
 def group_records(records: list[dict]) -> list[Group]:
     groups: dict[tuple, Group] = {}
     for record in records:
-        if record.get("status") != "ok":
+        if record.get("status") != "ok" or is_tuning(record):
             continue
         metrics = record["metrics"]
         key = (record["dataset"], record["method"], int(metrics["time_steps"]), metrics.get("cost_table", ""))
@@ -258,11 +317,19 @@ def label_experiments(groups: list[Group]) -> None:
             continue
         settings = [experiment_settings(g.records[0]) for g in family]
         differing = sorted({k for s in settings for k in s if any(o.get(k) != s.get(k) for o in settings)})
-        for g, s in zip(family, settings, strict=True):
+        differing = [k for k in differing if k != "method.time_steps"]  # T has its own column
+        # what a tuning stage chose per T has its own place in the answer: no label, unless the rows of
+        # one T would then read alike
+        tuned = {k for g in family for r in g.records for k in (r.get("tuning") or {}).get("chosen") or {}}
+        untuned = [k for k in differing if k not in tuned]
+        pairs = list(zip(family, settings, strict=True))
+        apart = len({(g.time_steps, tuple(s.get(k) for k in untuned)) for g, s in pairs}) == len(family)
+        shown = untuned if apart else differing
+        for g, s in pairs:
             variant = next((r.get("variant") for r in g.records if r.get("variant")), "")
-            # T has its own column: a grid over method.time_steps names no variant
+            # a grid over method.time_steps names no variant
             variant = ",".join(p for p in variant.split(",") if p and not p.startswith("method.time_steps="))
-            g.label = variant or ", ".join(f"{k}={s.get(k)}" for k in differing if k != "method.time_steps")
+            g.label = variant or ", ".join(f"{k}={s.get(k)}" for k in shown)
 
 
 def reference_group(group: Group, groups: list[Group], reference: str) -> Group | None:

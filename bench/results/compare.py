@@ -1,6 +1,7 @@
-"""``bench compare``: the ranking of the published tables, read from the run records, for one dataset (and
-optionally one T and one sweep): for users who run their own sweeps. Groups are ranked only inside one
-comparison context (sweep, dataset, frames, cost table, conventions, T), exactly as in the tables; the
+"""``bench compare``: the ranking of the published tables and the README's answer, read from the run
+records, for one dataset (and optionally one T and one sweep): for users who run their own sweeps. Groups
+are ranked only inside one comparison context (sweep, dataset, frames, cost table, conventions, and T or
+T x bits per spike), exactly as in the tables and the answer, by :func:`bench.results.stats.rank`; the
 records are grouped per sweep before anything is filtered, so labels and numbers are the tables'."""
 
 from __future__ import annotations
@@ -10,11 +11,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.errors import BenchError
-from bench.results.aggregate import SINGLE_RUNS, Group, Section, by_setting, by_time_steps, sections
+from bench.results.aggregate import (
+    SINGLE_RUNS,
+    Group,
+    Section,
+    by_bit_steps,
+    by_setting,
+    by_time_steps,
+    sections,
+)
 from bench.results.formatting import MISSING, p_clause, row_accuracy, row_energy
 from bench.results.pricing import AS_RECORDED, Pricing, priced_records
 from bench.results.records import load_records
-from bench.results.stats import OUTSIDE, REFERENCE, TIED, UNTESTED, Ranking, Row, rank
+from bench.results.stats import ITEMS, OUTSIDE, REFERENCE, TIED, UNTESTED, Ranking, Row, rank
 
 
 class NothingToCompare(BenchError):
@@ -23,17 +32,21 @@ class NothingToCompare(BenchError):
 
 @dataclass
 class Comparison:
-    """One comparison context's groups, ranked."""
+    """One comparison context's groups, ranked: at one T, or (``bit_steps``) at one T x bits per spike."""
 
     section: Section
     groups: list[Group]
     ranking: Ranking
+    bit_steps: int | None = None
 
     @property
     def title(self) -> str:
         g = self.groups[0]
         track = f"{self.section.track} track" if self.section.track else "no track recorded"
         where = "`bench run`" if self.section.name == SINGLE_RUNS else f"sweep {self.section.name}"
+        if self.bit_steps is not None:
+            steps = ", ".join(str(t) for t in sorted({g.time_steps for g in self.groups}))
+            return f"{g.dataset} at T x bits per spike = {self.bit_steps} (T = {steps}): {where} ({track})"
         return f"{g.dataset} at T = {g.time_steps}: {where} ({track})"
 
     @property
@@ -41,6 +54,17 @@ class Comparison:
         g = self.groups[0]
         frames = g.frames or "none (static data)"
         return f"cost table {g.cost_table or '-'}; conventions {g.conventions}; frames {frames}"
+
+    @property
+    def basis(self) -> str:
+        """What the intervals and tests cover, and why seeds only where they do."""
+        why = "" if self.ranking.basis == ITEMS else f" ({self.ranking.why})"
+        return f"intervals and tests over {self.ranking.basis}{why}"
+
+    @property
+    def test(self) -> str:
+        """The test a verdict rests on: ``Holm p`` (items and seeds) or ``Welch p`` (seeds)."""
+        return "Holm p" if self.ranking.basis == ITEMS else "Welch p"
 
     @property
     def answer(self) -> str:
@@ -53,14 +77,17 @@ class Comparison:
         if best is None:
             return "No run inside its method's design: nothing is ranked." + outside
         tied = ", ".join(r.name for r in self.ranking.having(TIED)) or "none"
-        text = f"Most accurate: {describe(best)}; tied with it (Welch p ≥ 0.05): {tied}"
+        text = f"Most accurate: {describe(best)}; tied with it ({self.test} ≥ 0.05): {tied}"
         untested = self.ranking.having(UNTESTED)
         text += f"; untested (n < 2): {', '.join(r.name for r in untested)}" if untested else ""
-        text += f"; cheapest within 1 pt: {describe(cheapest) if cheapest else 'no energies recorded'}."
+        text += (
+            f"; cheapest of them within 1 pt: {describe(cheapest) if cheapest else 'no energies recorded'}."
+        )
+        raw = "paired" if self.ranking.basis == ITEMS else "Welch"
         references = self.ranking.having(REFERENCE)
         return (
             text
-            + "".join(f" Reference, not ranked: {describe(r)}, Welch {p_clause(r.p)}." for r in references)
+            + "".join(f" Reference, not ranked: {describe(r)}, {raw} {p_clause(r.p)}." for r in references)
             + outside
         )
 
@@ -90,7 +117,9 @@ def comparisons(
     pricing: Pricing = AS_RECORDED,
 ) -> list[Comparison]:
     """The ranked comparison contexts of ``dataset`` (at ``time_steps``, in ``sweep``), in README order,
-    priced under ``pricing`` (default: each record's own)."""
+    priced under ``pricing`` (default: each record's own): per setting, each T, then (without
+    ``time_steps``) each T x bits per spike that the records state and that is not one T's spiking rows
+    alone (that T's comparison ranks them already)."""
     results = Path(results)
     published = [s for s in sections(priced_records(load_records(results), pricing)) if s.groups]
     on_dataset = [s for s in published if any(g.dataset == dataset for g in s.groups)]
@@ -111,6 +140,14 @@ def comparisons(
                 ranking = rank(context)
                 if ranking.rows and time_steps in (None, context[0].time_steps):
                     found.append(Comparison(section, context, ranking))
+            for context in by_bit_steps(setting) if time_steps is None else []:  # equal information
+                t = context[0].time_steps
+                same_t = [g for g in setting if g.spiking and g.time_steps == t]
+                if all(g.time_steps == t for g in context) and len(same_t) == len(context):
+                    continue  # the spiking rows of one T: that T's comparison already ranks them
+                ranking = rank(context)
+                if ranking.rows:
+                    found.append(Comparison(section, context, ranking, context[0].bit_steps))
     if not found:
         steps = sorted({g.time_steps for s in on_dataset for g in s.groups if g.dataset == dataset})
         raise _missing(f"dataset {dataset} at T = {time_steps}", time_steps, steps, results)

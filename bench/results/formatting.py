@@ -1,13 +1,14 @@
 """How numbers and markers read wherever results are shown: the tables (markdown and CSV),
 ``results/README.md`` and ``bench compare``. One module, so that a number reads the same in all of them:
-mean ± the half-width of its 95 % confidence interval, accuracy in percent, **bold** for the best, ◆ for
-the Pareto front, Welch's p, ``-`` for no value."""
+mean ± the half-width of its 95 % confidence interval, accuracy in percent (a ranked row's on the basis its
+ranking used), **bold** for the best, ◆ for the Pareto front, the p a verdict rests on (*Holm p* where it
+is Holm-adjusted), differences in points with their interval, ``-`` for no value."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bench.results.stats import BEST, OUTSIDE, REFERENCE, TIED, UNTESTED, Row, mean_ci
+from bench.results.stats import BEST, ITEMS, OUTSIDE, REFERENCE, TIED, UNTESTED, Row, mean_ci
 
 #: The cell of a value that is not there (no record has it, no test was made).
 MISSING = "-"
@@ -54,8 +55,22 @@ def format_cell(column: Column, values: list[float], spread: bool = True) -> str
 
 
 def row_accuracy(row: Row) -> str:
-    """A ranked row's accuracy as its table cell reads it: ``98.57 ± 0.29`` (%; the mean alone for n = 1)."""
-    return format_cell(ACCURACY, row.accuracies)
+    """A ranked row's accuracy as its table cell reads it: ``98.57 ± 0.29`` (%; the mean alone for a single
+    run), the interval over items and seeds or over seeds as its ranking's basis is."""
+    if row.basis != ITEMS:
+        return format_cell(ACCURACY, row.accuracies)
+    text = f"{ACCURACY.scale * row.accuracy:,.{ACCURACY.digits}f}"
+    return text if row.ci is None else f"{text} ± {ACCURACY.scale * row.ci:,.{ACCURACY.digits}f}"
+
+
+def row_difference(row: Row, unit: str = "") -> str:
+    """A row's difference to the best in points with its 95 % interval: ``-0.30 (-0.62 to +0.02)``, with
+    ``unit`` after the difference (``-0.30 pt (...)``); ``-`` for the best itself or without a test."""
+    d = row.difference
+    if d is None:
+        return MISSING
+    low, high = (100 * end for end in d.interval)
+    return f"{100 * d.mean:+.2f}{unit} ({low:+.2f} to {high:+.2f})"
 
 
 def row_energy(row: Row) -> str:
@@ -64,9 +79,10 @@ def row_energy(row: Row) -> str:
 
 
 def accuracy_cell(group, row: Row | None) -> str:
-    """A table's accuracy cell: **bold** for the best of its T."""
-    cell = format_cell(ACCURACY, group.values(ACCURACY.key))
-    return f"**{cell}**" if row is not None and row.verdict == BEST else cell
+    """A table's accuracy cell (its ranking's basis): **bold** for the best of its T."""
+    if row is None:
+        return format_cell(ACCURACY, group.values(ACCURACY.key))
+    return f"**{row_accuracy(row)}**" if row.verdict == BEST else row_accuracy(row)
 
 
 def format_p(p: float | None) -> str:
@@ -74,25 +90,36 @@ def format_p(p: float | None) -> str:
     return MISSING if p is None else "< 0.001" if p < 0.001 else f"{p:.3f}"
 
 
-def p_clause(p: float | None) -> str:
-    """``p = 0.205`` or ``p < 0.001`` in a sentence (``-`` without a test)."""
-    return MISSING if p is None else f"p {format_p(p)}" if p < 0.001 else f"p = {format_p(p)}"
+def p_clause(p: float | None, holm: bool = False) -> str:
+    """``p = 0.205`` or ``p < 0.001`` in a sentence, ``Holm p = 0.410`` when Holm-adjusted (``-`` without a
+    test)."""
+    if p is None:
+        return MISSING
+    name = "Holm p" if holm else "p"
+    return f"{name} {format_p(p)}" if p < 0.001 else f"{name} = {format_p(p)}"
+
+
+def row_p(row: Row) -> str:
+    """The p a row's verdict rests on, in a sentence (:func:`p_clause`)."""
+    return p_clause(row.p_used, row.holm)
 
 
 RANK_HEADERS = ["vs best at T", "Pareto"]
 
 
 def rank_cells(row: Row | None) -> list[str]:
-    """The verdict against the best of the row's T (Welch's p) and the Pareto marker."""
+    """The verdict against the best of the row's T (the p it rests on: Holm-adjusted on the items basis)
+    and the Pareto marker."""
     if row is None:
         return [MISSING, MISSING]
+    p = row_p(row)
     verdict = {
         BEST: "best",
-        TIED: f"tied, {p_clause(row.p)}",
+        TIED: f"tied, {p}",
         UNTESTED: "untested (n < 2)",
-        REFERENCE: f"reference, {p_clause(row.p)}" if row.p is not None else "reference",
-        OUTSIDE: f"outside design, {p_clause(row.p)}" if row.p is not None else "outside design",
-    }.get(row.verdict, p_clause(row.p))
+        REFERENCE: f"reference, {p}" if row.p is not None else "reference",
+        OUTSIDE: f"outside design, {p}" if row.p is not None else "outside design",
+    }.get(row.verdict, p)
     return [verdict, PARETO if row.pareto else ""]
 
 

@@ -1,11 +1,13 @@
-"""``results/README.md``, the answer first: per dataset and T the most accurate method of the matched
-track, those tied with it and the cheapest within 1 point; then the matched track in full, the paper track
-beside the papers' claims, the ablations beside their reference variant, and the records of no sweep
-file."""
+"""``results/README.md``, the answer first: what the embedded data can and cannot show, then per dataset
+the top group of the matched track (the most accurate method and those not significantly worse than it) at
+each T and at each T x bits per spike, with the rows outside design and the ANN reference apart; then the
+matched track in full, the paper track beside the papers' claims, the ablations beside their reference
+variant, and the records of no sweep file."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from statistics import NormalDist
 
 from omegaconf import OmegaConf
 
@@ -13,6 +15,7 @@ from bench import CONFIG_DIR
 from bench.results.aggregate import (
     Group,
     Section,
+    by_bit_steps,
     by_setting,
     by_time_steps,
     ranked,
@@ -27,11 +30,24 @@ from bench.results.formatting import (
     Column,
     p_clause,
     row_accuracy,
+    row_difference,
     row_energy,
+    row_p,
 )
 from bench.results.pricing import RANGE
-from bench.results.stats import OUTSIDE, REFERENCE, RULES, TIED, UNTESTED, Ranking, rank
-from bench.results.tables import conventions_note, setting_note, table_lines, title
+from bench.results.stats import (
+    BEST,
+    CONFIDENCE,
+    ITEMS,
+    OUTSIDE,
+    REFERENCE,
+    RULES,
+    UNTESTED,
+    Ranking,
+    Row,
+    rank,
+)
+from bench.results.tables import basis_note, conventions_note, setting_note, table_lines, title
 
 
 def load_claims(path: Path = CONFIG_DIR / "paper_claims.yaml") -> list[dict]:
@@ -119,32 +135,100 @@ TRACK_TEXT = {
 }
 
 
-def _answer_row(time_steps: int, ranking: Ranking) -> list[str] | None:
-    """T, the most accurate, its accuracy and energy, those tied (and untested), the cheapest within 1 pt."""
-    best, cheapest = ranking.best, ranking.cheapest
-    if best is None:
-        return None
-    tied = ", ".join(r.name for r in ranking.having(TIED)) or "none"
-    untested = ranking.having(UNTESTED)
-    tied += f"; untested (n < 2): {', '.join(r.name for r in untested)}" if untested else ""
-    cells = [str(time_steps), f"**{best.name}**", row_accuracy(best), row_energy(best), tied]
-    if cheapest is None:
-        return [*cells, "-", "-", "-"]
-    return cells + [cheapest.name, row_accuracy(cheapest), row_energy(cheapest)]
+def _raw_p(row: Row) -> str:
+    """A row apart's raw p against the best, naming its test: ``paired p = 0.2`` or ``Welch p = 0.2``."""
+    return f"{'paired' if row.basis == ITEMS else 'Welch'} {p_clause(row.p)}"
 
 
-def _reference_notes(time_steps: int, ranking: Ranking) -> list[str]:
-    """The non-spiking references beside the ranked methods at one T, a sentence each."""
-    return [
-        f"Reference, not ranked: `{ref.name}` (non-spiking, one pass per sample) "
-        f"{row_accuracy(ref)} % at {row_energy(ref)} µJ per sample; against the T = "
-        f"{time_steps} best ({ranking.best.name}): Welch {p_clause(ref.p)}."
+def _against_best(row: Row) -> str:
+    """``-0.37 pt (-1.30 to +0.56), Welch p = 0.205``: a row apart against the best."""
+    return f"{row_difference(row, ' pt')}, {_raw_p(row)}" if row.difference is not None else "no test (n < 2)"
+
+
+def _apart_notes(where: str, ranking: Ranking) -> list[str]:
+    """The rows of one context that are not ranked (references, runs outside design), a sentence each,
+    and the ranked rows without a test; ``where``: ``T = 1`` or ``T x bits = 2``."""
+    best = ranking.best
+    against = f"against the {where} best ({best.name})" if best else "nothing in design to compare with"
+    notes = [
+        f"Reference, not ranked: `{ref.name}` (non-spiking, one pass per sample) {row_accuracy(ref)} % at "
+        f"{row_energy(ref)} µJ per sample, {_count(ref.group.params)} parameters; {against}: "
+        f"{_against_best(ref) if best else '-'}."
         for ref in ranking.having(REFERENCE)
-    ] + [
-        f"Outside its method's design, not ranked: `{row.name}` {row_accuracy(row)} % at "
-        f"{row_energy(row)} µJ per sample ({row.group.outside_design_reason})."
+    ]
+    notes += [
+        f"Outside design, not ranked: `{row.name}` at T = {row.group.time_steps} {row_accuracy(row)} % at "
+        f"{row_energy(row)} µJ per sample ({row.group.outside_design_reason}); {against}: "
+        f"{_against_best(row) if best else '-'}."
         for row in ranking.having(OUTSIDE)
     ]
+    untested = ranking.having(UNTESTED)
+    if untested:
+        names = ", ".join(f"`{r.name}`" for r in untested)
+        text = "fewer than 2 runs on either side, not in the top group"
+        notes.append(f"Untested at {where} ({text}): {names}.")
+    return notes
+
+
+def _count(value: int | None) -> str:
+    return MISSING if value is None else f"{value:,}"
+
+
+def _top_rows(label: str, ranking: Ranking, budget: bool) -> list[list[str]]:
+    """The top group of one context, a table row each: the best first."""
+    cheapest = ranking.cheapest
+    rows = []
+    for row in ranking.top:
+        g = row.group
+        role = row.verdict + (", cheapest within 1 pt" if row is cheapest else "")
+        name = f"**{row.name}**" if row.verdict == BEST else row.name
+        cells = [label, name, *([str(g.time_steps)] if budget else []), row_accuracy(row)]
+        cells += [row_difference(row), MISSING if row.verdict == BEST else row_p(row), role]
+        cells += [_count(g.spike_bits), _count(g.params), g.tuned or "not tuned", row_energy(row)]
+        rows.append(cells)
+    return rows
+
+
+def _top_header(group: Group, budget: bool) -> list[str]:
+    """The top-group table's header; its energy column names the pooled-spike rule it is priced by."""
+    pooled = (group.records[0]["metrics"].get("conventions") or {}).get("pooled_spikes")
+    energy = ENERGY.header.replace(")", f", pooled spikes {pooled})") if pooled else ENERGY.header
+    header = ["T x bits", "top group", "T"] if budget else ["T", "top group"]
+    header += [ACCURACY.header, "Δ vs best (pt, 95 % CI)", "p vs best", "role", "bits/spike", "parameters"]
+    return header + ["tuned configuration", energy]
+
+
+def _basis_sentence(where: str, contexts: list[tuple[object, Ranking]]) -> str:
+    """What the intervals and tests of these contexts cover, and why seeds only where they do."""
+    by_basis: dict[tuple[str, str], list[str]] = {}
+    for label, ranking in contexts:
+        by_basis.setdefault((ranking.basis, ranking.why), []).append(str(label))
+    texts = []
+    for (basis, why), labels in by_basis.items():
+        at = "" if len(by_basis) == 1 else f"at {where} = {', '.join(labels)}: "
+        if basis == ITEMS:
+            texts.append(
+                f"{at}accuracy ± its 95 % interval over test items and runs, differences paired on the same "
+                "items, Holm-corrected p"
+            )
+        else:
+            texts.append(f"{at}accuracy ± its 95 % interval over seeds only, Welch's p, uncorrected ({why})")
+    return "Intervals and tests: " + "; ".join(texts) + "."
+
+
+def _top_table(
+    setting: list[Group], where: str, contexts: list[tuple[object, Ranking]], budget: bool
+) -> list[str]:
+    """One axis of one setting: the basis, the top group of each context, the rows apart."""
+    header = _top_header(setting[0], budget)
+    lines = [_basis_sentence(where, contexts), ""]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for label, ranking in contexts:
+        lines += ["| " + " | ".join(cells) + " |" for cells in _top_rows(str(label), ranking, budget)]
+    lines.append("")
+    for label, ranking in contexts:
+        lines += [line for note in _apart_notes(f"{where} = {label}", ranking) for line in (note, "")]
+    return lines
 
 
 #: The range table's caveat: which hardware each end and each reference models (README: What a run
@@ -236,54 +320,133 @@ def render_range(setting: list[Group], ranked: list[tuple[int, Ranking]]) -> lis
     ]
 
 
-def _answer_header(group: Group) -> list[str]:
-    """The answer table's header; its energy columns name the pooled-spike rule they are priced by."""
-    pooled = (group.records[0]["metrics"].get("conventions") or {}).get("pooled_spikes")
-    energy = ENERGY.header.replace(")", f", pooled spikes {pooled})") if pooled else ENERGY.header
-    return [
-        "T",
-        "most accurate",
-        ACCURACY.header,
-        energy,
-        "tied with it (p ≥ 0.05)",
-        "cheapest within 1 pt",
-        "its accuracy (%)",
-        f"its {energy}",
-    ]
+#: Datasets made from another's samples: their rankings are not independent evidence.
+DERIVED = {
+    "nmnist_sim": (
+        "mnist5k",
+        "the same 5,000 digits turned into event streams by a simulated saccading sensor",
+    ),
+}
+
+ANSWER_TEXT = (
+    "From the matched track (below). Per dataset, the spiking methods are ranked twice: at equal T, and at "
+    "equal T x bits per spike (the information a neuron can send per sample: a 3-level spike carries "
+    "ceil(log2(3 + 1)) = 2 bits, so a 2-bit method at T = 1 stands beside binary ones at T = 2). Each "
+    "ranking names its **top group**: the most accurate method (highest mean test accuracy) and every method "
+    "not significantly worse than it (p ≥ 0.05 against it; a single name only when it is alone), each with "
+    "its accuracy, its difference to the best in points with its 95 % interval and the p that decides, its "
+    "bits per spike, parameter count, tuned configuration and energy per sample. *Cheapest within 1 pt*: "
+    "the top-group member of lowest mean energy whose mean accuracy is within 1 point of the best's (the "
+    "best itself, possibly). A Δ interval is that comparison's own (not corrected for the others), so it "
+    "can exclude 0 while the Holm-adjusted p that decides is still ≥ 0.05. Runs outside their method's "
+    "design and the non-spiking ANN reference are listed apart, never ranked; the ANN has no bits per spike "
+    "and is listed at equal T only."
+)
+
+
+def _ceiling_note(dataset: str, groups: list[Group]) -> str:
+    """What one dataset's records can show: how near the ceiling its best method is, and how many test
+    items stand behind each accuracy (from the records' predictions, where they kept them)."""
+    from bench.results import predictions
+
+    best = max(
+        (
+            ranking.best.accuracy
+            for setting in by_setting(groups)
+            for context in by_time_steps(setting)
+            if (ranking := rank(context)).best is not None
+        ),
+        default=None,
+    )
+    if best is None:
+        return f"- **{dataset}**: no run inside its method's design."
+    text = (
+        f"- **{dataset}**: the most accurate method reaches {100 * best:.2f} %, so it errs on "
+        f"{100 * (1 - best):.2f} % of the test items" + (": near the ceiling." if best >= 0.95 else ".")
+    )
+    entries = [r.get("test_predictions") for g in groups for r in g.records]
+    if not entries or any(e is None for e in entries):
+        none = all(e is None for e in entries)
+        which = "These records do not keep" if none else "Not all these records keep"
+        return text + (
+            f" {which} their test predictions, so they tell neither how many test items stand behind each "
+            "accuracy nor which items the methods get wrong: their intervals and tests cover seeds only, and "
+            "the test set's sampling error is not in them."
+        )
+    per_run = sorted({e["items"] for e in entries})
+    named = [predictions.ids(e) for e in entries]
+    pool = (
+        len(set().union(*(set(ids.tolist()) for ids in named)))
+        if all(ids is not None for ids in named)
+        else max(per_run)
+    )
+    z = NormalDist().inv_cdf(0.5 + CONFIDENCE / 2)
+
+    def half(n: int) -> str:
+        return f"±{100 * z * (best * (1 - best) / n) ** 0.5:.2f} pt"
+
+    runs = f"{per_run[0]:,}" + (f" to {per_run[-1]:,}" if len(per_run) > 1 else "")
+    text += (
+        f" Each run tests {runs} items (one item: {100 / per_run[-1]:.2f} pt); at that accuracy the binomial "
+        f"95 % half-width of one run's accuracy is {half(per_run[0])}"
+    )
+    if pool > per_run[-1]:
+        return text + f"; together the runs test {pool:,} distinct items ({half(pool)})."
+    return text + (
+        "; every run tests the same items, so more seeds narrow the seeds' share of the interval, not the "
+        "items'."
+    )
+
+
+def render_limits(matched: list[Section]) -> list[str]:
+    """The answer's opening: what the matched records can and cannot show, per dataset."""
+    datasets: dict[str, list[Group]] = {}
+    for section in matched:
+        for g in section.groups:
+            datasets.setdefault(g.dataset, []).append(g)
+    lines = ["What these records can and cannot show:", ""]
+    for dataset, groups in sorted(datasets.items()):
+        note = _ceiling_note(dataset, groups)
+        if dataset in DERIVED:
+            source, how = DERIVED[dataset]
+            note += (
+                f" It is made from {how} ({source}), so its ranking is not independent evidence: agreement "
+                f"with {source} is not a replication."
+            )
+        lines.append(note)
+    return lines + [""]
 
 
 def render_answer(sections: list[Section]) -> list[str]:
-    """The README's first section: one table per dataset (and setting) of the matched-track sweeps."""
-    lines = ["## The answer: the most accurate method at each T, and what it costs", ""]
+    """The README's first section: per dataset (and setting) of the matched-track sweeps, the top group at
+    each T and at each T x bits per spike, the rows apart, and what the picks cost."""
+    lines = ["## The answer: the top group at each T and at equal information, and what it costs", ""]
     matched = [s for s in sections if s.track == "matched" and s.groups]
     if not matched:
         return lines + [
             "No matched-track records yet: no sweep whose file says `track: matched` has run.",
             "",
         ]
-    lines += [
-        "From the matched track (below). Per dataset and T: the most accurate spiking method (highest mean "
-        "test accuracy), its accuracy (mean ± 95 % CI over seeds) and energy per sample, the methods "
-        "statistically tied with it (Welch's t-test, p ≥ 0.05; with fewer than 2 seeds on either side there "
-        "is no test: *untested*, never counted as tied), and the cheapest method (lowest mean energy) whose "
-        "mean accuracy is within 1 point of the best's, which may be the best itself.",
-        "",
-    ]
+    lines += render_limits(matched) + [ANSWER_TEXT, ""]
     for section in matched:
         names = setting_names(section.groups)
         for setting in by_setting(section.groups):
             heading, stem = names[setting[0].setting]
             heading += f", sweep `{section.name}`" if len(matched) > 1 else ""
             lines += [f"### {heading}", "", f"Sweep `{section.name}`. {setting_note(setting[0])}", ""]
-            header = _answer_header(setting[0])
-            lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
             ranked = [(context[0].time_steps, rank(context)) for context in by_time_steps(setting)]
-            rows = [_answer_row(t, ranking) for t, ranking in ranked]
-            lines += ["| " + " | ".join(row) + " |" for row in rows if row]
-            lines.append("")
-            for t, ranking in ranked:
-                for note in _reference_notes(t, ranking):
-                    lines += [note, ""]
+            lines += ["#### At equal T", ""] + _top_table(setting, "T", ranked, budget=False)
+            lines += ["#### At equal T x bits per spike", ""]
+            budgets = [(context[0].bit_steps, rank(context)) for context in by_bit_steps(setting)]
+            if budgets:
+                lines += _top_table(setting, "T x bits", budgets, budget=True)
+            else:
+                lines += [
+                    "These records do not state bits per spike (they were made before records carried "
+                    "`spike_bits` and `bit_steps`), so there is no ranking at equal T x bits; running the "
+                    "sweep again records them.",
+                    "",
+                ]
             lines += render_range(setting, ranked)
             if several_t(setting):
                 plot = f"plots/{section.name}/{stem}_accuracy_vs_T.png"
@@ -322,7 +485,7 @@ def render_section(section: Section, claims: list[dict], matched_claims: set) ->
     rows, names = ranked(section.groups), setting_names(section.groups)
     for setting in by_setting(section.groups):
         heading, stem = names[setting[0].setting]
-        lines += [f"#### {heading}", "", setting_note(setting[0]), ""]
+        lines += [f"#### {heading}", "", setting_note(setting[0]) + " " + basis_note(setting, rows), ""]
         present = [c for c in columns if any(g.values(c.key) for g in setting)]
         lines += table_lines(
             setting,

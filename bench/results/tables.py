@@ -1,6 +1,7 @@
 """The per-sweep tables, markdown and CSV: one table per setting (dataset, frames, cost table, counting
-conventions), so that no table mixes them; rows ranked at each T, with the best, the rows tied with it and
-the Pareto front marked."""
+conventions), so that no table mixes them; rows ranked at each T, with the best, the rows tied with it (the
+p the verdict rests on: Holm-adjusted where the ranking is over items and seeds) and the Pareto front
+marked."""
 
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ from bench.results.formatting import (
     rank_cells,
     relative_cells,
 )
-from bench.results.stats import RULES, Row, mean_ci, mean_std
+from bench.results.stats import ITEMS, RULES, SEEDS, Row, mean_ci, mean_std
 
 TRACK_NAMES = {"matched": "matched track", "paper": "paper track", "ablation": "ablation"}
 
@@ -97,6 +98,24 @@ def table_lines(
     return lines
 
 
+def basis_note(groups: list[Group], rows: dict[int, Row]) -> str:
+    """The sentence that says, per T, what one setting's intervals and tests cover: items and seeds (Holm
+    p) or seeds only (Welch's p, uncorrected)."""
+    steps: dict[str, list[int]] = {}
+    for g in sorted(groups, key=lambda g: g.time_steps):
+        row = rows.get(id(g))
+        if row is not None and g.time_steps not in steps.get(row.basis, []):
+            steps.setdefault(row.basis, []).append(g.time_steps)
+    what = {
+        ITEMS: "items and seeds, paired on the same items, Holm p",
+        SEEDS: "seeds only, Welch's p, uncorrected",
+    }
+    if len(steps) == 1:
+        return f"Intervals and tests over {what[next(iter(steps))]}."
+    parts = [f"at T = {', '.join(map(str, ts))} over {what[basis]}" for basis, ts in steps.items()]
+    return "Intervals and tests " + "; ".join(parts) + "."
+
+
 def conventions_note(groups: list[Group]) -> str:
     """The sentence that says under which counting conventions a sweep's ops were counted."""
     labels = sorted({g.conventions for g in groups})
@@ -124,7 +143,7 @@ def render_markdown(section: Section) -> str:
     names, ablation = setting_names(groups), section.track == "ablation"
     for setting in by_setting(groups):
         heading, _ = names[setting[0].setting]
-        lines += [f"## {heading}", "", setting_note(setting[0]), ""]
+        lines += [f"## {heading}", "", setting_note(setting[0]) + " " + basis_note(setting, rows), ""]
         lines += table_lines(setting, rows, present_columns(setting), section.reference, facts=ablation)
         lines += [""]
     if section.failed:
@@ -132,6 +151,23 @@ def render_markdown(section: Section) -> str:
         lines += [f"- `{r['run_id']}`: {r.get('error') or 'no error recorded'}" for r in section.failed]
         lines.append("")
     return "\n".join(lines)
+
+
+def _rank_csv(row: Row) -> list:
+    """A row's ranking in the CSV: basis, ranked accuracy and its 95 % half-width, verdict, raw and Holm p,
+    difference to the best and its 95 % half-width (fractions, as test_acc)."""
+    d = row.difference
+    return [
+        row.basis,
+        csv_number(row.accuracy),
+        csv_number(row.ci),
+        row.verdict,
+        csv_number(row.p),
+        csv_number(row.p_holm),
+        csv_number(None if d is None else d.mean),
+        csv_number(None if d is None else d.half_width),
+        int(row.pareto),
+    ]
 
 
 def write_csv(section: Section, path: Path) -> None:
@@ -143,7 +179,8 @@ def write_csv(section: Section, path: Path) -> None:
         writer = csv.writer(handle)
         writer.writerow(
             ["track", "dataset", "frames", "cost_table", "conventions", "time_steps", "method", "variant"]
-            + ["n", "vs_best", "p_vs_best", "pareto"]
+            + ["n", "basis", "accuracy", "accuracy_ci95", "vs_best", "p_vs_best", "p_holm_vs_best"]
+            + ["diff_vs_best", "diff_ci95", "pareto"]
             + [f"{c.key}_{stat}" for c in columns for stat in ("mean", "std", "ci95")]
             + [f"fact_{key}" for key in facts]
         )
@@ -152,7 +189,7 @@ def write_csv(section: Section, path: Path) -> None:
                 row = rows.get(id(g))
                 cells: list = [section.track or "", g.dataset, g.frames, g.cost_table, g.conventions]
                 cells += [g.time_steps, g.method, g.label, len(g.records)]
-                cells += [row.verdict, csv_number(row.p), int(row.pareto)] if row else ["", "", ""]
+                cells += _rank_csv(row) if row else [""] * 9
                 for c in columns:
                     values = g.values(c.key)
                     mean, std = mean_std(values) if values else (None, None)
