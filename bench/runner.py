@@ -78,6 +78,26 @@ def run_callbacks(cfg: DictConfig) -> tuple[EnergyMetrics, DivergenceGuard]:
     return EnergyMetrics(**_to_kwargs(cfg.metrics)), DivergenceGuard()
 
 
+class ValidationHistory(pl.Callback):
+    """Each epoch's validation accuracy, for the record: where a run stood when its schedule ended (a
+    comparison's training-length rule is judged on it). Kept in checkpoints: a resumed run has it all."""
+
+    def __init__(self):
+        self.history: list[float | None] = []
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        value = trainer.callback_metrics.get("val/acc")
+        self.history.append(None if value is None else round(float(value), 4))
+
+    def state_dict(self) -> dict:
+        return {"history": list(self.history)}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.history = list(state_dict["history"])
+
+
 def build(cfg: DictConfig, method: str, dataset: str):
     """(datamodule, model) from a resolved config; the dataset's facts go into the method."""
     datamodule = get_dataset(dataset)(**_to_kwargs(cfg.data))
@@ -217,7 +237,8 @@ def run(
     reason = model.outside_design()  # allowed, and said: a comparison ranks in-design runs only
     record.update(outside_design=reason is not None, outside_design_reason=reason)
     energy, guard = run_callbacks(cfg)
-    trainer = build_trainer(cfg, method, dataset, rid, callbacks=[energy, guard])
+    history = ValidationHistory()
+    trainer = build_trainer(cfg, method, dataset, rid, callbacks=[energy, guard, history])
     claim = claim_path(cfg.paths.results, rid)
     with _termination_interrupts() as arm:
         mine = claims.claim(claim) if rank_zero_only.rank == 0 else None
@@ -225,7 +246,7 @@ def run(
         start = time.perf_counter()
         try:
             arm()  # from here on, a termination signal ends the run as `interrupted`, recorded
-            _train_and_test(cfg, rid, record, datamodule, model, trainer, energy)
+            _train_and_test(cfg, rid, record, datamodule, model, trainer, energy, history)
         except BaseException as error:
             interrupted = isinstance(error, KeyboardInterrupt | SystemExit)
             # A preempted SLURM task is requeued by submitit: its claim stays, so the cell remains its own.
@@ -241,7 +262,7 @@ def run(
     return RunResult(record, path)
 
 
-def _train_and_test(cfg, rid, record, datamodule, model, trainer, energy) -> None:
+def _train_and_test(cfg, rid, record, datamodule, model, trainer, energy, history) -> None:
     """Resume or start, train, test, and fill the record in as ``ok``."""
     resume = _resume_point(cfg, rid, record)
     if isinstance(trainer.logger, ResumableCSVLogger):
@@ -252,6 +273,7 @@ def _train_and_test(cfg, rid, record, datamodule, model, trainer, energy) -> Non
     if trainer.interrupted:
         raise KeyboardInterrupt
     after_fit = _logged(trainer)
+    record["val_history"] = history.history
     if record.get("stage") == TUNING_STAGE:  # validated only: the test set never touches the choice
         record.update(metrics=_validation_metrics(trainer, model, after_fit), status="ok")
         record["device"] = device_name(trainer.strategy.root_device)

@@ -91,6 +91,15 @@ def test_the_sweep_file_facts_a_record_carries_are_checked_and_older_records_nee
         ({"sweep_description": 3}, "its sweep_description 3 is not a text"),
         ({"sweep_file": ["s.yaml"]}, "its sweep_file ['s.yaml'] is not a text"),
         ({"sweep": None}, "it carries a sweep file's facts (track, ...) but names no sweep"),
+        ({"stage": "final"}, "its stage 'final' is not tuning or null"),
+        (
+            {"tuning": {"chosen": {}}},
+            "its tuning is not an object of sweep, rule, space, candidates and chosen",
+        ),
+        (
+            {"val_history": [0.5, 1.5]},
+            "its val_history is not a list of validation accuracies (fractions or null)",
+        ),
     ):
         assert records.record_problem({**cell, **change}, path) == why
 
@@ -102,6 +111,7 @@ def test_a_record_keeps_every_test_items_prediction_in_test_set_order(workdir):
     record = run("lif_sg", "mnist5k", overrides).record
     entry = record["test_predictions"]
     assert records.record_problem(record, Path(f"{record['run_id']}.json")) is None
+    assert record["val_history"] == [round(record["metrics"]["val_acc"], 4)]  # one epoch: its validation
     assert entry["items"] == 64 and entry["dtype"] == "uint8"  # two test batches of 32
     correct = predictions.correct(entry)
     assert correct.mean() == pytest.approx(record["metrics"]["test_acc"], abs=1e-7)

@@ -256,6 +256,7 @@ def test_a_tuned_sweep_validates_then_tests_the_chosen_configuration(workdir):
         "test_acc" not in r["metrics"] and "test_predictions" not in r for r in tuned
     )
     assert all(r["sweep"] == "tuned-tuning" and 0 <= r["metrics"]["val_acc"] <= 1 for r in tuned)
+    assert all(r["val_history"] == [round(r["metrics"]["val_acc"], 4)] for r in found.values())
     scores = [r["metrics"]["val_acc"] for r in sorted(tuned, key=lambda r: r["config"]["method"]["lr"])]
     best = 0.001 if scores[0] >= scores[1] else 0.003
     assert ranked["config"]["method"]["lr"] == best and ranked["tuning"]["chosen"] == {"method.lr": best}

@@ -151,6 +151,11 @@ def record_problem(record, path: Path) -> str | None:
     found = _cell_facts_problem(record)
     if found is not None:
         return found
+    history = record.get("val_history")
+    if history is not None and not (
+        isinstance(history, list) and all(v is None or (_number(v) and 0 <= v <= 1) for v in history)
+    ):
+        return "its val_history is not a list of validation accuracies (fractions or null)"
     if record.get("status") not in STATUSES:
         return f"its status {record.get('status')!r} is not one of {', '.join(STATUSES)}"
     seed = record.get("seed")
