@@ -87,17 +87,17 @@ INTRO = (
 TRACK_TEXT = {
     "matched": (
         "Matched track",
-        "One backbone per input family and the same inputs, epochs, optimiser and seeds for every method: a "
+        "One backbone per input family and the same inputs, epochs, optimiser and runs for every method: a "
         "method differs only in what defines it, so these rows answer which method is most accurate at each "
         "T and at what cost. What each method keeps of its own ({files}; the backbone "
         "`32C3-AP2-64C3-AP2-128C3-AP2`, nmnist_sim at 8 fine frames, Adam with cosine decay, batch 128, "
-        "6 epochs):\n\n"
+        "{epochs}; {runs}; {tuning}):\n\n"
         "- `ann`: ReLU, one pass per sample (event data: the 8 frames stacked as input channels), linear "
         "classifier, cross-entropy; the energy reference.\n"
         "- `lif_sg`: spikingjelly LIF (tau 2, hard reset, ATan surrogate), BPTT, direct encoding, linear "
         "readout averaged over T, cross-entropy.\n"
         "- `multi_threshold`: 3-level LIF (V_th 0.5, k_tau 0.2, hard reset, rectangular derivative per "
-        "threshold), BPTT, voting output (10 neurons per class), MSE on the firing rate.\n"
+        "threshold), BPTT, voting output (10 neurons per class{voting}), MSE on the firing rate.\n"
         "- `compressed_event`: the frames compressed into T steps of synaptic current (tau_s 4 fine frames; "
         "images: a constant current), 3-level LIF with learnable tau, learnable synaptic filter and soft "
         "reset, voting output, MSE on the firing rate.\n"
@@ -106,10 +106,9 @@ TRACK_TEXT = {
         "- `albsnn`: accuracy-loss estimators choose which convs (not the first) get binary weights, then "
         "the choice is frozen; LIF (V_th 0.25, k_tau 0.2), GAP head (a conv to the classes, BN, global "
         "average pool); at T > 1 the same neurons run T steps of direct input.\n"
-        "- `hybrid_stdb`: the ReLU twin trains for the first 3 of the 6 epochs, is converted (BN folded, "
-        "thresholds calibrated), then 3 epochs of STDB fine-tuning (lr 1e-4); hybrid input encoding (the "
-        "analog image at step 1, one temporally coded spike per pixel after; event data: binary frames); "
-        "single-spike IF neurons.\n\n"
+        "- `hybrid_stdb`: {hybrid_split}, is converted (BN folded, thresholds calibrated), then STDB "
+        "fine-tuning; hybrid input encoding (the analog image at step 1, one temporally coded spike per "
+        "pixel after; event data: {hybrid_events}); single-spike IF neurons.\n\n"
         "Energy on this backbone: every pooling is an average pool after the neuron, so each synapse past "
         "the first conv reads average-pooled spikes. The tables price them by the rule each names (by "
         "default NeuroBench's effective MACs, the worst realisable case); the answer shows each T as a range "
@@ -507,6 +506,84 @@ def render_section(section: Section, claims: list[dict], matched_claims: set) ->
     return lines
 
 
+def _setting(record: dict, dotted: str, default=None):
+    """A record's resolved config value at ``dotted`` (``default`` where its config has none)."""
+    node = record.get("config") or {}
+    for part in dotted.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return default if node is None else node
+
+
+def _said(values: list, one, several) -> str:
+    """``one(value)`` when the records agree, else ``several(sorted distinct values)``."""
+    distinct = sorted(dict.fromkeys(values), key=str)
+    return one(distinct[0]) if len(distinct) == 1 else several(distinct)
+
+
+def track_terms(sections: list[Section]) -> dict[str, str]:
+    """The matched track's settings as its records say them, not as the sweep file says them now (which may
+    be newer than the published runs): epochs, runs per row, tuning, the voting head, hybrid_stdb's phases
+    and event input."""
+    groups = [g for s in sections for g in s.groups]
+    records = [r for g in groups for r in g.records]
+    by_method = {m: [r for r in records if r["method"] == m] for m in ("multi_threshold", "hybrid_stdb")}
+    runs = []
+    for dataset in dict.fromkeys(g.dataset for g in groups):
+        ours = [g for g in groups if g.dataset == dataset]
+        sizes = [len({(r.get("seed"), _setting(r, "data.fold")) for r in g.records}) for g in ours]
+        folds = {_setting(r, "data.folds") for g in ours for r in g.records}
+        how = (
+            f" ({'/'.join(map(str, sorted(folds - {None})))}-fold cross-validation)" if folds - {None} else ""
+        )
+        runs.append(
+            f"{dataset} "
+            + _said(sizes, lambda n: f"{n} runs a row", lambda ns: "runs a row " + "/".join(map(str, ns)))
+            + how
+        )
+    tuned = next((r["tuning"] for r in records if r.get("tuning")), None)
+    phases = []  # (ANN epochs, STDB epochs): the record's facts, or its config where it has no facts
+    for r in by_method["hybrid_stdb"]:
+        facts = (r.get("method_details") or {}).get("facts") or {}
+        ann = facts.get("ann_epochs", _setting(r, "method.ann_epochs"))
+        total = _setting(r, "trainer.max_epochs")
+        phases.append((ann, facts.get("stdb_epochs", None if None in (ann, total) else total - ann)))
+    return {
+        "epochs": _said(
+            [_setting(r, "trainer.max_epochs") for r in records],
+            lambda e: f"{e} epochs",
+            lambda es: "epochs " + " / ".join(map(str, es)),
+        ),
+        "runs": ", ".join(runs),
+        "tuning": "no tuning: every method at its defaults"
+        if tuned is None
+        else f"each ranked row tuned on validation with {len(tuned['candidates'])} configurations of its "
+        f"method's key hyper-parameters, {tuned['rule']}; the answer lists each choice",
+        "voting": _said(
+            [_setting(r, "method.voting_input", "flatten") for r in by_method["multi_threshold"]]
+            or ["flatten"],
+            lambda v: {
+                "gap": ", reading the last conv's maps averaged over H x W: parameters within 10 % of "
+                "lif_sg's"
+            }.get(v, ", reading the last conv's maps flattened"),
+            lambda vs: ", reading the last conv's maps " + " / ".join(vs),
+        ),
+        "hybrid_split": _said(
+            phases or [(None, None)],
+            lambda p: (
+                "the ReLU twin trains first"
+                if p[0] is None
+                else f"the ReLU twin trains for {p[0]} epochs ({p[1]} of STDB after)"
+            ),
+            lambda ps: "the ReLU twin trains for " + " / ".join(f"{p[0]}" for p in ps) + " epochs",
+        ),
+        "hybrid_events": _said(
+            [_setting(r, "method.event_input", "binary") for r in by_method["hybrid_stdb"]] or ["binary"],
+            lambda e: {"counts": "event counts per frame"}.get(e, "binary frames"),
+            lambda es: " / ".join(es),
+        ),
+    }
+
+
 def render_readme(sections: list[Section], claims: list[dict]) -> str:
     """``results/README.md``: the answer, then the sweeps track by track, then the claims no measured run
     of the paper track (or of no track) matches."""
@@ -518,7 +595,9 @@ def render_readme(sections: list[Section], claims: list[dict]) -> str:
         if not ours:
             continue
         files = ", ".join(dict.fromkeys(s.file for s in ours if s.file)) or "its sweep file"
-        lines += [f"## {heading}", "", text.replace("{files}", files), ""]
+        for key, value in {"files": files, **(track_terms(ours) if track == "matched" else {})}.items():
+            text = text.replace("{" + key + "}", value)
+        lines += [f"## {heading}", "", text, ""]
         for section in ours:
             lines += render_section(section, claims, matched_claims)
     unmatched = [c for c in claims if (c["dataset"], c["method"], c["time_steps"]) not in matched_claims]
