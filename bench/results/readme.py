@@ -550,7 +550,7 @@ def track_terms(sections: list[Section]) -> dict[str, str]:
     return {
         "epochs": _said(
             [_setting(r, "trainer.max_epochs") for r in records],
-            lambda e: f"{e} epochs",
+            lambda e: f"{e} epoch{'s' if e != 1 else ''}",
             lambda es: "epochs " + " / ".join(map(str, es)),
         ),
         "runs": ", ".join(runs),
