@@ -1,4 +1,4 @@
-"""The ``bench`` command: ``list``, ``run``, ``sweep``, ``status``, ``tables``, ``compare``.
+"""The ``bench`` command: ``list``, ``run``, ``test``, ``sweep``, ``status``, ``tables``, ``compare``.
 
 User mistakes (unknown method or key, missing data, diverged training, Ctrl+C) end with a one-paragraph
 message on stderr and exit status 1, never a traceback; ``SNNBENCH_DEBUG=1`` shows tracebacks for errors
@@ -134,6 +134,21 @@ def cmd_run(args: argparse.Namespace) -> int:
             f"[yellow]Outside the method's design:[/] {result.record['outside_design_reason']}. The record "
             "says so (outside_design: true), so that a comparison can tell it from runs inside the design."
         )
+    return 0
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    from bench.runner import quiet_lightning, retest
+
+    quiet_lightning()
+    result = retest(args.run, args.overrides)
+    record = result.record
+    console.print(_summary_table(record))
+    console.print(
+        f"Test record: [bold]{result.path}[/] (a re-test of the kept model of run {record['tested_from']}, "
+        "nothing trained).",
+        highlight=False,
+    )
     return 0
 
 
@@ -362,6 +377,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p_run.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
     p_run.set_defaults(func=cmd_run)
+
+    p_test = sub.add_parser(
+        "test",
+        help="re-test the model a run kept, without training (another device, precision or batch size)",
+        description="Test the model an ok run kept (<paths.models>/<run_id>.pt, $SNNBENCH_MODELS) without "
+        "training: the run is rebuilt from its record's config, its weights loaded and tested with the "
+        "same metrics, and a new record, <run_id>-test-<hash>, is written that links to the training "
+        "record (tested_from). Extra key=value arguments may override trainer.*, metrics.*, "
+        "data.batch_size, data.num_workers and data.root only (e.g. trainer.accelerator=gpu "
+        "trainer.precision=bf16-mixed data.batch_size=256).",
+    )
+    p_test.add_argument("--run", required=True, metavar="RUN_ID", help="the run id of an ok training run")
+    p_test.add_argument("overrides", nargs="*", metavar="key=value", help="test overrides")
+    p_test.set_defaults(func=cmd_test)
 
     p_sweep = sub.add_parser(
         "sweep",

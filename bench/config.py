@@ -33,6 +33,8 @@ OmegaConf.register_resolver("snnbench_path", paths.default, replace=True)
 #: Trainer arguments the runner owns.
 RUNNER_OWNED_TRAINER_KEYS = ("callbacks", "logger", "default_root_dir", "plugins")
 LOGGERS = ("csv", "wandb", "none")
+#: The ``paths.*`` keys (bench/paths.py): where records, logs and kept models go.
+PATHS = ("results", "logs", "models")
 TOP_LEVEL_KEYS = ("seed", "logger", "sweep", "variant", "paths", "method", "data", "trainer", "metrics")
 #: Keys that locate files, name things, change only what is printed or only price the counts, not the
 #: experiment: left out of the run id (a sweep variant's name labels its overrides, which are part of the
@@ -244,8 +246,10 @@ def validate(cfg: DictConfig, method_cls: type, dataset_cls: type) -> None:
     method_cls.check_time_steps(time_steps, facts.frames if facts.kind == "event" else None)
     _construct("metrics", EnergyMetrics, cfg.metrics)
     _check_trainer(cfg.trainer)
-    if set(cfg.paths) != {"results", "logs"}:
-        raise ConfigError(f"paths must hold exactly `results` and `logs`, got {sorted(cfg.paths)}.")
+    if set(cfg.paths) != set(PATHS):
+        raise ConfigError(
+            f"paths must hold exactly {', '.join(f'`{key}`' for key in PATHS)}, got {sorted(cfg.paths)}."
+        )
 
 
 def load_config(
@@ -282,16 +286,30 @@ def load_config(
     return cfg
 
 
-def run_id(method: str, dataset: str, cfg: DictConfig) -> str:
-    """A short hash of what defines the run: method, dataset and the resolved config minus paths (and
-    minus the options at their :data:`EARLIER_DEFAULTS`)."""
-    identity = OmegaConf.to_container(cfg, resolve=True)
+def identity(cfg: DictConfig) -> dict:
+    """The resolved config minus :data:`NON_IDENTITY_KEYS` (and minus the options at their
+    :data:`EARLIER_DEFAULTS`): what a run id hashes."""
+    kept = OmegaConf.to_container(cfg, resolve=True)
     for dotted in (*NON_IDENTITY_KEYS, *EARLIER_DEFAULTS):
         *parents, leaf = dotted.split(".")
-        node = identity
+        node = kept
         for parent in parents:
             node = node.get(parent, {})
         if dotted not in EARLIER_DEFAULTS or node.get(leaf) == EARLIER_DEFAULTS[dotted]:
             node.pop(leaf, None)
-    blob = json.dumps({"method": method, "dataset": dataset, "config": identity}, sort_keys=True)
+    return kept
+
+
+def run_id(method: str, dataset: str, cfg: DictConfig) -> str:
+    """A short hash of what defines the run: method, dataset and the resolved config minus paths (and
+    minus the options at their :data:`EARLIER_DEFAULTS`)."""
+    blob = json.dumps({"method": method, "dataset": dataset, "config": identity(cfg)}, sort_keys=True)
     return f"{method}-{dataset}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
+
+
+def retest_id(trained: str, cfg: DictConfig) -> str:
+    """The run id of ``bench test``'s re-test of run ``trained`` under ``cfg`` (the training run's config
+    with the test's overrides): ``<trained>-test-<hash of that config minus NON_IDENTITY_KEYS>``. The same
+    re-test (same overrides, wherever the files are) gets the same id, so a second one replaces it."""
+    blob = json.dumps({"tested_from": trained, "config": identity(cfg)}, sort_keys=True)
+    return f"{trained}-test-{hashlib.sha256(blob.encode()).hexdigest()[:8]}"

@@ -3,7 +3,9 @@
 ``results/`` (``$SNNBENCH_RESULTS``): ``runs/<run_id>.json`` records, ``running/<run_id>.json`` claims,
 ``tables/``, ``plots/``, ``README.md``. ``logs/`` (``$SNNBENCH_LOGS``): ``checkpoints/<run_id>/last.ckpt``,
 ``<method>/<dataset>/<run_id>/`` training logs, ``sweeps/<sweep>/`` local cell logs, ``slurm/<sweep>/``
-submitit files. The data root (``$SNNBENCH_DATA``, else ``~/.cache/snnbench``) holds ``<dataset key>/``.
+submitit files. ``models/`` (``$SNNBENCH_MODELS``): ``<run_id>.pt``, the final weights every ``ok`` run
+keeps (its state dict), which ``bench test --run`` re-tests. The data root (``$SNNBENCH_DATA``, else
+``~/.cache/snnbench``) holds ``<dataset key>/``.
 ``configs/defaults.yaml`` reads the defaults through the ``snnbench_path`` resolver, so they are written here
 only.
 """
@@ -14,8 +16,13 @@ import os
 import re
 from pathlib import Path
 
-ENVIRONMENT = {"results": "SNNBENCH_RESULTS", "logs": "SNNBENCH_LOGS", "data": "SNNBENCH_DATA"}
-FALLBACK = {"results": "results", "logs": "logs", "data": "~/.cache/snnbench"}
+ENVIRONMENT = {
+    "results": "SNNBENCH_RESULTS",
+    "logs": "SNNBENCH_LOGS",
+    "models": "SNNBENCH_MODELS",
+    "data": "SNNBENCH_DATA",
+}
+FALLBACK = {"results": "results", "logs": "logs", "models": "models", "data": "~/.cache/snnbench"}
 
 
 #: A name that becomes part of a path (run id, method, dataset, sweep): a letter or digit, then letters,
@@ -38,8 +45,8 @@ def is_label(value) -> bool:
 
 
 def default(kind: str) -> str:
-    """The default ``results``, ``logs`` or ``data`` location: its environment variable, else the fallback
-    (as written: ``~`` is expanded where the path is used)."""
+    """The default ``results``, ``logs``, ``models`` or ``data`` location: its environment variable, else
+    the fallback (as written: ``~`` is expanded where the path is used)."""
     return os.environ.get(ENVIRONMENT[kind], FALLBACK[kind])
 
 
@@ -49,6 +56,10 @@ def results_root() -> Path:
 
 def logs_root() -> Path:
     return Path(default("logs"))
+
+
+def models_root() -> Path:
+    return Path(default("models"))
 
 
 def data_root() -> Path:
@@ -74,6 +85,16 @@ def plots_dir(results: str | Path) -> Path:
 def checkpoint_dir(logs: str | Path, rid: str) -> Path:
     """Where a run keeps ``last.ckpt``: keyed by run id, so a re-run or a requeued task finds it."""
     return Path(logs) / "checkpoints" / rid
+
+
+def model_path(models: str | Path, rid: str) -> Path:
+    """Where run ``rid`` keeps its final weights: ``<models>/<run_id>.pt``, its name made from the run id
+    (a record's ``model.file`` is checked to be exactly this name, never read as a path)."""
+    return Path(models) / model_file(rid)
+
+
+def model_file(rid: str) -> str:
+    return f"{rid}.pt"
 
 
 def sweep_log_dir(logs: str | Path, sweep: str) -> Path:

@@ -27,14 +27,15 @@ from pytorch_lightning.callbacks import ModelCheckpoint, RichProgressBar
 from pytorch_lightning.plugins.environments import SLURMEnvironment
 from pytorch_lightning.utilities import rank_zero_only
 
-from bench import claims
+from bench import claims, paths
 from bench import config as config_mod
 from bench.errors import BenchError, ConfigError, Diverged, RunInterrupted, StorageError, storage_error
 from bench.guards import DivergenceGuard, diverged
+from bench.kept import load_model, save_model
 from bench.loggers import ResumableCSVLogger, make_logger
 from bench.metrics import EnergyMetrics
 from bench.metrics.rules import PRICING_KEYS
-from bench.paths import checkpoint_dir, claim_path, runs_dir
+from bench.paths import NAME_RULE, checkpoint_dir, claim_path, is_name, model_path, runs_dir
 from bench.registry import get_dataset, get_method
 from bench.results import predictions
 from bench.results.pricing import Pricing, priced
@@ -231,6 +232,7 @@ def run(
         "device": None,
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "wall_time_s": None,
+        "model": None,  # the kept weights (bench.kept), once the run ends ok
     }
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule, model = build(cfg, method, dataset)  # constructors check their arguments: nothing ran yet
@@ -262,6 +264,136 @@ def run(
     return RunResult(record, path)
 
 
+#: What ``bench test`` may override: how and where a kept model is tested (Trainer, metrics callback, the
+#: loader's batch size and workers, the data root), never what was trained or which items are tested.
+TEST_OVERRIDES = ("trainer.*", "metrics.*", "data.batch_size", "data.num_workers", "data.root")
+
+
+def _check_test_overrides(changes: DictConfig) -> None:
+    allowed = {key for key in TEST_OVERRIDES if not key.endswith("*")}
+    groups = {key[:-2] for key in TEST_OVERRIDES if key.endswith("*")}
+    for group, values in changes.items():
+        keys = [f"{group}.{key}" for key in values] if isinstance(values, DictConfig) else [str(group)]
+        refused = [key for key in keys if group not in groups and key not in allowed]
+        if refused:
+            raise ConfigError(
+                f"bench test cannot override {', '.join(refused)}: it re-tests the trained model on the "
+                f"same test items, so only {', '.join(TEST_OVERRIDES)} may change (how and where it is "
+                "tested). To change anything else, train a run with it (`bench run`)."
+            )
+
+
+def _interpolation(node, where: str = "") -> str | None:
+    """The first config value of a record that OmegaConf would resolve (``${...}``), or None: a record may
+    come from someone else, and its config is read as data, never resolved (``${oc.env:...}``)."""
+    if isinstance(node, dict):
+        return next(
+            (f for k, v in node.items() if (f := _interpolation(v, f"{where}{k}.")) is not None), None
+        )
+    if isinstance(node, list):
+        return next((f for v in node if (f := _interpolation(v, where)) is not None), None)
+    return where.rstrip(".") if isinstance(node, str) and "${" in node else None
+
+
+def retest(run_id: str, overrides: list[str] | tuple[str, ...] = ()) -> RunResult:
+    """``bench test --run RUN_ID``: test the model run ``run_id`` kept, without training, and write a new
+    record linked to the training record (``tested_from``).
+
+    The DataModule and the method are rebuilt from the training record's resolved config, where the
+    ``overrides`` may change only :data:`TEST_OVERRIDES` (another device, precision or batch size); the
+    ``paths.*`` are this environment's. The kept weights are checked against the record and loaded with
+    ``weights_only=True`` (:mod:`bench.kept`), then tested by the run's own test code (:func:`_test`),
+    with the same metrics callback. The new record's id is ``<run_id>-test-<hash>`` (the same re-test
+    replaces its earlier record); it is ``ok`` with the metrics and test predictions a run records, the
+    training run's validation accuracy, epoch count and method details (what training decided), and
+    belongs to no sweep. A re-test that fails leaves no record: the error says why."""
+    if not is_name(run_id):
+        raise ConfigError(f"--run {run_id!r} is not a run id ({NAME_RULE}).")
+    path = runs_dir(paths.default("results")) / f"{run_id}.json"
+    if not path.exists():
+        raise BenchError(
+            f"There is no run record {path}: check the run id (`bench status SWEEP` lists a sweep's) and "
+            "SNNBENCH_RESULTS (unset, it is results/ in the current folder)."
+        )
+    trained = read_record(path)
+    if trained["status"] != "ok" or trained.get("stage") == TUNING_STAGE or trained.get("tested_from"):
+        what = (
+            f"is a re-test of {trained['tested_from']}: re-test that run instead"
+            if trained.get("tested_from")
+            else "is a tuning run (scored on validation, never tested; it keeps no model)"
+            if trained.get("stage") == TUNING_STAGE
+            else f"did not end ok (its status is {trained['status']})"
+        )
+        raise BenchError(f"Run {run_id} {what}, so there is no kept model to test.")
+    config = trained.get("config")
+    needed = ("seed", "logger", "method", "data", "trainer", "metrics")
+    if not isinstance(config, dict) or any(key not in config for key in needed):
+        raise BenchError(f"The record {path} holds no complete resolved config to rebuild the run from.")
+    found = _interpolation(config)
+    if found is not None:
+        raise BenchError(f"The record {path} holds an interpolation (${{...}}) at config.{found}: refused.")
+    changes = config_mod.parse_overrides(list(overrides))
+    _check_test_overrides(changes)
+    here = {"paths": {key: paths.default(key) for key in config_mod.PATHS}}
+    cfg = OmegaConf.merge(OmegaConf.create(config), here, changes)
+    method, dataset = trained["method"], trained["dataset"]
+    try:
+        config_mod.validate(cfg, get_method(method), get_dataset(dataset))
+    except ConfigError as error:
+        git = trained.get("git")
+        commit = git.get("commit") if isinstance(git, dict) else None
+        error.add_note(
+            f"(The config is the training record's {path} with the test's overrides: a key this code no "
+            f"longer accepts means another version trained the run{f', commit {commit}' if commit else ''}.)"
+        )
+        raise
+    rid = config_mod.retest_id(run_id, cfg)
+    record = {
+        "run_id": rid,
+        "method": method,
+        "dataset": dataset,
+        "seed": cfg.seed,
+        "sweep": None,  # a re-test belongs to no sweep: no sweep table counts the run twice
+        "variant": None,
+        **{key: None for key in (*SWEEP_FACTS, *CELL_FACTS)},
+        "tested_from": run_id,
+        "status": "running",
+        "error": None,
+        "metrics": {},
+        "config": OmegaConf.to_container(cfg, resolve=True),
+        "git": git_state(),
+        "versions": package_versions(),
+        "device": None,
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "wall_time_s": None,
+        "model": None,  # the weights are the training run's (its record's `model`)
+    }
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    datamodule, model = build(cfg, method, dataset)
+    state = load_model(cfg.paths.models, trained, path)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as error:  # keys or shapes differ: the network this code builds is another one
+        reason = " ".join(str(error).split())[:400]
+        raise BenchError(
+            f"Run {run_id}'s kept model does not fit the network this code builds from its config "
+            f"({reason}): the method was changed since the run was trained. Test it with the version that "
+            "trained it (its record's git commit), or train it again with this one."
+        ) from error
+    reason = model.outside_design()
+    record.update(outside_design=reason is not None, outside_design_reason=reason)
+    record["dataset_facts"] = datamodule.facts.for_record()
+    energy, guard = run_callbacks(cfg)
+    trainer = build_trainer(cfg, method, dataset, rid, callbacks=[energy, guard])
+    start = time.perf_counter()
+    learnt = trained["metrics"]
+    after_fit = {} if learnt.get("val_acc") is None else {"val/acc": learnt["val_acc"]}
+    _test(record, datamodule, model, trainer, energy, after_fit, details=trained.get("method_details") or {})
+    record["metrics"]["epochs"] = learnt.get("epochs")  # the training run's, not this Trainer's (none)
+    record["wall_time_s"] = round(time.perf_counter() - start, 3)
+    return RunResult(record, _write(record, cfg))
+
+
 def _train_and_test(cfg, rid, record, datamodule, model, trainer, energy, history) -> None:
     """Resume or start, train, test, and fill the record in as ``ok``."""
     resume = _resume_point(cfg, rid, record)
@@ -277,17 +409,50 @@ def _train_and_test(cfg, rid, record, datamodule, model, trainer, energy, histor
     if record.get("stage") == TUNING_STAGE:  # validated only: the test set never touches the choice
         record.update(metrics=_validation_metrics(trainer, model, after_fit), status="ok")
         record["device"] = device_name(trainer.strategy.root_device)
+        # No model kept: a tuning run is a candidate configuration scored on validation, never tested;
+        # the ranked cell trains the chosen one again (and keeps its model).
         return
+    _test(record, datamodule, model, trainer, energy, after_fit)
+    _keep_model(record, cfg, model)
+
+
+def _test(record, datamodule, model, trainer, energy, after_fit: dict, details: dict | None = None) -> None:
+    """Test ``model`` and fill the record in as ``ok``: the device, the metrics (with ``after_fit``, what
+    training logged last), the metrics callback's per-layer counts, the method's details (``details``,
+    else ``model.run_details()``) and the per-item test predictions. One code path for a run's test and
+    for ``bench test`` re-testing a kept model (:func:`retest`), so both measure alike."""
     trainer.test(model, datamodule=datamodule, verbose=False)
     record["device"] = device_name(trainer.strategy.root_device)
     metrics = {**_collect_metrics(trainer, model, after_fit), **energy.summary}
-    details = model.run_details()
+    details = model.run_details() if details is None else details
     found = first_non_finite({"metrics": metrics, "method_details": details})
     if found is not None:  # e.g. a NaN test loss, a learnt tau thrown to infinity
         raise diverged(model, f"The run's {found[0]} is {found[1]} (the trained network is not finite)")
     record.update(metrics=metrics, layers=energy.layers, method_details=details, status="ok")
     outcomes = getattr(model, "test_outcomes", None)  # None: a plugin's own test epoch hooks skip ours
     record["test_predictions"] = predictions_entry(outcomes, datamodule.test_ids)
+
+
+def _keep_model(record: dict, cfg: DictConfig, model) -> None:
+    """Keep the tested model's weights in ``<paths.models>/<run_id>.pt`` (global rank 0, which writes the
+    record) and name them in the record. One that cannot be written (a full disk, a read-only folder)
+    loses no run: the record says ``model: null`` and a warning says why."""
+    record["model"] = None
+    if rank_zero_only.rank != 0:
+        return
+    rid = record["run_id"]
+    try:
+        record["model"] = save_model(model, cfg.paths.models, rid)
+    except OSError as error:
+        _log.warning(
+            "%s: could not keep its model in %s (%s). The run is recorded ok without it (model: null), so "
+            "`bench test --run %s` cannot re-test it; with room in paths.models (SNNBENCH_MODELS), the "
+            "same run with --rerun trains it again and keeps one.",
+            rid,
+            model_path(cfg.paths.models, rid),
+            error.strerror or error,
+            rid,
+        )
 
 
 def predictions_entry(outcomes, test_ids) -> dict | None:

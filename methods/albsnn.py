@@ -90,6 +90,12 @@ Reconstructions [R] (``papers.md`` §3, §1.1; the paper's ALE formula and selec
 Energy and storage (``papers.md`` §1.5): binarised layers still cost ACs on spikes; they are declared with
 1-bit weights and one 32-bit ``alpha`` per output channel, so the metrics callback reports the storage.
 
+Kept models (``bench test``): what training decides and the test uses is in the state dict: each
+``BinaryConv2d``'s ``binarised`` and ``bwo`` flags and ``bwo_alpha`` are buffers (BWO's sign flips are in
+the latent weights). The selection's history (``history``), the calibration set and the ``choice=random``
+permutation only drive and describe training: they stay Python attributes (the history is checkpointed
+for resuming and recorded in ``method_details``, which a re-test's record copies).
+
 The binary layer (``BinaryConv2d``: binarisation, its straight-through estimator, the BWO update and the
 storage count) is in ``methods/common/binary.py``; this module keeps the ALE, the selection policies, the
 GAP network and the LightningModule.

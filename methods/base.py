@@ -7,6 +7,13 @@ owns what every method needs done the same way: input encoding, readout, loss, o
 schedule, accuracy, the per-batch neuron reset, the NaN-loss guard, and the declarations the metrics
 callback reads: whether the method is spiking at all, its spiking layers and its synaptic layers. It
 also states the contract's rule on ``time_steps`` (``check_time_steps``), which the config check runs.
+
+Kept models: a run keeps only its model's ``state_dict``, and ``bench test --run`` re-tests it by building
+a fresh model from the run's config and loading that state dict. So whatever a method decides while
+training and uses at test time must live in parameters or buffers (``register_buffer``), never only in a
+Python attribute; what only describes training (a history for the record) may stay outside, in
+``run_details``, which the re-test's record copies from the training record
+(``tests/test_kept_models.py`` checks every registered method).
 """
 
 from __future__ import annotations

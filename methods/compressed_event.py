@@ -33,6 +33,10 @@ on the matched backbone (``32C3-AP2-64C3-AP2-128C3-AP2``) the flattened 128 x 3 
 neurons doubled the parameters (208,304 on mnist5k against lif_sg's 104,426); averaged, they are 105,904
 (106,192 on nmnist_sim), within 10 % of every other method's (``configs/sweeps/matched.yaml``).
 
+Kept models (``bench test``): the learnt membrane time constants and synaptic filter coefficients are
+parameters (each neuron's ``w`` and ``w_syn``), so they are in the state dict with the weights; the
+fixed ones (``learnable_tau=false``, ``input_gain``) come from the config.
+
 Adaptation (ours): on static images there are no events to compress; the input is a constant current,
 the image at every one of the T steps (direct encoding). Energy: the compressed current is real-valued,
 so conv1 costs MACs at every step (``T_analog = T``); later layers see graded spikes (amplitude ACs).

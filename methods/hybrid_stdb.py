@@ -119,6 +119,12 @@ step in which it had an event), what records before issue 30 did; the record's `
 nmnist_sim, T = 2 steps of 8 frames, the matched backbone, 2 + 2 epochs, seed 0: counts give the ANN
 0.9225, the converted SNN 0.6775, test 0.871 and 23.1 uJ per sample; binary 0.8975, 0.7475, 0.860, 23.7 uJ.
 
+Kept models (``bench test``): the converted network is in the state dict: the neurons' thresholds
+(``v_threshold``, a buffer of ``SingleSpikeIF``), the folded BN (its weight, bias and running statistics,
+the frozen bias carrier) and ``converted`` (a buffer, which keeps the folded BN frozen). ``ann_mode`` is
+False in a fresh model and set False at every test start; ``details`` and the resolved ``ann_epochs``
+only describe training (``method_details``, which a re-test's record copies).
+
 This module keeps what defines the method: the encoding, the networks, the readout and loss, the two-phase
 schedule and the LightningModule. The machinery it uses lives in ``methods/common/``: the single-spike IF
 neuron and its fused form in ``neurons.py`` (``SingleSpikeIF``; ``STDBNeuron`` here adds the steps before

@@ -22,8 +22,9 @@ if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
 
 @pytest.fixture
 def workdir(tmp_path, monkeypatch):
-    """Point results, logs and the data root at a fresh temporary directory."""
+    """Point results, logs, kept models and the data root at a fresh temporary directory."""
     monkeypatch.setenv("SNNBENCH_RESULTS", str(tmp_path / "results"))
     monkeypatch.setenv("SNNBENCH_LOGS", str(tmp_path / "logs"))
+    monkeypatch.setenv("SNNBENCH_MODELS", str(tmp_path / "models"))
     monkeypatch.setenv("SNNBENCH_DATA", str(tmp_path / "data"))
     return tmp_path

@@ -43,12 +43,13 @@ QUICK = [f"{key}={value}" for key, value in QUICK_SETTINGS.items()]
 
 # --- the command line as a user meets it -----------------------------------------------------------------
 def env_for(folder: Path, columns: int | None = None) -> dict:
-    """The environment of a ``bench`` subprocess writing results, logs and data under ``folder``."""
+    """The environment of a ``bench`` subprocess writing results, logs, models and data under ``folder``."""
     return {
         **os.environ,
         **({"COLUMNS": str(columns)} if columns else {}),
         "SNNBENCH_RESULTS": str(folder / "results"),
         "SNNBENCH_LOGS": str(folder / "logs"),
+        "SNNBENCH_MODELS": str(folder / "models"),
         "SNNBENCH_DATA": str(folder / "data"),
     }
 

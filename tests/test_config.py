@@ -17,7 +17,7 @@ def layered_configs(tmp_path):
     (root / "datasets").mkdir(parents=True)
     (root / "methods").mkdir()
     (root / "defaults.yaml").write_text(
-        "seed: 0\nlogger: none\npaths: {results: r, logs: l}\nmethod: {}\nmetrics: {}\n"
+        "seed: 0\nlogger: none\npaths: {results: r, logs: l, models: m}\nmethod: {}\nmetrics: {}\n"
         "data: {root: /data, batch_size: 1}\n"
         "trainer: {max_epochs: 1, log_every_n_steps: 1, min_epochs: 1, max_steps: 1, max_time: null}\n"
     )

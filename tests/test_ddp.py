@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 from helpers import QUICK
 
 from bench.runner import run
@@ -66,3 +67,8 @@ def test_two_process_ddp_counts_equal_one_process(workdir):
     # every item's prediction, gathered from both ranks back into the test set's order
     assert ddp["test_predictions"]["items"] == single["test_predictions"]["items"] == 1000
     assert ddp["test_predictions"] == single["test_predictions"]
+    # the model is kept once, by rank 0: the seeded, untrained weights of the one-process run
+    models = workdir / "models"
+    kept, alone = (torch.load(models / r["model"]["file"], weights_only=True) for r in (ddp, single))
+    assert kept.keys() == alone.keys() and all(torch.equal(kept[key], alone[key]) for key in kept)
+    assert sorted(p.name for p in models.iterdir()) == sorted(r["model"]["file"] for r in (ddp, single))

@@ -106,6 +106,7 @@ def test_a_dataset_added_as_the_readme_says_is_listed_and_trains_on_its_fixture(
     env = {name: value for name, value in os.environ.items() if not name.startswith("SNNBENCH_")}
     env |= {"PYTHONPATH": str(checkout), "COLUMNS": "200", "SNNBENCH_RESULTS": str(tmp_path / "results")}
     env |= {"SNNBENCH_LOGS": str(tmp_path / "logs"), "SNNBENCH_DATA": str(tmp_path / "elsewhere")}
+    env |= {"SNNBENCH_MODELS": str(tmp_path / "models")}
 
     def python(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run(

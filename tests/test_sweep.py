@@ -261,6 +261,9 @@ def test_a_tuned_sweep_validates_then_tests_the_chosen_configuration(workdir):
     best = 0.001 if scores[0] >= scores[1] else 0.003
     assert ranked["config"]["method"]["lr"] == best and ranked["tuning"]["chosen"] == {"method.lr": best}
     assert ranked["sweep"] == "tuned" and "test_acc" in ranked["metrics"] and ranked["test_predictions"]
+    # only the tested run keeps its model: a tuning run is never tested
+    assert all(r["model"] is None for r in tuned)
+    assert [p.name for p in (workdir / "models").iterdir()] == [ranked["model"]["file"]]
     assert any("waiting for their tuning runs" in line for line in said)
 
 

@@ -272,7 +272,9 @@ NOT_THE_EXPERIMENT = (
 
 
 def experiment_settings(record: dict) -> dict[str, object]:
-    """A record's resolved config as flat ``group.key: value`` pairs, minus :data:`NOT_THE_EXPERIMENT`."""
+    """A record's resolved config as flat ``group.key: value`` pairs, minus :data:`NOT_THE_EXPERIMENT`; and
+    ``retest: True`` for a ``bench test`` record, so that a re-test is a row of its own (labelled
+    ``re-test``), never counted as one more run of the model it re-tested."""
     flat: dict[str, object] = {}
 
     def walk(node, prefix):
@@ -286,6 +288,8 @@ def experiment_settings(record: dict) -> dict[str, object]:
                 flat[dotted] = value
 
     walk(record.get("config") or {}, "")
+    if record.get("tested_from"):  # `bench test`: a kept model re-tested, never another run beside it
+        flat["retest"] = True
     return flat
 
 
@@ -329,7 +333,10 @@ def label_experiments(groups: list[Group]) -> None:
             variant = next((r.get("variant") for r in g.records if r.get("variant")), "")
             # a grid over method.time_steps names no variant
             variant = ",".join(p for p in variant.split(",") if p and not p.startswith("method.time_steps="))
-            g.label = variant or ", ".join(f"{k}={s.get(k)}" for k in shown)
+            # a re-test (`bench test`) is labelled so; the runs beside it are not labelled "retest=None"
+            parts = [f"{k}={s.get(k)}" for k in shown if k != "retest"]
+            parts += ["re-test"] if "retest" in s else []
+            g.label = variant or ", ".join(parts)
 
 
 def reference_group(group: Group, groups: list[Group], reference: str) -> Group | None:

@@ -12,6 +12,7 @@ import logging
 import math
 import os
 import platform
+import re
 import subprocess
 import tempfile
 from datetime import datetime
@@ -21,7 +22,7 @@ from pathlib import Path
 from bench import PROJECT_ROOT
 from bench.errors import BenchError, storage_error
 from bench.metrics.rules import RAW_FIELDS
-from bench.paths import NAME_RULE, is_label, is_name, runs_dir
+from bench.paths import NAME_RULE, is_label, is_name, model_file, runs_dir
 from bench.results import predictions
 
 _log = logging.getLogger("bench")
@@ -194,14 +195,43 @@ def record_problem(record, path: Path) -> str | None:
         accuracy = metrics.get("val_acc")
         if not _number(accuracy) or not 0 <= accuracy <= 1:
             return f"it is an ok tuning run but its validation accuracy {accuracy!r} is not a fraction"
-        return None
+        return _model_problem(record)
     if record["status"] == "ok":
         accuracy, steps = metrics.get("test_acc"), metrics.get("time_steps")
         if not _number(accuracy) or not 0 <= accuracy <= 1:
             return f"it says ok but its test accuracy {accuracy!r} is not a fraction between 0 and 1"
         if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
             return f"it says ok but its time_steps {steps!r} is not a whole number >= 1"
-        return layers_problem(record)
+        return layers_problem(record) or _model_problem(record)
+    return _model_problem(record)
+
+
+#: A kept model's entry in its record: ``{"file": "<run_id>.pt", "bytes": N, "sha256": "<hex>"}``.
+MODEL_KEYS = {"file", "bytes", "sha256"}
+SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def _model_problem(record: dict) -> str | None:
+    """Why a record's ``model`` (the kept weights, or null) or ``tested_from`` (the run a ``bench test``
+    record re-tested, or null) is not what snnbench writes, or None. The file is never a path taken from
+    the record: it must be exactly ``<run_id>.pt``, and ``bench test`` opens that name in ``paths.models``."""
+    tested_from = record.get("tested_from")
+    if tested_from is not None and (not is_name(tested_from) or tested_from == record["run_id"]):
+        return f"its tested_from {tested_from!r} is not another run's id ({NAME_RULE})"
+    model = record.get("model")
+    if model is None:
+        return None
+    if not isinstance(model, dict) or set(model) != MODEL_KEYS:
+        return "its model is not an object of file, bytes and sha256, or null"
+    if model["file"] != model_file(record["run_id"]):
+        return f"its model file {model['file']!r} is not {model_file(record['run_id'])} (its run id's)"
+    size = model["bytes"]
+    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+        return f"its model's bytes {size!r} is not a whole number >= 1"
+    if not isinstance(model["sha256"], str) or SHA256.fullmatch(model["sha256"]) is None:
+        return f"its model's sha256 {model['sha256']!r} is not 64 lower-case hex digits"
+    if record.get("status") != "ok" or record.get("stage") == TUNING_STAGE or tested_from is not None:
+        return "it keeps a model but is not an ok run that was trained and tested"
     return None
 
 
