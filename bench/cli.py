@@ -109,11 +109,41 @@ def _summary_table(record: dict) -> Table:
     return table
 
 
+def print_config(method: str, dataset: str, cfg, heading: list[str], waiting: str | None = None) -> None:
+    """``--print-config``: the resolved config as YAML, after comment lines (the output stays valid YAML)
+    that say what it is, its run id and whether that run is recorded. Reads only: nothing is written."""
+    from bench.config import run_id
+    from bench.paths import runs_dir
+    from bench.results.records import read_status
+
+    lines = list(heading)
+    if waiting is not None:  # a tuned cell before its choice: its run id depends on the choice
+        lines.append(f"no run id yet: the cell waits ({waiting}); the config is the one before the choice")
+    else:
+        rid = run_id(method, dataset, cfg)
+        path = runs_dir(cfg.paths.results) / f"{rid}.json"
+        status = read_status(path)
+        lines.append(f"run id: {rid}")
+        lines.append(f"recorded: {status} ({path})" if status else "recorded: not yet")
+    text = "".join(f"# {line}\n" for line in lines) + OmegaConf.to_yaml(cfg, resolve=True)
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from bench.results.pricing import repriceable
     from bench.runner import quiet_lightning, run
 
     quiet_lightning()
+    if args.print_config:
+        from bench.config import load_config
+
+        seed = [f"seed={args.seed}"] if args.seed is not None else []  # as bench.runner.run adds it
+        cfg = load_config(args.method, args.dataset, [*args.overrides, *seed])
+        print_config(
+            args.method, args.dataset, cfg, [f"bench run --method {args.method} --dataset {args.dataset}"]
+        )
+        return 0
     result = run(args.method, args.dataset, args.overrides, seed=args.seed, rerun=args.rerun)
     console.print(_summary_table(result.record))
     if result.trained:
@@ -211,9 +241,29 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def print_cell_config(file: str, number: int) -> int:
+    """``bench sweep S --print-config CELL``: cell ``CELL`` (numbered as ``--dry-run`` numbers them) of the
+    sweep, its config merged and validated (the other cells are not checked), printed as YAML."""
+    from bench import sweep as sweeps
+
+    sweep = sweeps.load_sweep(file, check=False)
+    if number >= len(sweep.cells):
+        raise BenchError(
+            f"Sweep {sweep.name} has no cell {number}: its cells are numbered 0 to {len(sweep.cells) - 1} "
+            f"(`bench sweep {file} --dry-run` lists them)."
+        )
+    cell = sweep.cells[number]
+    cfg = cell.config()
+    heading = [f"sweep {sweep.name}, cell {number} of {len(sweep.cells)}: {cell.label}"]
+    print_config(cell.method, cell.dataset, cfg, heading, waiting=cell.waiting)
+    return 0
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
     from bench import sweep as sweeps
 
+    if args.print_config is not None:
+        return print_cell_config(args.file, args.print_config)
     sweep = sweeps.load_sweep(args.file)
     if args.dry_run:
         print_plan(sweeps.plan(sweep, args.executor, args.cells_per_task, args.retry_failed), sweep.name)
@@ -375,6 +425,12 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument(
         "--rerun", action="store_true", help="train again even if this run id has an ok record (replaced)"
     )
+    p_run.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the merged, resolved config as YAML and the run id, then exit (nothing trains, nothing "
+        "is written)",
+    )
     p_run.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
     p_run.set_defaults(func=cmd_run)
 
@@ -408,6 +464,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="local: cells at a time (1); slurm: array parallelism",
     )
     p_sweep.add_argument("--retry-failed", action="store_true", help="run cells whose record says failed")
+    p_sweep.add_argument(
+        "--print-config",
+        type=whole_number(0),
+        metavar="CELL",
+        help="print cell CELL's merged, resolved config (cells numbered as --dry-run numbers them) as YAML "
+        "and its run id, then exit",
+    )
     p_sweep.add_argument("--tables", action="store_true", help="run `bench tables` when the sweep ends")
     slurm = p_sweep.add_argument_group("slurm (override the sweep file's `slurm` block)")
     slurm.add_argument("--partition")

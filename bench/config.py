@@ -35,11 +35,32 @@ RUNNER_OWNED_TRAINER_KEYS = ("callbacks", "logger", "default_root_dir", "plugins
 LOGGERS = ("csv", "wandb", "none")
 #: The ``paths.*`` keys (bench/paths.py): where records, logs and kept models go.
 PATHS = ("results", "logs", "models")
-TOP_LEVEL_KEYS = ("seed", "logger", "sweep", "variant", "paths", "method", "data", "trainer", "metrics")
+TOP_LEVEL_KEYS = (
+    "seed",
+    "logger",
+    "sweep",
+    "variant",
+    "paths",
+    "method",
+    "data",
+    "trainer",
+    "metrics",
+    "progress",
+)
+#: The ``progress`` group (what a run prints while it trains, bench.training_lines): its keys and the
+#: values a config without the group gets.
+PROGRESS_DEFAULTS = {"lines": "auto", "every_n_steps": 50, "every_s": 30}
 #: Keys that locate files, name things, change only what is printed or only price the counts, not the
 #: experiment: left out of the run id (a sweep variant's name labels its overrides, which are part of the
 #: id).
-NON_IDENTITY_KEYS = ("paths", "data.root", "trainer.enable_progress_bar", "variant", *PRICING_KEYS)
+NON_IDENTITY_KEYS = (
+    "paths",
+    "data.root",
+    "trainer.enable_progress_bar",
+    "progress",
+    "variant",
+    *PRICING_KEYS,
+)
 #: Options added after runs were recorded, each with the value that builds what those runs built: at that
 #: value the key is left out of the run id, so declaring the option keeps every earlier run id (the config
 #: saved with a run still shows it); any other value is part of the id.
@@ -208,6 +229,30 @@ def _check_trainer(values: DictConfig) -> None:
         chatter.setLevel(level)
 
 
+def _check_progress(group) -> None:
+    """The ``progress`` group (optional: a config without it prints as :data:`PROGRESS_DEFAULTS` say)."""
+    if group is None:
+        return
+    if not isinstance(group, DictConfig):
+        raise ConfigError(f"progress must be a mapping of {', '.join(PROGRESS_DEFAULTS)}, got {group!r}.")
+    unknown = set(group) - set(PROGRESS_DEFAULTS)
+    if unknown:
+        raise ConfigError(
+            f"Unknown key(s) {', '.join(f'progress.{k}' for k in sorted(unknown))}. Valid progress keys: "
+            f"{', '.join(PROGRESS_DEFAULTS)}."
+        )
+    lines, steps, seconds = (group.get(key, PROGRESS_DEFAULTS[key]) for key in PROGRESS_DEFAULTS)
+    if lines not in ("auto", True, False):
+        raise ConfigError(
+            f"progress.lines={lines!r} is not one of auto (plain lines when stdout is not a terminal), "
+            "true (always), false (never)."
+        )
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ConfigError(f"progress.every_n_steps={steps!r} must be a whole number of at least 1.")
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds > 0:
+        raise ConfigError(f"progress.every_s={seconds!r} must be a number of seconds above 0.")
+
+
 def validate(cfg: DictConfig, method_cls: type, dataset_cls: type) -> None:
     """Check every key against the class that receives it; raise :class:`ConfigError` naming valid keys."""
     import pytorch_lightning as pl
@@ -233,6 +278,7 @@ def validate(cfg: DictConfig, method_cls: type, dataset_cls: type) -> None:
         raise ConfigError(
             f"variant must be a variant's name (one line of text) or null, got {cfg.variant!r}."
         )
+    _check_progress(cfg.get("progress"))
     _check_finite(cfg)
     _check_group("method", cfg.method, method_cls, exclude=METHOD_FACTS)
     _check_group("data", cfg.data, dataset_cls)

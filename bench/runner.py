@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import ModelCheckpoint, RichProgressBar
+from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.plugins.environments import SLURMEnvironment
 from pytorch_lightning.utilities import rank_zero_only
 
@@ -51,6 +51,7 @@ from bench.results.records import (
     read_status,
     write_record,
 )
+from bench.training_lines import progress_display
 
 
 @dataclass
@@ -112,9 +113,9 @@ def build(cfg: DictConfig, method: str, dataset: str):
 
 def build_trainer(cfg: DictConfig, method: str, dataset: str, rid: str, callbacks=()) -> pl.Trainer:
     trainer_kwargs = _to_kwargs(cfg.trainer)
-    callbacks = list(callbacks)
-    if trainer_kwargs.get("enable_progress_bar", True):
-        callbacks.append(RichProgressBar())
+    # the Rich bar on a terminal, plain lines in a log (bench.training_lines)
+    shown, trainer_kwargs["enable_progress_bar"] = progress_display(cfg)
+    callbacks = [*callbacks, *shown]
     if trainer_kwargs.get("enable_checkpointing", True):
         # The newest epoch only, as last.ckpt, overwritten at every epoch end.
         latest = ModelCheckpoint(

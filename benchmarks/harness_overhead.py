@@ -4,7 +4,8 @@ For each method, in one process, on the same batches and the same device:
 
 * **harness**: ``trainer.fit`` of the Trainer that ``bench.runner.build_trainer`` builds, with the
   callbacks a run adds (``bench.runner.run_callbacks``: the metrics callback and the divergence guard, plus
-  the progress bar, checkpoint and CSV logger that ``build_trainer`` adds itself), from the method's config;
+  the progress display, checkpoint and CSV logger that ``build_trainer`` adds itself), from the method's
+  config;
 * **bare**: what the method's ``training_step`` computes minus the harness: forward, the method's own
   ``compute_loss``, backward, the optimiser step and the lr-schedule step of the method's own
   ``configure_optimizers``, ``zero_grad`` (under the same autocast / grad scaler as the Trainer's precision).
@@ -20,10 +21,12 @@ logging (every ``trainer.log_every_n_steps``). Epoch-end work (validation, check
 outside it: this is the steady-state step cost. Paths are interleaved (bare, harness, bare, ...) after a
 warm-up of each; the median of ``--repeats`` is reported, with the ratio harness / bare (goal >= 0.97).
 
-The progress bar renders to stdout as in a run (its cost differs between a terminal and a pipe);
-``--overrides trainer.enable_progress_bar=false`` measures without it. ``--profile`` runs each path once
-more under cProfile (inside the window only) and prints where the harness spends time beyond the bare
-loop, and the places that read tensor values to the host per step (each a device synchronisation on a GPU).
+The progress display renders to stdout as in a run: the Rich bar on a terminal, plain lines through a pipe
+(``bench.training_lines``: a line every ``progress.every_n_steps`` steps, the loss read to the host once a
+line); ``--overrides trainer.enable_progress_bar=false progress.lines=false`` measures without either.
+``--profile`` runs each path once more under cProfile (inside the window only) and prints where the harness
+spends time beyond the bare loop, and the places that read tensor values to the host per step (each a
+device synchronisation on a GPU).
 
 Usage: ``.venv/bin/python benchmarks/harness_overhead.py [--methods lif_sg multi_threshold]
 [--dataset mnist5k] [--steps 40] [--repeats 5] [--threads 1] [--device cpu|cuda] [--profile]``

@@ -31,6 +31,7 @@ import numpy as np
 
 from bench.errors import DataError
 from bench.processes import pid_alive
+from bench.progress import Phase
 from datamodules.events import READER_VERSION, Events, downsample, events_to_frames
 
 log = logging.getLogger(__name__)
@@ -191,7 +192,14 @@ def build_frame_cache(
     workers: int = 2,
 ) -> None:
     """Read every sample, integrate it into frames and write ``frames.npy``, ``events.npy``, ``meta.json``
-    (with the arrays' checksums). Orphaned temporary folders of killed builds are removed first."""
+    (with the arrays' checksums). Orphaned temporary folders of killed builds are removed first. Says what
+    it builds and where, how far it got (at most every 30 s) and how long it took (:mod:`bench.progress`)."""
+    files = len(set(index.paths))
+    phase = Phase("frame cache")
+    phase.start(
+        f"building the frames of {len(index)} samples from {files} files ({spec.frames} frames by "
+        f"{spec.split_by}, {spec.height}x{spec.width}) in {cache}"
+    )
     remove_orphans(cache.parent, TMP_MARK)
     tmp = cache.with_name(f"{cache.name}{TMP_MARK}{owner_tag()}")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -199,7 +207,7 @@ def build_frame_cache(
     try:
         for dtype in (np.uint16, np.uint32):
             try:
-                _write_frames(tmp, index, read, sensor, spec, dtype, workers)
+                _write_frames(tmp, index, read, sensor, spec, dtype, workers, phase)
                 break
             except _Overflow:
                 continue
@@ -220,6 +228,8 @@ def build_frame_cache(
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    size = sum(f.stat().st_size for f in cache.iterdir() if f.is_file())
+    phase.end(f"built {cache}", f" ({size / 2**20:.1f} MiB)")
 
 
 def _integrate_group(group, index, read, sensor, spec) -> list[tuple[int, np.ndarray]]:
@@ -250,20 +260,22 @@ def _integrated(index, read, sensor, spec, workers) -> Iterator[tuple[int, np.nd
             yield from pending.popleft().result()
 
 
-def _write_frames(tmp: Path, index, read, sensor, spec, dtype, workers) -> None:
+def _write_frames(tmp: Path, index, read, sensor, spec, dtype, workers, phase: Phase) -> None:
     shape = (len(index), spec.frames, 2, spec.height, spec.width)
     frames = np.lib.format.open_memmap(tmp / "frames.npy", mode="w+", dtype=dtype, shape=shape)
     counts = np.zeros(len(index), dtype=np.int64)
     limit, peak = np.iinfo(dtype).max, 0
+    files, files_done, previous = len(set(index.paths)), 0, None
     for done, (i, sample) in enumerate(_integrated(index, read, sensor, spec, workers), 1):
+        if index.paths[i] != previous:  # a file's samples come one after another
+            files_done, previous = files_done + 1, index.paths[i]
         top = int(sample.max()) if sample.size else 0
         if top > limit:
             raise _Overflow
         peak = max(peak, top)
         frames[i] = sample
         counts[i] = int(sample.sum())
-        if done % 10000 == 0:
-            log.info("frame cache %s: %d / %d samples", spec.name, done, len(index))
+        phase.tick(f"{files_done}/{files} files read, {done}/{len(index)} samples")
     frames.flush()
     del frames
     if peak <= np.iinfo(np.uint8).max:  # most datasets: halve the cache

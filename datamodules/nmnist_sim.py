@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.errors import DataError
+from bench.progress import Phase
 from bench.registry import register_dataset
 from datamodules.base import stratified_split
 from datamodules.events import Events, encode_nmnist_bin
@@ -162,6 +163,8 @@ def generate(folder: Path, seed: int = SIM_SEED) -> dict:
     leftovers of a generation that was killed are removed first."""
     images, labels = load_mnist5k()
     files = layout(labels)
+    phase = Phase("nmnist_sim")
+    phase.start(f"simulating {len(images)} event recordings of the mnist5k digits into {folder}")
     folder.mkdir(parents=True, exist_ok=True)
     remove_orphans(folder, GENERATING)
     tmp = folder / f"{GENERATING}{owner_tag()}"
@@ -174,6 +177,7 @@ def generate(folder: Path, seed: int = SIM_SEED) -> dict:
         for i, events in enumerate(simulate(images, seed)):
             (tmp / files[i]).write_bytes(encode_nmnist_bin(events))
             total += events.size
+            phase.tick(f"{i + 1}/{len(images)} recordings")
         for split in ("Train", "Test"):
             shutil.rmtree(folder / split, ignore_errors=True)
             (tmp / split).rename(folder / split)
@@ -181,6 +185,7 @@ def generate(folder: Path, seed: int = SIM_SEED) -> dict:
         shutil.rmtree(tmp, ignore_errors=True)
     marker = {"version": SIM_VERSION, "seed": seed, "samples": len(images), "events": total}
     (folder / "generator.json").write_text(json.dumps(marker, indent=1))
+    phase.end(f"wrote {len(images)} recordings")
     return marker
 
 

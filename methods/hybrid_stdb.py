@@ -142,6 +142,7 @@ import torch
 from torch import nn
 
 from bench.errors import ConfigError
+from bench.progress import Phase, say
 from bench.registry import register_method
 from methods.base import BenchMethod
 from methods.common.conversion import NORMS, SYNAPSES, fold_and_calibrate
@@ -469,12 +470,27 @@ class HybridSTDB(BenchMethod):
             optimizer.state.clear()
         self.train(was_training)
 
+    def _say(self, line: str) -> None:
+        """A line around the progress bar on a terminal (Lightning's ``print``), else printed and flushed
+        at once (a log file shows it now)."""
+        bar = self.trainer.progress_bar_callback
+        if bar is not None and bar.is_enabled:
+            self.print(line)
+        else:
+            say(line)
+
     def _convert_here(self) -> None:
         trainer, data = self.trainer, self.trainer.datamodule
         limit = trainer.limit_train_batches
         train = data.train_dataloader()
         count = limit if isinstance(limit, int) else math.ceil(limit * len(train))
-        batches = self._loader_batches(train, max(1, min(self.calibration_batches, count)))
+        calibration = max(1, min(self.calibration_batches, count))
+        phase = Phase("hybrid_stdb", printer=self._say)
+        phase.start(
+            f"converting the ANN to an SNN at T = {self.time_steps}: BN folded, thresholds calibrated at "
+            f"{len(self.threshold_scales)} scale(s) on {calibration} training batch(es), the best kept"
+        )
+        batches = self._loader_batches(train, calibration)
         self.eval()
         self.set_ann_mode(False)
         inputs = [self.encode(x) for x, _ in batches]
@@ -485,6 +501,7 @@ class HybridSTDB(BenchMethod):
             self.threshold_scales,
             lambda outputs: self.accuracy(batches, outputs),
             self.readout,
+            progress=phase,
         )
         val_limit = trainer.limit_val_batches
         val = data.val_dataloader()
@@ -495,9 +512,10 @@ class HybridSTDB(BenchMethod):
             conversion={f"net.{k}": v for k, v in layers.items()},
             converted_snn_val_acc=self.accuracy(self._loader_batches(val, val_count)) if val_count else None,
         )
-        self.print(
-            f"hybrid_stdb: ANN val acc {self.details['ann_val_acc']}; converted SNN val acc "
-            f"{self.details['converted_snn_val_acc']} (threshold scale {best}); STDB fine-tuning follows."
+        phase.end(
+            "converted",
+            f": ANN val acc {self.details['ann_val_acc']}; converted SNN val acc "
+            f"{self.details['converted_snn_val_acc']} (threshold scale {best}); STDB fine-tuning follows.",
         )
 
     def configure_optimizers(self):

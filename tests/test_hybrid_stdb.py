@@ -349,7 +349,7 @@ def test_the_ann_phase_is_a_fraction_of_the_epoch_budget_unless_ann_epochs_is_gi
         ann_epochs(-1, ann_fraction=0.3)
 
 
-def test_the_ann_phase_and_the_conversion_run_inside_lightnings_fit(workdir, monkeypatch):
+def test_the_ann_phase_and_the_conversion_run_inside_lightnings_fit(workdir, monkeypatch, capsys):
     modes = []
     step = HybridSTDB.training_step
     monkeypatch.setattr(
@@ -385,6 +385,15 @@ def test_the_ann_phase_and_the_conversion_run_inside_lightnings_fit(workdir, mon
     assert facts["blocked_share"] == stdb["blocked_share"] and facts["stdb_epochs"] == 1
     assert facts["stdb_gain"] == pytest.approx(stdb["val_acc"] - facts["converted_accuracy"], abs=1e-4)
     assert all(isinstance(value, int | float) for value in facts.values())
+    # the conversion says what it does, each scale's outcome and how long it took, between the epochs' lines
+    said = [line for line in capsys.readouterr().out.splitlines() if line.startswith("hybrid_stdb: ")]
+    assert said[0].startswith("hybrid_stdb: converting the ANN to an SNN at T = 5")
+    assert "2 scale(s) on 2 training batch(es)" in said[0]
+    assert [line.split(": calibration accuracy")[0] for line in said[1:3]] == [
+        "hybrid_stdb: threshold scale 1.0 (1/2)",
+        "hybrid_stdb: threshold scale 1.4 (2/2)",
+    ]
+    assert said[-1].startswith("hybrid_stdb: converted in ") and "STDB fine-tuning follows" in said[-1]
 
 
 def test_a_run_that_ends_with_the_ann_phase_tests_the_converted_snn(workdir):

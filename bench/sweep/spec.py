@@ -12,6 +12,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from bench import CONFIG_DIR, PROJECT_ROOT, paths, registry
 from bench import config as config_mod
 from bench.errors import BenchError, ConfigError
+from bench.progress import Counter
 from bench.results.records import TRACKS
 from bench.sweep.tuning import expand, read_tuning
 
@@ -289,6 +290,33 @@ def _excluded(cell: Cell, rules: list[dict]) -> bool:
     return any(all(matches(k, v) for k, v in rule.items()) for rule in rules)
 
 
+def _check_cells(cells: list[Cell], path: Path) -> None:
+    """Merge and validate every cell's config; two cells that are one run are an error. Says how far it
+    got on stderr (``checking cells 40/252``) once it has taken over 2 s (:class:`bench.progress.Counter`)."""
+    runs: dict[str, Cell] = {}
+    counter = Counter("checking cells", len(cells))
+    try:
+        for number, cell in enumerate(cells):
+            counter.update(number)
+            try:
+                config = cell.config()
+            except BenchError as error:
+                raise type(error)(f"Sweep {path.stem}, cell {cell.label}: {error}") from error
+            if cell.waiting:  # its run id waits for the choice
+                continue
+            rid = config_mod.run_id(cell.method, cell.dataset, config)
+            if rid in runs:  # e.g. two variants with the same overrides: one run trained twice
+                raise ConfigError(
+                    f"Sweep file {path}: the cells {runs[rid].label} and {cell.label} are the same run "
+                    f"({rid}): their configs are identical. Drop one, or make their overrides differ."
+                )
+            runs[rid] = cell
+    except BaseException:
+        counter.done(complete=False)
+        raise
+    counter.done()
+
+
 def load_sweep(name_or_path: str, check: bool = True) -> Sweep:
     """Read and expand a sweep file; with ``check``, every cell's config is merged and validated (unknown
     methods, datasets or keys are reported before anything runs)."""
@@ -363,19 +391,5 @@ def load_sweep(name_or_path: str, check: bool = True) -> Sweep:
     if tuning is not None:
         cells = expand(path.stem, cells, tuning)
     if check:
-        runs: dict[str, Cell] = {}
-        for cell in cells:
-            try:
-                config = cell.config()
-            except BenchError as error:
-                raise type(error)(f"Sweep {path.stem}, cell {cell.label}: {error}") from error
-            if cell.waiting:  # its run id waits for the choice
-                continue
-            rid = config_mod.run_id(cell.method, cell.dataset, config)
-            if rid in runs:  # e.g. two variants with the same overrides: one run trained twice
-                raise ConfigError(
-                    f"Sweep file {path}: the cells {runs[rid].label} and {cell.label} are the same run "
-                    f"({rid}): their configs are identical. Drop one, or make their overrides differ."
-                )
-            runs[rid] = cell
+        _check_cells(cells, path)
     return Sweep(path.stem, facts, cells, slurm, cells_per_task, path, tuning)

@@ -88,7 +88,11 @@ def quantiser_sample(sequences: list[torch.Tensor]) -> torch.Tensor:
 
 @torch.no_grad()
 def calibrate(
-    net: nn.Sequential, inputs: list[torch.Tensor], scale: float, readout=lambda spikes: spikes
+    net: nn.Sequential,
+    inputs: list[torch.Tensor],
+    scale: float,
+    readout=lambda spikes: spikes,
+    on_layer: Callable[[int, int], None] | None = None,
 ) -> tuple[dict[str, dict], list[torch.Tensor]]:
     """Step 2: each neuron's threshold from the Lloyd-Max quantiser of its integrated
     SNN-mode input, layer by layer, the quantiser's level folded into the next synaptic layer. ``net`` must
@@ -99,7 +103,9 @@ def calibrate(
 
     The batches go up the network one layer at a time, each layer run once per batch: a neuron's input
     depends only on the layers below it, which are calibrated by then (a pass from the input for every
-    neuron would run the large early layers once per neuron)."""
+    neuron would run the large early layers once per neuron). ``on_layer(done, total)`` is told of each
+    neuron layer calibrated (progress lines)."""
+    total = sum(isinstance(m, SingleSpikeIF) for m in net)
     activations = list(inputs)  # replaced in place as they go up: one batch's worth held twice at most
     done = 0  # activations are the input of net[done]
     chosen = {}
@@ -119,6 +125,8 @@ def calibrate(
             m.reset()  # every batch starts from resting neurons
             activations[i] = readout(m(a)) if m.output else m(a)
         done = index + 1
+        if on_layer is not None:
+            on_layer(len(chosen), total)
     return chosen, activations
 
 
@@ -129,18 +137,33 @@ def fold_and_calibrate(
     scales: Sequence[float],
     score: Callable[[list[torch.Tensor]], float],
     readout=lambda spikes: spikes,
+    progress=None,
 ) -> tuple[float, dict[float, float], dict[str, dict]]:
     """Steps 1-3: fold ``net``'s BN, then calibrate it at every threshold scale and keep the one whose
     outputs on ``inputs`` (``calibrate``'s, through ``readout``) ``score`` best, the first of equals.
-    Returns the chosen scale, every scale's score, and the chosen thresholds and levels."""
+    Returns the chosen scale, every scale's score, and the chosen thresholds and levels. ``progress``
+    (a :class:`bench.progress.Phase`, optional) gets a line per scale and, at most every so often, one
+    per layer calibrated."""
     fold_norms(net, time_steps)
     folded = {k: v.clone() for k, v in net.state_dict().items()}
     trials = {}  # scale -> (score, converted state, per-layer thresholds and levels)
-    for scale in scales:
+    for number, scale in enumerate(scales, 1):
+        where = f"threshold scale {scale} ({number}/{len(scales)})"
+        on_layer = None
+        if progress is not None:
+
+            def on_layer(done: int, total: int, where=where) -> None:
+                progress.tick(f"{where}: {done}/{total} layers calibrated")
+
         net.load_state_dict(folded)
-        layers, outputs = calibrate(net, inputs, scale, readout)
+        layers, outputs = calibrate(net, inputs, scale, readout, on_layer)
         state = {k: v.clone() for k, v in net.state_dict().items()}
         trials[scale] = (score(outputs), state, layers)
+        if progress is not None:
+            accuracy = trials[scale][0]
+            progress.note(
+                f"{where}: calibration accuracy {accuracy if accuracy is None else round(accuracy, 4)}"
+            )
     best = max(trials, key=lambda s: trials[s][0])
     _, state, layers = trials[best]
     net.load_state_dict(state)
