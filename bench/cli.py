@@ -1,4 +1,5 @@
-"""The ``bench`` command: ``list``, ``run``, ``test``, ``sweep``, ``status``, ``tables``, ``compare``.
+"""The ``bench`` command: ``list``, ``run``, ``test``, ``sweep``, ``prepare``, ``status``, ``tables``,
+``compare``.
 
 User mistakes (unknown method or key, missing data, diverged training, Ctrl+C) end with a one-paragraph
 message on stderr and exit status 1, never a traceback; ``SNNBENCH_DEBUG=1`` shows tracebacks for errors
@@ -266,6 +267,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         return print_cell_config(args.file, args.print_config)
     sweep = sweeps.load_sweep(args.file)
     if args.dry_run:
+        print_data_check(sweep, getattr(args, "overrides", None) or [])
         print_plan(sweeps.plan(sweep, args.executor, args.cells_per_task, args.retry_failed), sweep.name)
         return 0
     slurm_flags = ("partition", "cpus_per_task", "gpus_per_node", "mem_gb", "timeout_min")
@@ -288,6 +290,47 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         err_console.print(
             f"[bold red]{outcome.not_ok} cell(s) did not finish ok;[/] `bench status {args.file}` lists them."
         )
+        return 1
+    return 0
+
+
+def print_data_check(sweep, overrides: list[str]) -> None:
+    """The dry run's first lines: per dataset folder the sweep's cells read, whether its files and frame
+    caches are on disk (file presence only), and what to run if not."""
+    from bench import prepare
+
+    data = [o for o in overrides if o.startswith("data.")]
+    for item in prepare.check(prepare.sweep_datamodules(sweep, data)):
+        line = prepare.describe(item, prepare.command(item, sweep.name, data))
+        console.print(Text.assemble(("data: ", "bold"), line), highlight=False)
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from bench import prepare
+
+    datasets = [item for item in args.items if "=" not in item]
+    overrides = [item for item in args.items if "=" in item]
+    if not datasets and not args.sweep:
+        raise BenchError("Name the datasets to prepare (see `bench list`), or a sweep with --sweep.")
+    sweep = None
+    if args.sweep:
+        from bench.sweep import load_sweep
+
+        sweep = load_sweep(args.sweep, check=False)  # only the data configs are needed: quick
+    datamodules = prepare.datamodules(datasets, sweep, overrides)
+
+    def echo(line: str) -> None:
+        console.print(line, style="dim", highlight=False)
+
+    items = prepare.prepare(datamodules, echo=echo)
+    for item in items:
+        style = {"ready": "bold green", "missing": "bold red"}.get(item.state, "bold yellow")
+        line = prepare.describe(item, prepare.command(item, None, overrides))
+        rest = line[len(f"{item.dataset} {item.state}") :]  # the line starts "<dataset> <state>"
+        console.print(Text.assemble((item.dataset, "bold cyan"), " ", (item.state, style), rest))
+    missing = [item.dataset for item in items if item.missing]
+    if missing:
+        err_console.print(f"[bold red]not ready:[/] {', '.join(missing)}", highlight=False)
         return 1
     return 0
 
@@ -485,6 +528,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     slurm.add_argument("--wait", action="store_true", help="wait for the job array to finish")
     p_sweep.set_defaults(func=cmd_sweep)
+
+    p_prepare = sub.add_parser(
+        "prepare",
+        help="download, verify and convert datasets and build their frame caches, once, before a sweep",
+        description="Make datasets ready before training, once, on a machine with internet: download what "
+        "can be downloaded (MNIST, Fashion-MNIST, CIFAR-10/100, Tiny ImageNet; data.download=false skips "
+        "it), verify the files (md5s where official), extract, and build every frame cache of the event "
+        "datasets. With --sweep, every (dataset, data.*) configuration the sweep's cells use, each cache "
+        "built once. Prints per dataset what is ready, and for what is missing the expected layout and "
+        "where to get it; exits 1 if anything is missing. A second call only reports. SLURM tasks never "
+        "download: run this first, with the data root the tasks will see (data.root=R, or $SNNBENCH_DATA "
+        "set where you submit).",
+    )
+    p_prepare.add_argument(
+        "items", nargs="*", metavar="DATASET | data.key=value", help="dataset keys and data.* overrides"
+    )
+    p_prepare.add_argument("--sweep", help="every dataset configuration of this sweep file (or name)")
+    p_prepare.set_defaults(func=cmd_prepare)
 
     p_status = sub.add_parser(
         "status", help="done / failed / running / pending / waiting per cell of a sweep"

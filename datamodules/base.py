@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 from bench import paths
 from bench.errors import ConfigError
 from datamodules.facts import DataFacts
+from datamodules.readiness import Readiness
 
 
 def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -127,6 +128,18 @@ class BenchDataModule(pl.LightningDataModule):
     def data_dir(self) -> Path:
         """``<root>/<key>/``: where this dataset lives on disk."""
         return self.root / self.registry_key
+
+    # --- readiness: ``bench prepare`` and the dry run's data check (datamodules/readiness.py) --------------
+    downloadable = False  # whether `bench prepare` can fetch this dataset's files
+
+    def readiness(self) -> Readiness:
+        """Whether this configuration's data (and caches) are on disk, from the presence of files alone."""
+        raise NotImplementedError
+
+    def make_ready(self) -> Readiness:
+        """Download where this DataModule can, verify, convert and build the caches, once; then split, and
+        report the sizes. A :class:`~bench.errors.DataError` says what is missing and where to get it."""
+        raise NotImplementedError
 
     def _loader(self, dataset, shuffle: bool) -> DataLoader:
         return DataLoader(

@@ -44,6 +44,7 @@ class CIFAR10DVS(EventFrameDataModule):
     sizes = "8,100 / 900 / 1,000"
     expected_layout = "<class>/cifar10_<class>_<i>.aedat for the 10 classes " + ", ".join(CLASSES)
     source = URL
+    required = CLASSES
 
     @classmethod
     def fixture(cls, root: Path) -> CIFAR10DVS:

@@ -52,6 +52,7 @@ class DVSGesture(EventFrameDataModule):
         "DvsGesture/trials_to_train.txt and DvsGesture/trials_to_test.txt"
     )
     source = URL
+    required = ("DvsGesture/trials_to_train.txt", "DvsGesture/trials_to_test.txt")
 
     @classmethod
     def fixture(cls, root: Path) -> DVSGesture:

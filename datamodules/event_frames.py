@@ -2,9 +2,10 @@
 
 Every sample's events are read once, (optionally) downsampled and integrated into ``frames`` fine frames
 ``[T, 2, H, W]`` (event counts; channel 0 OFF, 1 ON) and kept in a checksummed on-disk cache
-(:mod:`datamodules.frame_cache`: where it lives, when it is stale or corrupt, how it is built). A cache
-that must be (re)built in a folder that cannot be written is a :class:`~bench.errors.DataError` saying
-what to do.
+(:mod:`datamodules.frame_cache`: where it lives, when it is stale or corrupt, how it is built, and the
+lock that makes the processes needing one cache build it once). A cache that must be (re)built in a folder
+that cannot be written is a :class:`~bench.errors.DataError` saying what to do. Nothing is downloaded:
+the official archives are fetched by hand (``source``), then ``bench prepare`` builds the caches.
 
 Methods receive the fine frames as ``[B, T, 2, H, W]``; a method that wants fewer time steps aggregates
 them itself (e.g. 16 fine frames -> 2 steps of synaptic current).
@@ -26,11 +27,15 @@ from datamodules.events import SPLIT_BY, Events
 from datamodules.frame_cache import (
     CACHE_DIR,
     CORRUPT,
+    LOCK_SUFFIX,
     FrameSpec,
     SampleIndex,
     build_frame_cache,
+    cache_looks_built,
     cache_problem,
+    exclusive,
 )
+from datamodules.readiness import MISSING, NOT_BUILT, READY, Readiness, human_bytes
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +81,7 @@ class EventFrameDataModule(BenchDataModule):
     frame_size: int | None = None  # default side of the frames; None: the sensor's
     expected_layout = ""  # the tree under <root>/<key>/, for error messages
     source = ""  # where to get the data, for error messages
+    required: tuple[str, ...] = ()  # paths under <root>/<key>/ whose presence the quick check looks for
 
     def __init__(
         self,
@@ -118,6 +124,7 @@ class EventFrameDataModule(BenchDataModule):
         self.input_shape = (2, self.spec.height, self.spec.width)
         self.cache_dir: Path | None = None
         self.samples: SampleIndex | None = None
+        self.cache_built = False  # whether this instance built its cache (rather than finding it valid)
 
     # --- what a subclass provides ------------------------------------------------------------------------
     def index(self) -> SampleIndex:
@@ -158,15 +165,16 @@ class EventFrameDataModule(BenchDataModule):
         index = self.index()
         if len(index) == 0:
             raise self.missing(f"no samples were found under {self.data_dir}")
-        cache = self.data_dir / CACHE_DIR / self.spec.name
+        cache = self.cache_path
         fingerprint = index.fingerprint(self.data_dir)
         problem = cache_problem(cache, self.spec, len(index), fingerprint)
         if problem is not None:
-            level = logging.WARNING if problem == CORRUPT else logging.INFO
-            log.log(level, "The %s frame cache %s %s: (re)building it.", self.registry_key, cache, problem)
-            workers = min(4, os.cpu_count() or 1)
             try:
-                build_frame_cache(cache, index, self.read, self.sensor, self.spec, fingerprint, workers)
+                # One build: the others needing this cache wait for the lock, then find it valid.
+                with exclusive(cache.with_name(cache.name + LOCK_SUFFIX), f"the frame cache {cache}"):
+                    problem = cache_problem(cache, self.spec, len(index), fingerprint)
+                    if problem is not None:
+                        self._build(cache, index, fingerprint, problem)
             except OSError as error:
                 raise DataError(
                     f"The {self.registry_key} frame cache {cache} {problem}, and it cannot be written there "
@@ -176,8 +184,58 @@ class EventFrameDataModule(BenchDataModule):
                 ) from error
         return index, cache
 
+    def _build(self, cache: Path, index: SampleIndex, fingerprint: str, problem: str) -> None:
+        level = logging.WARNING if problem == CORRUPT else logging.INFO
+        log.log(level, "The %s frame cache %s %s: (re)building it.", self.registry_key, cache, problem)
+        workers = min(4, os.cpu_count() or 1)
+        build_frame_cache(cache, index, self.read, self.sensor, self.spec, fingerprint, workers)
+        self.cache_built = True
+
+    @property
+    def cache_path(self) -> Path:
+        """``<root>/<key>/snnbench_cache/<frame spec>/``: this configuration's frame cache."""
+        return self.data_dir / CACHE_DIR / self.spec.name
+
     def prepare_data(self) -> None:
         self.prepare_cache()
+
+    # --- readiness (bench prepare, bench sweep --dry-run) ---------------------------------------------------
+    def source_problem(self) -> str | None:
+        """What is missing of the source files, from the presence of :attr:`required` alone (quick)."""
+        for name in ("", *self.required):
+            path = self.data_dir / name
+            if not path.exists():
+                return f"{path} does not exist"
+        return None
+
+    def where_to_get(self) -> str:
+        return (
+            f"Expected under {self.data_dir}/: {self.expected_layout}. Get it from {self.source} and extract "
+            "it there."
+        )
+
+    def readiness(self) -> Readiness:
+        """Whether the source files and this configuration's frame cache are on disk (file presence only:
+        the dry run's check)."""
+        problem = self.source_problem()
+        if problem is not None:
+            return Readiness(self.registry_key, self.data_dir, MISSING, f"{problem}. {self.where_to_get()}")
+        cache = self.cache_path
+        if cache_looks_built(cache, self.spec):
+            size = human_bytes((cache / "frames.npy").stat().st_size)
+            return Readiness(self.registry_key, self.data_dir, READY, caches={str(cache): f"ready, {size}"})
+        return Readiness(self.registry_key, self.data_dir, NOT_BUILT, caches={str(cache): "not built"})
+
+    def make_ready(self) -> Readiness:
+        """Check the source files, build (or verify) this configuration's frame cache and split it; a
+        :class:`DataError` says what is missing. ``bench prepare``'s work for one configuration."""
+        self.setup()
+        cache = self.cache_dir
+        size = human_bytes((cache / "frames.npy").stat().st_size)
+        sets = (self.train_set, self.val_set, self.test_set)
+        counts = " / ".join(f"{len(s):,}" for s in sets) + " train / val / test samples"
+        note = f"built now, {size}" if self.cache_built else f"ready, checksums verified, {size}"
+        return Readiness(self.registry_key, self.data_dir, READY, counts, caches={str(cache): note})
 
     def setup(self, stage: str | None = None) -> None:
         if self.test_set is not None:

@@ -8,11 +8,23 @@ checksums of the cached arrays, verified whenever the cache is opened, so garbag
 rebuilt (with a warning) instead of being trained on. The cache is built in a temporary folder and
 renamed into place; a build killed outright (kill -9, a lost node) leaves that folder behind, and the
 next build removes it once its owner is gone (:func:`remove_orphans`, also used by generated datasets).
+
+One build at a time: a process that finds a cache missing, stale or corrupt takes an exclusive
+``flock`` on ``<cache>.lock`` beside it (:func:`exclusive`) and looks again before building, so the other
+tasks of a SLURM array that need the same cache wait (saying so, and for whom) and then use the cache the
+first one built. ``flock`` is released by the kernel (on NFS by the server, once the client's lease ends)
+when its holder dies, so a crashed build leaves no stale lock; it works across the nodes of NFSv4, GPFS and
+Lustre mounted with ``-o flock``. Where the file system refuses locks, a warning says so and the process
+builds without one: a duplicate build wastes time but is still safe (private temporary folder, atomic
+rename), and ``bench prepare`` builds every cache once before a sweep anyway.
 The DataModule side (splits, loaders, error messages) is :mod:`datamodules.event_frames`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import hashlib
 import json
 import logging
@@ -29,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.claims import slurm_job
 from bench.errors import DataError
 from bench.processes import pid_alive
 from bench.progress import Phase
@@ -45,6 +58,11 @@ CHECKSUMMED = ("frames.npy", "events.npy")
 MISSING = "has not been built yet (or its build was interrupted)"
 STALE = "is stale (built from other source files, frame settings or snnbench version)"
 CORRUPT = "is corrupt (its arrays no longer match the checksums written when it was built)"
+LOCK_SUFFIX = ".lock"  # <cache name>.lock beside the cache: held while it is built
+LOCK_POLL_S = 2.0  # a waiting process tries the lock this often
+LOCK_NOTE_S = 300.0  # and says that it still waits this often
+#: What flock raises where the file system does not support it (Lustre without -o flock, some FUSE).
+NO_LOCKS = frozenset({errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL})
 
 
 @dataclass
@@ -117,6 +135,99 @@ def owner_tag() -> str:
     """``<host>-<pid>``: names a temporary folder after its owner, so :func:`remove_orphans` can tell
     when the owner is gone."""
     return f"{HOST}-{os.getpid()}"
+
+
+def _holder(fd: int) -> str:
+    """Who holds the lock, as its holder wrote it into the lock file."""
+    try:
+        owner = json.loads(os.pread(fd, 4096, 0) or b"null")
+        text = f"pid {owner['pid']} on {owner['host']}"
+    except (OSError, ValueError, TypeError, KeyError):
+        return "owner not known yet"
+    if owner.get("slurm_job"):
+        text += f", SLURM job {owner['slurm_job']}"
+    return text + f", since {owner.get('since', '?')}"
+
+
+def _acquire(fd: int, lock: Path, what: str, doing: str) -> bool:
+    """Take the exclusive lock on ``fd``, waiting (and saying so) while another process holds it; False
+    where the file system cannot lock files."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        pass
+    except OSError as error:
+        if error.errno not in NO_LOCKS:
+            raise
+        log.warning(
+            "The file system of %s cannot lock files (%s): %s is %s without a lock, so other processes "
+            "starting now may build it too (each in its own temporary folder; the result is the same). "
+            "Run `bench prepare` before a sweep to build it once.",
+            lock,
+            error.strerror or error,
+            what,
+            doing,
+        )
+        return False
+    start = time.monotonic()
+    log.warning("waiting for %s being %s by another process (%s) ...", what, doing, _holder(fd))
+    said = start
+    while True:
+        time.sleep(LOCK_POLL_S)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if time.monotonic() - said >= LOCK_NOTE_S:
+                said = time.monotonic()
+                minutes = (said - start) / 60
+                log.warning("still waiting for %s (%.0f min so far; %s)", what, minutes, _holder(fd))
+    log.warning("%s: the other process is done after %.0f s; going on", what, time.monotonic() - start)
+    return True
+
+
+@contextlib.contextmanager
+def exclusive(lock: Path, what: str, doing: str = "built") -> Iterator[None]:
+    """Hold an exclusive ``flock`` on the file ``lock`` (created if needed, never removed: removing a lock
+    file others may hold open would let two processes lock two different files) while ``what`` is being
+    ``doing``. Another process holding it is waited for, with a message naming it (pid, host, SLURM job),
+    every :data:`LOCK_NOTE_S`. The caller checks again, inside, whether the work is still needed. Where
+    the file system cannot lock, a warning and no lock (see the module docstring)."""
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd, writable = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666), True
+    except PermissionError:  # another user's lock file in a shared data root: locking needs no writing
+        fd, writable = os.open(lock, os.O_RDONLY), False
+    try:
+        if _acquire(fd, lock, what, doing) and writable:
+            since = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+            owner = {"host": HOST, "pid": os.getpid(), "slurm_job": slurm_job(), "since": since}
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(owner).encode(), 0)
+            try:
+                yield
+            finally:
+                os.ftruncate(fd, 0)
+        else:
+            yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def cache_looks_built(cache: Path, spec: FrameSpec) -> bool:
+    """Whether ``cache`` holds a finished cache of ``spec``, from its ``meta.json`` and the presence of its
+    arrays alone (no array is read, nothing is hashed): the quick check of ``bench sweep --dry-run``. Its
+    source fingerprint and checksums are verified when a run opens it (:func:`cache_problem`)."""
+    try:
+        meta = json.loads((cache / "meta.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return (
+        isinstance(meta, dict)
+        and meta.get("spec") == spec.as_dict()
+        and all((cache / name).is_file() for name in CHECKSUMMED)
+    )
 
 
 def _last_write(path: Path) -> float:

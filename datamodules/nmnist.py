@@ -35,6 +35,7 @@ class NMNIST(EventFrameDataModule):
     sizes = "54,001 / 5,999 / 10,000"
     expected_layout = "Train/<digit 0-9>/<id>.bin and Test/<digit 0-9>/<id>.bin (5-byte ATIS event records)"
     source = f"the official Train.zip and Test.zip of N-MNIST, {NMNIST_URL}"
+    required = tuple(f"{split}/{digit}" for split in ("Train", "Test") for digit in DIGITS)
 
     @classmethod
     def fixture(cls, root: Path) -> NMNIST:

@@ -35,10 +35,11 @@ from bench.progress import Phase
 from bench.registry import register_dataset
 from datamodules.base import stratified_split
 from datamodules.events import Events, encode_nmnist_bin
-from datamodules.frame_cache import SampleIndex, owner_tag, remove_orphans
+from datamodules.frame_cache import LOCK_SUFFIX, SampleIndex, exclusive, owner_tag, remove_orphans
 from datamodules.mnist5k import SPLIT_SEED as MNIST5K_SPLIT_SEED
 from datamodules.mnist5k import load_mnist5k
 from datamodules.nmnist import NMNIST
+from datamodules.readiness import NOT_BUILT, Readiness
 
 SIM_VERSION = 1  # bump when the simulation changes: the files are then regenerated
 SIM_SEED = 0
@@ -220,7 +221,10 @@ class NMNISTSim(NMNIST):
         marker = self.marker()
         if marker is None:
             try:
-                marker = generate(self.data_dir)
+                # Once: the other processes that need the recordings wait, then find them made.
+                lock = self.data_dir / f"generator{LOCK_SUFFIX}"
+                with exclusive(lock, f"the simulated recordings {self.data_dir}", "generated"):
+                    marker = self.marker() or generate(self.data_dir)
             except OSError as error:
                 raise DataError(
                     f"Could not write the simulated N-MNIST recordings to {self.data_dir}: {error}. "
@@ -247,6 +251,20 @@ class NMNISTSim(NMNIST):
 
     def missing(self, what: str) -> DataError:
         return DataError(f"The nmnist_sim dataset is incomplete: {what}. {self.repair_hint()}")
+
+    def where_to_get(self) -> str:
+        return self.repair_hint()
+
+    def readiness(self) -> Readiness:
+        if self.marker() is None:
+            return Readiness(
+                self.registry_key,
+                self.data_dir,
+                NOT_BUILT,
+                "its recordings are generated from the embedded mnist5k digits on first use (about 30 s)",
+                {str(self.cache_path): "not built"},
+            )
+        return super().readiness()
 
     def repair_hint(self) -> str:
         return (

@@ -5,14 +5,22 @@ and tensor transforms over uint8 ``[C, H, W]`` images.
 Downloads fail fast: a reachability probe bounded by ``download_timeout`` runs first (a machine without
 internet gets a :class:`DataError` in seconds, not a hang), and the download itself runs under that socket
 timeout. The probe is skipped when the archives torchvision would fetch already lie on disk.
+
+Inside a SLURM job nothing is downloaded (compute nodes usually have no internet, and every array task would
+fetch the same files at once): missing files are a :class:`DataError` giving the ``bench prepare`` command
+to run on a machine with internet (archives already on disk are still extracted: no network). ``bench
+prepare`` itself downloads wherever it runs (an interactive ``salloc`` shell is a SLURM job too). Two
+processes never download into one folder at once: the download holds a lock (``<key>/download.lock``,
+:func:`datamodules.frame_cache.exclusive`).
 """
 
 from __future__ import annotations
 
+import shlex
 import socket
 import threading
 import urllib.request
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -22,8 +30,11 @@ from torch.utils.data import Dataset
 from torchvision.datasets.utils import check_integrity
 from torchvision.transforms import v2
 
+from bench.claims import slurm_job
 from bench.errors import ConfigError, DataError
 from datamodules.base import BenchDataModule, stratified_split
+from datamodules.frame_cache import LOCK_SUFFIX, exclusive
+from datamodules.readiness import MISSING, NOT_BUILT, READY, Readiness, disk_bytes, human_bytes
 
 SPLIT_SEED = 0  # fixes the train/val split for good, independent of the run's seed
 
@@ -91,6 +102,8 @@ class StaticImageData(BenchDataModule):
     download_urls: tuple[str, ...]  # probed before a download; the first is the one to fetch by hand
     layout: str  # the expected tree under data_dir, for messages
     source: str = ""  # where to get the files by hand, if not download_urls[0]
+    checked = ""  # what setup() verifies of the files, for `bench prepare`'s report
+    download_in_slurm = False  # `bench prepare` sets it: an explicit download, even inside a SLURM job
 
     def __init__(
         self,
@@ -155,13 +168,51 @@ class StaticImageData(BenchDataModule):
             f"{self.title} is not in {self.data_dir}: {missing[0]} is missing. {how} {self._where_to_get()}"
         )
 
+    @property
+    def downloadable(self) -> bool:
+        """Whether ``bench prepare`` can fetch this dataset (torchvision's sets, Tiny ImageNet's zip)."""
+        return bool(self.download_urls) and not self.embedded and self.download
+
+    def prepare_command(self) -> str:
+        """The ``bench prepare`` command that fetches this dataset into this ``data.root``."""
+        return f"bench prepare {self.registry_key} data.root={shlex.quote(str(self.root))}"
+
+    def _slurm_error(self, missing: list[Path], job: str) -> DataError:
+        return DataError(
+            f"{self.title} is not in {self.data_dir}: {missing[0]} is missing, and this process runs in "
+            f"SLURM job {job}, where snnbench never downloads (compute nodes usually have no internet, and "
+            f"every task would fetch the same files at once). On a machine with internet (e.g. the login "
+            f"node) run `{self.prepare_command()}` (or `bench prepare --sweep <sweep> "
+            f"data.root={shlex.quote(str(self.root))}` for every dataset of a sweep), then submit again. "
+            f"{self._where_to_get()}"
+        )
+
     def prepare_data(self) -> None:
-        """Download once if the files are missing and ``download`` is on; sets no state."""
+        """Download once if the files are missing and ``download`` is on (never inside a SLURM job, unless
+        ``bench prepare`` asks); sets no state."""
         missing = self._missing()
         if not missing:
             return
         if not self.download:
             raise self._missing_error(missing)
+        job = slurm_job()
+        offline = all(check_integrity(path, md5) for path, md5 in self._archives())  # extraction only
+        if job and not offline and not self.download_in_slurm:
+            raise self._slurm_error(missing, job)
+        with ExitStack() as held:
+            try:
+                self.data_dir.mkdir(parents=True, exist_ok=True)
+                lock = self.data_dir / f"download{LOCK_SUFFIX}"
+                held.enter_context(exclusive(lock, f"{self.title} in {self.data_dir}", "downloaded"))
+            except OSError as error:
+                raise DataError(
+                    f"Could not download {self.title}: {self.data_dir} cannot be written "
+                    f"({error.strerror or error}). {self._where_to_get()}"
+                ) from error
+            if self._missing():  # else another process fetched it while this one waited
+                self._download()
+
+    def _download(self) -> None:
         if not all(check_integrity(path, md5) for path, md5 in self._archives()):
             reasons = [(url, probe(url, self.download_timeout)) for url in self.download_urls]
             if all(why for _, why in reasons):
@@ -187,6 +238,38 @@ class StaticImageData(BenchDataModule):
                 f"The {self.title} download finished but {missing[0]} is still missing. "
                 f"{self._where_to_get()}"
             )
+
+    # --- readiness ------------------------------------------------------------------------------------------
+    def readiness(self) -> Readiness:
+        """Ready when every required file is there; not built when only the downloaded archives are (an
+        extraction, no network); else missing, with the expected tree and where to get it."""
+        key, downloadable = self.registry_key, self.downloadable
+        if self.embedded:
+            return Readiness(key, self.data_dir, READY, "embedded")
+        missing = self._missing()
+        if not missing:
+            return Readiness(key, self.data_dir, READY)
+        archives = [path for path, _ in self._archives()]
+        if archives and all(path.exists() for path in archives):
+            detail = f"{archives[0]} is here, not extracted yet ({missing[0]} is missing)"
+            return Readiness(key, self.data_dir, NOT_BUILT, detail, downloadable=downloadable)
+        detail = f"{missing[0]} is missing. {self._where_to_get()}"
+        return Readiness(key, self.data_dir, MISSING, detail, downloadable=downloadable)
+
+    def make_ready(self) -> Readiness:
+        """Download (where ``download`` is on, even inside a SLURM job) or extract what is missing, check
+        the files and read both splits once; report the sample counts and the size on disk."""
+        self.download_in_slurm = True
+        self.prepare_data()
+        self.setup()
+        sets = (self.train_set, self.val_set, self.test_set)
+        detail = " / ".join(f"{len(s):,}" for s in sets) + " train / val / test samples"
+        if self.embedded:
+            return Readiness(self.registry_key, self.data_dir, READY, f"embedded, {detail}")
+        size = human_bytes(disk_bytes(self._required()))
+        checked = f", {self.checked}" if self.checked else ""
+        detail += f", {size} in {self.data_dir}{checked}"
+        return Readiness(self.registry_key, self.data_dir, READY, detail)
 
     def transforms(self) -> tuple[v2.Compose, v2.Compose]:
         """(train, eval) transforms of a uint8 ``[C, H, W]`` image: augmentation, then scale + normalise."""

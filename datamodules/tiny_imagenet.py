@@ -72,6 +72,7 @@ class TinyImageNet(StaticImageData):
     default_hflip = True
     download_urls = ("http://cs231n.stanford.edu/tiny-imagenet-200.zip",)
     zip_md5 = "90528d7ca1a48142e341f4ef8d21d0de"  # tests swap in their fixture zip's md5
+    checked = "every labelled val image present (the zip's md5 is checked when it is extracted)"
     layout = (
         f"tiny_imagenet/{FOLDER}/ as the official zip extracts: wnids.txt, train/<wnid>/images/*.JPEG, "
         f"val/images/*.JPEG and val/val_annotations.txt (or {ARCHIVE} itself in tiny_imagenet/, which "

@@ -55,6 +55,7 @@ class IDXImages(TorchvisionImages):
 
     default_crop_padding = 2
     default_hflip = False
+    checked = "IDX headers checked against the file sizes"
     files = {  # name -> number of dimensions
         "train-images-idx3-ubyte": 3,
         "train-labels-idx1-ubyte": 1,
@@ -118,6 +119,7 @@ class CIFARImages(TorchvisionImages):
 
     default_crop_padding = 4
     default_hflip = True
+    checked = "the md5 of every file checked"
 
     @classmethod
     def fixture(cls, root: Path) -> CIFARImages:

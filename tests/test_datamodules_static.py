@@ -56,6 +56,14 @@ STATIC = {
 MNISTS = [(MNIST, "MNIST", 0.1307, 0.3081), (FashionMNIST, "FashionMNIST", 0.2860, 0.3530)]
 
 
+@pytest.fixture(autouse=True)
+def outside_slurm(monkeypatch):
+    """The download paths as outside a SLURM job, even when the tests run in one (inside, nothing is
+    downloaded at all: tests/test_prepare.py)."""
+    for name in ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID"):
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.mark.parametrize(("cls", "class_name", "mean", "std"), MNISTS, ids=["mnist", "fashion_mnist"])
 def test_idx_sets_load_split_and_normalise(tmp_path, cls, class_name, mean, std):
     written = write_mnist(tmp_path / cls.registry_key, class_name)
