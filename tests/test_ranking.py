@@ -212,3 +212,64 @@ def test_a_configuration_tuned_per_t_labels_no_row_and_shows_in_the_answer():
     both = tuned(row("lif", 1, 0.95, 1, 4.0), 0.01) + tuned(row("lif", 1, 0.97, 1, 9.0), 0.001)
     both = [{**r, "run_id": f"{r['run_id']}-{i}"} for i, r in enumerate(both)]
     assert sorted(g.label for g in group_records(both)) == ["method.lr=0.001", "method.lr=0.01"]
+
+
+def matched_sweep(sweep: str, dataset: str, accuracies: dict, layers: str, epochs: int, batch: int) -> list:
+    """A matched-track sweep's records on one dataset: a row per method at T = 1, its sweep's settings in
+    the config as a run writes them."""
+    records = []
+    for method, accuracy in accuracies.items():
+        for r in row(method, 1, accuracy, 1, 5.0):
+            config = {
+                **r["config"],
+                "method": {**r["config"]["method"], "layers": layers},
+                "data": {**r["config"]["data"], "batch_size": batch},
+                "trainer": {"max_epochs": epochs},
+            }
+            facts = {"sweep": sweep, "sweep_file": f"configs/sweeps/{sweep}.yaml", "dataset": dataset}
+            records.append({**r, **facts, "run_id": f"{sweep}-{dataset}-{r['run_id']}", "config": config})
+    return records
+
+
+def test_two_matched_sweeps_answer_apart_per_dataset_and_the_track_states_each_backbone(tmp_path):
+    """The matched sweep (embedded datasets) and matched_matrix (real ones) both publish in the matched
+    track: each dataset is ranked from its own sweep's records, under a heading naming the sweep, and the
+    track's text says each dataset's backbone, batch and epochs."""
+    small, vgg = "32C3-AP2-64C3-AP2-128C3-AP2", "64C3-AP2-128C3-AP2-256C3-AP2"
+    records = matched_sweep("matched", "mnist5k", {"a": 0.98, "b": 0.95}, small, 8, 128)
+    records += matched_sweep("matched_matrix", "cifar10", {"a": 0.88, "b": 0.93}, vgg, 100, 128)
+    records += matched_sweep("matched_matrix", "dvs_gesture", {"a": 0.90, "b": 0.80}, vgg, 200, 32)
+    answer = "\n".join(render_answer(sections(records)))
+    chunks = answer.split("\n### ")
+    for dataset, sweep, best, worse in (
+        ("mnist5k", "matched", "a", "b"),
+        ("cifar10", "matched_matrix", "b", "a"),
+        ("dvs_gesture", "matched_matrix", "a", "b"),
+    ):
+        (chunk,) = [c for c in chunks if c.startswith(f"{dataset}, sweep `{sweep}`\n")]
+        assert f"Sweep `{sweep}`." in chunk and f"| 1 | **{best}** |" in chunk
+        assert f"| 1 | **{worse}** |" not in chunk  # the other sweep's winner is not this dataset's
+        (note,) = [line for line in answer.splitlines() if line.startswith(f"- **{dataset}**")]
+        accuracy = rank(group_records([r for r in records if r["dataset"] == dataset])).best.accuracy
+        assert f"reaches {100 * accuracy:.2f} %" in note
+    assert len(chunks) == 4  # the opening, then one heading per (sweep, dataset)
+    # a dataset both sweeps ran: one note per sweep, their runs never pooled
+    extra = matched_sweep("matched", "cifar10", {"a": 0.70}, small, 8, 128)
+    lines = "\n".join(render_answer(sections(records + extra))).splitlines()
+    notes = [line for line in lines if line.startswith("- **cifar10")]
+    assert [n.split(":")[0] for n in notes] == [
+        "- **cifar10, sweep `matched`**",
+        "- **cifar10, sweep `matched_matrix`**",
+    ]
+    for note, own in zip(notes, (extra, [r for r in records if r["dataset"] == "cifar10"]), strict=True):
+        assert f"reaches {100 * rank(group_records(own)).best.accuracy:.2f} %" in note
+    for record in records:
+        write_record(record, tmp_path)
+    regenerate(tmp_path)
+    readme = (tmp_path / "README.md").read_text()
+    track = readme[readme.index("## Matched track") :]
+    assert (
+        "(configs/sweeps/matched.yaml, configs/sweeps/matched_matrix.yaml; one backbone per input family: "
+        f"`{small}` (mnist5k), `{vgg}` (cifar10, dvs_gesture), Adam with cosine decay, batch 128 (mnist5k, "
+        "cifar10), 32 (dvs_gesture), epochs 8 (mnist5k), 100 (cifar10), 200 (dvs_gesture); " in track
+    )

@@ -89,9 +89,8 @@ TRACK_TEXT = {
         "Matched track",
         "One backbone per input family and the same inputs, epochs, optimiser and runs for every method: a "
         "method differs only in what defines it, so these rows answer which method is most accurate at each "
-        "T and at what cost. What each method keeps of its own ({files}; the backbone "
-        "`32C3-AP2-64C3-AP2-128C3-AP2`, nmnist_sim at 8 fine frames, Adam with cosine decay, batch 128, "
-        "{epochs}; {runs}; {tuning}):\n\n"
+        "T and at what cost. What each method keeps of its own ({files}; {backbone}, {frames}Adam with "
+        "cosine decay, {batch}, {epochs}; {runs}; {tuning}):\n\n"
         "- `ann`: ReLU, one pass per sample (event data: the 8 frames stacked as input channels), linear "
         "classifier, cross-entropy; the energy reference.\n"
         "- `lif_sg`: spikingjelly LIF (tau 2, hard reset, ATan surrogate), BPTT, direct encoding, linear "
@@ -398,14 +397,19 @@ def _ceiling_note(dataset: str, groups: list[Group]) -> str:
 
 
 def render_limits(matched: list[Section]) -> list[str]:
-    """The answer's opening: what the matched records can and cannot show, per dataset."""
-    datasets: dict[str, list[Group]] = {}
+    """The answer's opening: what the matched records can and cannot show, per dataset (and per sweep where
+    several matched sweeps ran one dataset: their runs are never pooled)."""
+    sweeps: dict[str, list[str]] = {}
+    for section in matched:
+        for dataset in dict.fromkeys(g.dataset for g in section.groups):
+            sweeps.setdefault(dataset, []).append(section.name)
+    datasets: dict[tuple[str, str], list[Group]] = {}
     for section in matched:
         for g in section.groups:
-            datasets.setdefault(g.dataset, []).append(g)
+            datasets.setdefault((g.dataset, section.name), []).append(g)
     lines = ["What these records can and cannot show:", ""]
-    for dataset, groups in sorted(datasets.items()):
-        note = _ceiling_note(dataset, groups)
+    for (dataset, sweep), groups in sorted(datasets.items()):
+        note = _ceiling_note(dataset if len(sweeps[dataset]) == 1 else f"{dataset}, sweep `{sweep}`", groups)
         if dataset in DERIVED:
             source, how = DERIVED[dataset]
             note += (
@@ -520,12 +524,46 @@ def _said(values: list, one, several) -> str:
     return one(distinct[0]) if len(distinct) == 1 else several(distinct)
 
 
+def _per_dataset(groups: list[Group], value, one, several) -> str:
+    """A setting that may differ between datasets (the backbone of an input family, the epochs):
+    ``one(v)`` when every record says ``v``; else ``several`` of the ``(v, [datasets])`` pairs, the
+    datasets in the records' order and each value after its first dataset's."""
+    datasets: dict = {}
+    for g in groups:
+        for r in g.records:
+            datasets.setdefault(value(r), {}).setdefault(g.dataset, None)
+    pairs = [(v, list(ds)) for v, ds in datasets.items()]
+    return one(pairs[0][0]) if len(pairs) == 1 else several(pairs)
+
+
+def _layers(value) -> str:
+    """A backbone in the layer notation, given as a string or as a list of layers."""
+    return "-".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
+def _listed(pairs, show) -> str:
+    """``show(v) (dataset, dataset), show(v) (dataset)``."""
+    return ", ".join(f"{show(v)} ({', '.join(ds)})" for v, ds in pairs)
+
+
 def track_terms(sections: list[Section]) -> dict[str, str]:
     """The matched track's settings as its records say them, not as the sweep file says them now (which may
-    be newer than the published runs): epochs, runs per row, tuning, the voting head, hybrid_stdb's phases
+    be newer than the published runs): the backbones, frames, batch and epochs (per dataset where they
+    differ: one backbone per input family), runs per row, tuning, the voting head, hybrid_stdb's phases
     and event input."""
     groups = [g for s in sections for g in s.groups]
     records = [r for g in groups for r in g.records]
+    events = [g for g in groups if any(_setting(r, "data.frames") is not None for r in g.records)]
+    framed = {}  # (frames, size) -> event datasets
+    for g in events:
+        for r in g.records:
+            key = (_setting(r, "data.frames"), _setting(r, "data.size"))
+            framed.setdefault(key, {}).setdefault(g.dataset, None)
+    sizes = len({size for _, size in framed}) > 1
+    frames = "".join(
+        f"{', '.join(ds)} at {n} fine frames" + (f" of {size}x{size}" if sizes and size else "") + ", "
+        for (n, size), ds in framed.items()
+    )
     by_method = {m: [r for r in records if r["method"] == m] for m in ("multi_threshold", "hybrid_stdb")}
     runs = []
     for dataset in dict.fromkeys(g.dataset for g in groups):
@@ -541,17 +579,40 @@ def track_terms(sections: list[Section]) -> dict[str, str]:
             + how
         )
     tuned = next((r["tuning"] for r in records if r.get("tuning")), None)
-    phases = []  # (ANN epochs, STDB epochs): the record's facts, or its config where it has no facts
-    for r in by_method["hybrid_stdb"]:
+
+    def phases(r: dict) -> tuple:
+        """(ANN epochs, STDB epochs): the record's facts, or its config where it has no facts."""
         facts = (r.get("method_details") or {}).get("facts") or {}
         ann = facts.get("ann_epochs", _setting(r, "method.ann_epochs"))
         total = _setting(r, "trainer.max_epochs")
-        phases.append((ann, facts.get("stdb_epochs", None if None in (ann, total) else total - ann)))
+        return ann, facts.get("stdb_epochs", None if None in (ann, total) else total - ann)
+
+    def split(p: tuple) -> str:
+        return (
+            "the ReLU twin trains first"
+            if p[0] is None
+            else f"the ReLU twin trains for {p[0]} epochs ({p[1]} of STDB after)"
+        )
+
     return {
-        "epochs": _said(
-            [_setting(r, "trainer.max_epochs") for r in records],
+        "backbone": _per_dataset(
+            groups,
+            lambda r: _layers(_setting(r, "method.layers", "each method's own network")),
+            lambda v: f"the backbone `{v}`",
+            lambda pairs: "one backbone per input family: " + _listed(pairs, lambda v: f"`{v}`"),
+        ),
+        "frames": frames,
+        "batch": _per_dataset(
+            groups,
+            lambda r: _setting(r, "data.batch_size"),
+            lambda b: f"batch {b}",
+            lambda pairs: "batch " + _listed(pairs, str),
+        ),
+        "epochs": _per_dataset(
+            groups,
+            lambda r: _setting(r, "trainer.max_epochs"),
             lambda e: f"{e} epoch{'s' if e != 1 else ''}",
-            lambda es: "epochs " + " / ".join(map(str, es)),
+            lambda pairs: "epochs " + _listed(pairs, str),
         ),
         "runs": ", ".join(runs),
         "tuning": "no tuning: every method at its defaults"
@@ -567,15 +628,19 @@ def track_terms(sections: list[Section]) -> dict[str, str]:
             }.get(v, ", reading the last conv's maps flattened"),
             lambda vs: ", reading the last conv's maps " + " / ".join(vs),
         ),
-        "hybrid_split": _said(
-            phases or [(None, None)],
-            lambda p: (
-                "the ReLU twin trains first"
-                if p[0] is None
-                else f"the ReLU twin trains for {p[0]} epochs ({p[1]} of STDB after)"
+        "hybrid_split": _per_dataset(
+            [g for g in groups if g.method == "hybrid_stdb"],
+            phases,
+            split,
+            lambda pairs: (
+                "the ReLU twin trains first: "
+                + _listed(
+                    pairs, lambda p: "its epochs unstated" if p[0] is None else f"{p[0]} + {p[1]} of STDB"
+                )
             ),
-            lambda ps: "the ReLU twin trains for " + " / ".join(f"{p[0]}" for p in ps) + " epochs",
-        ),
+        )
+        if by_method["hybrid_stdb"]
+        else split((None, None)),
         "hybrid_events": _said(
             [_setting(r, "method.event_input", "binary") for r in by_method["hybrid_stdb"]] or ["binary"],
             lambda e: {"counts": "event counts per frame"}.get(e, "binary frames"),

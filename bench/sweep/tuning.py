@@ -158,52 +158,61 @@ def expand(name: str, cells: list, tuning: Tuning) -> list:
             ]
             for k, chosen in enumerate(tuning.candidates[cell.method])
         ]
+    # Each group settled once (its cells differ only in seed): (why it waits, chosen overrides, block)
+    settled: dict[tuple, tuple] = {}
     resolved = []
     for cell in cells:
         key = group_of.get(cell)
         if key is None:
             resolved.append(cell)
             continue
-        tried = []
-        for runs, chosen in zip(groups[key], tuning.candidates[cell.method], strict=True):
-            states = [cell_state(run) for run in runs]
-            tried.append((chosen, states, runs))
-        waiting = sum(state in ("pending", "running") for _, states, _ in tried for state, _ in states)
+        if key not in settled:
+            settled[key] = _settle(name, cell.method, groups[key], tuning, cell_state)
+        waiting, chosen, block = settled[key]
         if waiting:
-            total = len(tried) * len(tuning.seeds)
-            resolved.append(replace(cell, waiting=f"{waiting} of its {total} tuning runs have not ended"))
-            continue
-        scored = []
-        for chosen, states, runs in tried:
-            values = [
-                (record or {}).get("metrics", {}).get("val_acc") if state == "done" else None
-                for state, record in states
-            ]
-            score = None if any(v is None for v in values) else sum(values) / len(values)
-            scored.append((chosen, score, [run.run_id() for run in runs]))
-        best = max(
-            (i for i, (_, score, _) in enumerate(scored) if score is not None),
-            key=lambda i: (scored[i][1], -i),
-            default=None,
-        )
-        if best is None:
-            resolved.append(replace(cell, waiting="every one of its tuning runs failed (bench status)"))
-            continue
-        block = {
-            "sweep": f"{name}-{STAGE}",
-            "rule": RULE,
-            "space": tuning.space[cell.method],
-            "candidates": [
-                {"overrides": _as_dict(chosen), "val_acc": score, "run_ids": ids}
-                for chosen, score, ids in scored
-            ],
-            "chosen": _as_dict(scored[best][0]),
-        }
-        resolved.append(
-            replace(cell, overrides=_set(cell.overrides, scored[best][0]), tuning=json.dumps(block))
-        )
+            resolved.append(replace(cell, waiting=waiting))
+        else:
+            resolved.append(replace(cell, overrides=_set(cell.overrides, chosen), tuning=block))
     tuning_runs = [run for candidates in groups.values() for runs in candidates for run in runs]
     return tuning_runs + resolved
+
+
+def _settle(name: str, method: str, candidates: list[list], tuning: Tuning, cell_state) -> tuple:
+    """One group's outcome from its tuning runs (``candidates``: per configuration, its runs):
+    ``(why it waits, None, None)``, or ``(None, the chosen overrides, its record's tuning block as JSON)``."""
+    tried = []
+    for runs, chosen in zip(candidates, tuning.candidates[method], strict=True):
+        states = [cell_state(run) for run in runs]
+        tried.append((chosen, states, runs))
+    waiting = sum(state in ("pending", "running") for _, states, _ in tried for state, _ in states)
+    if waiting:
+        total = len(tried) * len(tuning.seeds)
+        return f"{waiting} of its {total} tuning runs have not ended", None, None
+    scored = []
+    for chosen, states, runs in tried:
+        values = [
+            (record or {}).get("metrics", {}).get("val_acc") if state == "done" else None
+            for state, record in states
+        ]
+        score = None if any(v is None for v in values) else sum(values) / len(values)
+        scored.append((chosen, score, [run.run_id() for run in runs]))
+    best = max(
+        (i for i, (_, score, _) in enumerate(scored) if score is not None),
+        key=lambda i: (scored[i][1], -i),
+        default=None,
+    )
+    if best is None:
+        return "every one of its tuning runs failed (bench status)", None, None
+    block = {
+        "sweep": f"{name}-{STAGE}",
+        "rule": RULE,
+        "space": tuning.space[method],
+        "candidates": [
+            {"overrides": _as_dict(chosen), "val_acc": score, "run_ids": ids} for chosen, score, ids in scored
+        ],
+        "chosen": _as_dict(scored[best][0]),
+    }
+    return None, scored[best][0], json.dumps(block)
 
 
 def _label(*parts: str) -> str:
