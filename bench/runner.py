@@ -169,6 +169,25 @@ def _collect_metrics(trainer: pl.Trainer, model: pl.LightningModule, after_fit: 
     }
 
 
+def new_record(rid: str, method: str, dataset: str, cfg: DictConfig, **fields) -> dict:
+    """A run's record as it starts (``running``): what it is, its resolved config and where it runs;
+    ``fields`` (its sweep, variant, ...) in their place before the status."""
+    record = {"run_id": rid, "method": method, "dataset": dataset, "seed": cfg.seed}
+    record.update(dict.fromkeys((*SWEEP_FACTS, *CELL_FACTS)), **fields)
+    return record | {
+        "status": "running",
+        "error": None,
+        "metrics": {},
+        "config": OmegaConf.to_container(cfg, resolve=True),
+        "git": git_state(),
+        "versions": package_versions(),
+        "device": None,
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "wall_time_s": None,
+        "model": None,  # the kept weights (bench.kept), once a training run ends ok
+    }
+
+
 def _validation_metrics(trainer: pl.Trainer, model: pl.LightningModule, after_fit: dict) -> dict:
     """A tuning run's metrics: what the choice reads (the last epoch's validation accuracy) and the run's
     size; nothing of the test set."""
@@ -216,25 +235,8 @@ def run(
     if not rerun and read_status(existing) == "ok":
         pricing = Pricing(**{key.split(".", 1)[1]: OmegaConf.select(cfg, key) for key in PRICING_KEYS})
         return RunResult(priced(read_record(existing), pricing), existing, trained=False)
-    record = {
-        "run_id": rid,
-        "method": method,
-        "dataset": dataset,
-        "seed": cfg.seed,
-        "sweep": cfg.get("sweep"),
-        "variant": cfg.get("variant"),
-        **{key: (sweep_facts or {}).get(key) for key in (*SWEEP_FACTS, *CELL_FACTS)},
-        "status": "running",
-        "error": None,
-        "metrics": {},
-        "config": OmegaConf.to_container(cfg, resolve=True),
-        "git": git_state(),
-        "versions": package_versions(),
-        "device": None,
-        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "wall_time_s": None,
-        "model": None,  # the kept weights (bench.kept), once the run ends ok
-    }
+    record = new_record(rid, method, dataset, cfg, sweep=cfg.get("sweep"), variant=cfg.get("variant"))
+    record.update({key: (sweep_facts or {}).get(key) for key in (*SWEEP_FACTS, *CELL_FACTS)})
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule, model = build(cfg, method, dataset)  # constructors check their arguments: nothing ran yet
     reason = model.outside_design()  # allowed, and said: a comparison ranks in-design runs only
@@ -349,26 +351,9 @@ def retest(run_id: str, overrides: list[str] | tuple[str, ...] = ()) -> RunResul
         )
         raise
     rid = config_mod.retest_id(run_id, cfg)
-    record = {
-        "run_id": rid,
-        "method": method,
-        "dataset": dataset,
-        "seed": cfg.seed,
-        "sweep": None,  # a re-test belongs to no sweep: no sweep table counts the run twice
-        "variant": None,
-        **{key: None for key in (*SWEEP_FACTS, *CELL_FACTS)},
-        "tested_from": run_id,
-        "status": "running",
-        "error": None,
-        "metrics": {},
-        "config": OmegaConf.to_container(cfg, resolve=True),
-        "git": git_state(),
-        "versions": package_versions(),
-        "device": None,
-        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "wall_time_s": None,
-        "model": None,  # the weights are the training run's (its record's `model`)
-    }
+    # a re-test belongs to no sweep, so no sweep table counts the run twice; its weights are the training
+    # run's (that record's `model`)
+    record = new_record(rid, method, dataset, cfg, sweep=None, variant=None, tested_from=run_id)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule, model = build(cfg, method, dataset)
     state = load_model(cfg.paths.models, trained, path)

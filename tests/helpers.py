@@ -24,6 +24,19 @@ from bench.metrics import EnergyMetrics
 from bench.sweep import load_sweep
 from methods.base import BenchMethod
 
+#: The eight real datasets (fixtures in the exact real formats; nothing is downloaded in tests).
+REAL_DATASETS = (
+    "mnist",
+    "fashion_mnist",
+    "cifar10",
+    "cifar100",
+    "tiny_imagenet",
+    "nmnist",
+    "cifar10_dvs",
+    "dvs_gesture",
+)
+
+
 # --- quick runs ------------------------------------------------------------------------------------------
 #: The one set of quick-run overrides: one epoch of two training batches of 32, one validation and one test
 #: batch, no latency or throughput timing, no progress bar, no logger. Tests add what they are about.

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import assert_trains_one_step, tiny_batch
+from helpers import REAL_DATASETS, assert_trains_one_step, tiny_batch
 from spikingjelly.activation_based.base import MemoryModule
 from torch import nn
 
@@ -74,16 +74,7 @@ MATRIX_PARAMS = {
 }
 SWEEP_DATASETS = {
     "matched": ["mnist5k", "nmnist_sim"],
-    "matched_matrix": [
-        "mnist",
-        "fashion_mnist",
-        "cifar10",
-        "cifar100",
-        "tiny_imagenet",
-        "nmnist",
-        "cifar10_dvs",
-        "dvs_gesture",
-    ],
+    "matched_matrix": list(REAL_DATASETS),
 }
 
 

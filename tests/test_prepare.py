@@ -16,7 +16,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from helpers import needs_slurm, write_sweep
+from helpers import REAL_DATASETS, needs_slurm, write_sweep
 
 from bench import cli, registry
 from bench.cli import main as bench_main
@@ -32,17 +32,7 @@ from datamodules.tiny_imagenet import TinyImageNet
 from datamodules.torchvision_sets import CIFAR10, CIFAR100, MNIST
 
 REPO = Path(__file__).resolve().parents[1]
-#: The eight real datasets (the embedded two need no fixture).
-REAL = (
-    "mnist",
-    "fashion_mnist",
-    "cifar10",
-    "cifar100",
-    "tiny_imagenet",
-    "nmnist",
-    "cifar10_dvs",
-    "dvs_gesture",
-)
+REAL = REAL_DATASETS  # the embedded two need no fixture
 EVENT = ("nmnist", "cifar10_dvs", "dvs_gesture")
 
 
