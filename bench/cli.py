@@ -268,7 +268,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     sweep = sweeps.load_sweep(args.file)
     if args.dry_run:
         print_data_check(sweep, getattr(args, "overrides", None) or [])
-        print_plan(sweeps.plan(sweep, args.executor, args.cells_per_task, args.retry_failed), sweep.name)
+        slurm_flags = ("partition", "cpus_per_task", "gpus_per_node", "mem_gb", "timeout_min")
+        options = {key: getattr(args, key) for key in slurm_flags}
+        planned = sweeps.plan(
+            sweep, args.executor, args.cells_per_task, args.retry_failed, options, args.max_parallel
+        )
+        print_plan(planned, sweep.name)
         return 0
     slurm_flags = ("partition", "cpus_per_task", "gpus_per_node", "mem_gb", "timeout_min")
     outcome = sweeps.execute(
@@ -366,6 +371,8 @@ def print_plan(plan: Plan, name: str) -> None:
             console.print(f"  {numbers}: " + "  ".join(own))
     if plan.packing:
         console.print(plan.packing)
+    if plan.request:
+        console.print(plan.request)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -515,7 +522,12 @@ def build_parser() -> argparse.ArgumentParser:
         "and its run id, then exit",
     )
     p_sweep.add_argument("--tables", action="store_true", help="run `bench tables` when the sweep ends")
-    slurm = p_sweep.add_argument_group("slurm (override the sweep file's `slurm` block)")
+    slurm = p_sweep.add_argument_group(
+        "slurm (override the sweep file's `slurm` block)",
+        "The sweep file's `slurm` keys: partition, cpus_per_task, gpus_per_node, mem_gb, timeout_min, "
+        "array_parallelism, account, qos, constraint, signal_delay_s, max_num_timeout, cells_per_task. "
+        "--dry-run --executor slurm prints the request each array task would make.",
+    )
     slurm.add_argument("--partition")
     slurm.add_argument("--cpus-per-task", type=whole_number(1))
     slurm.add_argument("--gpus-per-node", type=whole_number(0))

@@ -435,8 +435,18 @@ def test_dry_run_shows_how_the_cells_are_packed_into_array_tasks(workdir, capsys
     assert (
         code == 0 and "3 cell(s) to run in 2 array task(s), up to 2 a task: task 0: #0, #2; task 1: #1" in out
     )
-    code, out = dry_run("--executor", "slurm", "--cells-per-task", "3")
+    # what each task asks SLURM for: the sweep file's block, the command line winning, every key named
+    assert (
+        "slurm request per array task: partition the cluster's default, GPUs none, CPUs 1, memory (GB) the "
+        "partition's default, time limit (min) 60, account your default, qos the default, constraint none, "
+        "tasks at once SLURM's limit, 2 cell(s) a task" in out
+    )
+    code, out = dry_run(
+        "--executor", "slurm", "--cells-per-task", "3", "--partition", "gpu", "--max-parallel", "4"
+    )
     assert code == 0 and "3 cell(s) to run in 1 array task(s), up to 3 a task: task 0: #0-2" in out
+    assert "partition gpu," in out and "tasks at once 4, 3 cell(s) a task" in out
+    assert "slurm request" not in dry_run()[1]  # a local sweep asks SLURM for nothing
     code, out = dry_run("--executor", "slurm", "--cells-per-task", "0")
     assert code == 1 and "--cells-per-task: `cells_per_task` must be a whole number of at least 1" in out
 

@@ -8,7 +8,14 @@ from typing import NamedTuple
 
 from bench import paths
 from bench.sweep.local import run_local
-from bench.sweep.slurm import array_id, cell_numbers, describe_packing, submit_slurm, wait_for_array
+from bench.sweep.slurm import (
+    array_id,
+    cell_numbers,
+    describe_packing,
+    describe_request,
+    submit_slurm,
+    wait_for_array,
+)
 from bench.sweep.spec import SLURM_KEYS, Cell, Sweep, load_sweep
 from bench.sweep.state import STATES, busy_seconds, cell_state
 
@@ -35,6 +42,7 @@ class Plan:
     by_variant: dict[str, list[str]]
     others: list[tuple[str, tuple[str, ...]]]
     packing: str | None
+    request: str | None = None  # the SLURM request of each array task (``--executor slurm``)
 
 
 def _shared(cells: list[Cell]) -> list[str]:
@@ -43,10 +51,20 @@ def _shared(cells: list[Cell]) -> list[str]:
 
 
 def plan(
-    sweep: Sweep, executor: str = "local", cells_per_task: int | None = None, retry_failed: bool = False
+    sweep: Sweep,
+    executor: str = "local",
+    cells_per_task: int | None = None,
+    retry_failed: bool = False,
+    slurm: dict | None = None,
+    max_parallel: int | None = None,
 ) -> Plan:
-    """The dry run of ``execute`` with the same arguments: what it would run, and how it would pack it."""
+    """The dry run of ``execute`` with the same arguments: what it would run, how it would pack it and, on
+    SLURM, what each array task would ask for."""
     packing = describe_packing(sweep, executor, cells_per_task, retry_failed)  # checks cells_per_task
+    request = None
+    if executor == "slurm":
+        options = {**(slurm or {}), "array_parallelism": max_parallel, "cells_per_task": cells_per_task}
+        request = describe_request(sweep, options)
     common = _shared(sweep.cells)
     by_variant = {
         variant: [o for o in _shared([c for c in sweep.cells if c.variant == variant]) if o not in common]
@@ -61,7 +79,7 @@ def plan(
         (cell_numbers([c.number for c in cells if c.own == own]), own)
         for own in dict.fromkeys(c.own for c in cells if c.own)
     ]
-    return Plan(cells, common, by_variant, others, packing)
+    return Plan(cells, common, by_variant, others, packing, request)
 
 
 @dataclass(frozen=True)

@@ -264,6 +264,32 @@ def slurm_parameters(sweep: Sweep, options: dict) -> dict:
     return params
 
 
+#: How ``describe_request`` names submitit's parameters, in the order it lists them; unset ones say so.
+REQUEST_NAMES = {
+    "slurm_partition": ("partition", "the cluster's default"),
+    "gpus_per_node": ("GPUs", "none"),
+    "cpus_per_task": ("CPUs", None),
+    "mem_gb": ("memory (GB)", "the partition's default"),
+    "timeout_min": ("time limit (min)", None),
+    "slurm_account": ("account", "your default"),
+    "slurm_qos": ("qos", "the default"),
+    "slurm_constraint": ("constraint", "none"),
+    "slurm_array_parallelism": ("tasks at once", "SLURM's limit"),
+}
+
+
+def describe_request(sweep: Sweep, options: dict) -> str:
+    """The dry run's line on what each array task asks SLURM for (the sweep file's ``slurm`` block, the
+    command line winning), every key named, unset ones with what SLURM then does."""
+    params = slurm_parameters(sweep, options)
+    parts = []
+    for key, (name, unset) in REQUEST_NAMES.items():
+        value = params.get(key)
+        parts.append(f"{name} {value if value is not None else unset}")
+    per_task = cells_per_task(sweep, options.get("cells_per_task"))
+    return f"slurm request per array task: {', '.join(parts)}, {per_task} cell(s) a task"
+
+
 def wait_for_array(array_id: str, poll_s: float = 2.0, unreachable_s: float = 300.0) -> None:
     """Block until SLURM lists no task of the job array (finished, failed or cancelled; a requeued task
     stays listed). Polls ``squeue``, which needs no accounting database, unlike ``sacct``; if squeue has
