@@ -86,8 +86,12 @@ def parse_overrides(overrides: list[str]) -> DictConfig:
             f"Could not parse override(s) {', '.join(bad)}: write them as key=value, e.g. "
             "method.time_steps=4 trainer.max_epochs=10."
         )
+    try:  # all at once (a sweep check parses thousands); on an error, again one at a time to name it
+        return OmegaConf.from_dotlist(list(overrides))
+    except (OmegaConfBaseException, yaml.YAMLError, ValueError):
+        pass
     parsed = OmegaConf.create({})
-    for item in overrides:  # one at a time, so an error names its override
+    for item in overrides:
         try:
             parsed = OmegaConf.merge(parsed, OmegaConf.from_dotlist([item]))
         except (OmegaConfBaseException, yaml.YAMLError, ValueError) as error:
