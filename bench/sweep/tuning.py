@@ -50,10 +50,6 @@ class Tuning:
     space: dict  # method -> {key: [values]} as the file gives it (for the records)
     candidates: dict  # method -> [(key=value, ...), ...] in product order (the first listed wins ties)
 
-    @property
-    def budget(self) -> int:
-        return len(next(iter(self.candidates.values())))
-
 
 def read_tuning(block, methods: list[str], where: str, dotlist, yaml_value) -> Tuning | None:
     """The ``tuning`` block of a sweep file (None without one), checked: every method of the sweep has a
