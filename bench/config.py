@@ -4,18 +4,23 @@ Merge order (later wins): ``configs/defaults.yaml`` -> ``configs/datasets/<datas
 ``configs/methods/<method>.yaml`` -> that file's ``datasets.<dataset>`` block -> command-line
 ``key=value`` overrides. Every key is checked before anything trains: ``method.*`` against the method's
 constructor, ``data.*`` against the DataModule's, ``trainer.*`` against Lightning's ``Trainer``,
-``metrics.*`` against the metrics callback's (keys and values).
+``metrics.*`` against the metrics callback's: the key's name, its value's type against the annotation of the
+parameter that receives it, then the value itself (the constructors check it).
 """
 
 from __future__ import annotations
 
+import collections.abc as abc
 import hashlib
 import inspect
 import json
 import logging
+import types
+import typing
 import warnings
+from functools import cache
 from pathlib import Path
-from typing import get_args
+from typing import Annotated, Literal, Union, get_args, get_origin
 
 import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -104,46 +109,185 @@ def parse_overrides(overrides: list[str]) -> DictConfig:
     return parsed
 
 
-def constructor_keys(cls: type) -> dict[str, inspect.Parameter]:
-    """Named constructor parameters of ``cls``, following ``**kwargs`` up the class hierarchy."""
+@cache
+def _parameters(cls: type) -> dict[str, inspect.Parameter]:
     keys: dict[str, inspect.Parameter] = {}
     for klass in cls.__mro__:
         if "__init__" not in vars(klass):
             continue
+        hints = _hints(klass.__init__)
         params = inspect.signature(klass.__init__).parameters
         for name, param in params.items():
             if name != "self" and param.kind not in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
-                keys.setdefault(name, param)
+                # Any (not checked) for an annotation that cannot be resolved
+                hint = hints.get(name, param.annotation if param.annotation is param.empty else typing.Any)
+                keys.setdefault(name, param.replace(annotation=hint))
         if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
             break
     return keys
 
 
-def _check_type(where: str, value, default) -> None:
-    """Reject a value whose type cannot stand for the constructor default's (e.g. lr='fast')."""
-    if default is inspect.Parameter.empty or default is None or value is None:
-        return
-    expected = type(default)
-    if expected is bool:
-        ok = isinstance(value, bool)
-    elif expected is int:
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif expected is float:
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
-    elif expected in (tuple, list):
-        ok = isinstance(value, list | tuple | ListConfig)
-    elif expected is str:
-        ok = isinstance(value, str)
-    else:
-        return
-    if not ok:
-        raise ConfigError(
-            f"{where}={value!r} has the wrong type: expected {expected.__name__} "
-            f"(the default is {default!r})."
+def constructor_keys(cls: type) -> dict[str, inspect.Parameter]:
+    """Named constructor parameters of ``cls``, following ``**kwargs`` up the class hierarchy, each with its
+    annotation as a type (``inspect.Parameter.empty`` where it has none, ``Any`` where it cannot be
+    resolved)."""
+    return dict(_parameters(cls))
+
+
+def _hints(function) -> dict[str, object]:
+    """``function``'s annotations as types (a module with ``from __future__ import annotations`` leaves
+    strings). One naming what its module imports for type checkers only cannot be resolved: it is left
+    out (its parameter is not checked); the others are kept."""
+    try:
+        return typing.get_type_hints(function)
+    except Exception:  # NameError, TypeError, ...: one annotation at a time
+        pass
+    hints = {}
+    for name, annotation in getattr(function, "__annotations__", {}).items():
+
+        def probe():
+            pass
+
+        probe.__annotations__ = {name: annotation}
+        try:
+            hints.update(typing.get_type_hints(probe, globalns=getattr(function, "__globals__", None)))
+        except Exception:
+            continue
+    return hints
+
+
+#: How a message names each type of value a config can hold.
+_WORDS = {bool: "true/false", int: "an integer", float: "a number", str: "text", type(None): "null"}
+#: The containers a config value (a YAML list or mapping) can stand for; other classes no config value can be.
+_LISTS = (
+    list,
+    tuple,
+    set,
+    frozenset,
+    abc.Sequence,
+    abc.MutableSequence,
+    abc.Collection,
+    abc.Iterable,
+    abc.Set,
+)
+_MAPPINGS = (dict, abc.Mapping, abc.MutableMapping)
+
+
+def _items(hint) -> tuple[str, tuple]:
+    """The container kind of ``hint`` ("list" or "mapping", "" for none) and its item types."""
+    container, args = get_origin(hint) or hint, get_args(hint)
+    if container in _MAPPINGS:
+        return "mapping", args
+    if container in _LISTS:
+        return "list", args
+    return "", ()
+
+
+def fits(value, hint) -> bool | None:
+    """Whether a config value (plain YAML data: null, true/false, a number, text, a list, a mapping) can
+    stand for the annotation ``hint``: an int for a float, a list for a tuple or a sequence; ``None`` when
+    no config value can (a class of its own, a callable, ``Any``), so that annotation is not checked. In a
+    union, such a class is left out and the other members are checked (``str | Accelerator``)."""
+    origin, args = get_origin(hint), get_args(hint)
+    if hint is type(None) or hint is None:
+        return value is None
+    if origin is Annotated:
+        return fits(value, args[0])
+    if origin is Literal:  # by type too: True is not the choice 1
+        return any(type(value) is type(choice) and value == choice for choice in args)
+    if origin in (Union, types.UnionType):
+        verdicts = [fits(value, arg) for arg in args]
+        checked = [
+            v for arg, v in zip(args, verdicts, strict=True) if v is not None and arg is not type(None)
+        ]
+        return True if True in verdicts else (False if checked else None)
+    if hint in (bool, int, float, str):
+        exact = {int: int, float: int | float}.get(hint, hint)
+        return isinstance(value, exact) and (hint is bool or not isinstance(value, bool))
+    kind, args = _items(hint)
+    if kind == "mapping":
+        value_hint = args[1] if len(args) == 2 else None
+        return isinstance(value, dict) and all(fits(item, value_hint) is not False for item in value.values())
+    if kind == "list":
+        if not isinstance(value, list | tuple):
+            return False
+        if len(args) == 2 and args[1] is Ellipsis or len(args) == 1:
+            args = (args[0],) * len(value)
+        elif not args:
+            return True
+        if len(args) != len(value):  # tuple[int, int]: that many items
+            return False
+        return all(fits(item, arg) is not False for item, arg in zip(value, args, strict=True))
+    return None
+
+
+def in_words(hint) -> str | None:
+    """The annotation ``hint`` as a user reads it ("an integer or null", "one of 'a', 'b'"); ``None`` for
+    one no config value can satisfy (see :func:`fits`)."""
+    origin, args = get_origin(hint), get_args(hint)
+    if origin is Annotated:
+        return in_words(args[0])
+    if origin is Literal:
+        shown = [
+            _WORDS[type(None)] if a is None else str(a).lower() if isinstance(a, bool) else repr(a)
+            for a in args
+        ]
+        return shown[0] if len(shown) == 1 else f"one of {', '.join(shown)}"
+    if origin in (Union, types.UnionType):
+        members = [arg for arg in args if arg is not type(None)]
+        literals = [choice for arg in members if get_origin(arg) is Literal for choice in get_args(arg)]
+        words = [in_words(arg) for arg in members if get_origin(arg) is not Literal]
+        if literals:  # Lightning's precision: three Literals, one list of choices
+            first = next(i for i, arg in enumerate(members) if get_origin(arg) is Literal)
+            words.insert(first, in_words(Literal[tuple(literals)]))
+        words = [word for word in words if word] + (["null"] if type(None) in args and words else [])
+        return (
+            None if not words else words[0] if len(words) == 1 else f"{', '.join(words[:-1])} or {words[-1]}"
         )
+    if isinstance(hint, type) and hint in _WORDS:
+        return _WORDS[hint]
+    kind, args = _items(hint)
+    if kind == "mapping":
+        each = in_words(args[1]) if len(args) == 2 else None
+        return f"a mapping (each value {each})" if each else "a mapping"
+    if kind == "list":
+        if len(args) == 2 and args[1] is Ellipsis or len(args) == 1:
+            each = in_words(args[0])
+            return f"a list (each item {each})" if each else "a list"
+        if args:
+            return f"a list of {len(args)} items ({', '.join(in_words(arg) or 'anything' for arg in args)})"
+        return "a list"
+    return None
 
 
-def _check_group(group: str, values: DictConfig, target: type, exclude=(), check_types: bool = True) -> None:
+def _receiver(group: str, target: type) -> str:
+    kind = {"method": "the method", "data": "the DataModule", "metrics": "the metrics callback"}
+    return "Lightning's Trainer" if group == "trainer" else f"{kind.get(group, group)} ({target.__name__})"
+
+
+def _check_type(group: str, key: str, value, param: inspect.Parameter, target: type, origin=None) -> None:
+    """Reject a value that cannot stand for the annotation of the parameter that receives it (e.g.
+    trainer.max_epochs='zero'). A parameter without one is checked against its default's type, or null."""
+    hint, default = param.annotation, param.default
+    if hint is inspect.Parameter.empty:
+        if type(default) not in (bool, int, float, str, list, tuple):
+            return
+        hint = type(default) | None
+    value = (
+        OmegaConf.to_container(value, resolve=True) if isinstance(value, DictConfig | ListConfig) else value
+    )
+    if fits(value, hint) is not False:
+        return
+    where = origin(f"{group}.{key}") if origin else None
+    raise ConfigError(
+        f"{group}.{key}={value!r} has the wrong type: {_receiver(group, target)} takes {key} as "
+        f"{in_words(hint)}." + (f" It is set {where}." if where else "")
+    )
+
+
+def _check_group(group: str, values: DictConfig, target: type, exclude=(), origin=None) -> None:
+    """Every key of ``values`` one ``target``'s constructor takes, with a value of its parameter's type;
+    ``origin(key)`` says where a key was set (e.g. "in configs/methods/ann.yaml"), for the message."""
     valid = {k: p for k, p in constructor_keys(target).items() if k not in exclude}
     for key, value in values.items():
         if key in exclude:
@@ -160,8 +304,7 @@ def _check_group(group: str, values: DictConfig, target: type, exclude=(), check
                 f"Unknown key {group}.{key} for {target.__name__}. Valid {group} keys: "
                 f"{', '.join(sorted(valid))}."
             )
-        if check_types:
-            _check_type(f"{group}.{key}", value, valid[key].default)
+        _check_type(group, key, value, valid[key], target, origin)
     for name, param in valid.items():
         if param.default is inspect.Parameter.empty and name not in values:
             raise ConfigError(f"{group}.{name} is required by {target.__name__} but not set.")
@@ -185,16 +328,16 @@ def _construct(group: str, cls: type, values: DictConfig):
 
 
 #: Trainer keys that depend on the machine (a sweep is checked on a login node, run on GPU nodes): their
-#: values are checked by name here and for real when the run builds its Trainer, before any record exists.
+#: values are checked by type (precision: against its annotation's choices) and accelerator by name here,
+#: and for real when the run builds its Trainer, before any record exists.
 DEVICE_KEYS = ("accelerator", "devices", "num_nodes", "strategy", "precision")
 
 
 def _check_trainer(values: DictConfig) -> None:
     """Lightning checks trainer values when a Trainer is built (16 ms, no files written): build one on the
-    CPU with the machine-dependent keys left out, and check those by name. The epoch budget is checked
-    here, as Lightning accepts 0."""
+    CPU with the machine-dependent keys left out (their types are checked already), and check the
+    accelerator by name. The epoch budget is checked here, as Lightning accepts 0."""
     import pytorch_lightning as pl  # here, not at the top: reading a config imports no Lightning
-    from lightning_fabric.connector import _PRECISION_INPUT_STR
     from pytorch_lightning.accelerators import AcceleratorRegistry
 
     kwargs = OmegaConf.to_container(values, resolve=True)
@@ -209,12 +352,6 @@ def _check_trainer(values: DictConfig) -> None:
     if kwargs.get("accelerator", "auto") not in accelerators:
         raise ConfigError(
             f"trainer.accelerator={kwargs['accelerator']!r} is not one of {', '.join(sorted(accelerators))}."
-        )
-    precisions = [*get_args(_PRECISION_INPUT_STR), "64", "32", "16", "bf16", 64, 32, 16]
-    if kwargs.get("precision", "32-true") not in precisions:
-        raise ConfigError(
-            f"trainer.precision={kwargs['precision']!r} is not a Lightning precision; use one of "
-            f"{', '.join(get_args(_PRECISION_INPUT_STR))}."
         )
     portable = {key: value for key, value in kwargs.items() if key not in DEVICE_KEYS}
     quiet = {"logger": False, "enable_checkpointing": False, "enable_progress_bar": False}
@@ -257,8 +394,10 @@ def _check_progress(group) -> None:
         raise ConfigError(f"progress.every_s={seconds!r} must be a number of seconds above 0.")
 
 
-def validate(cfg: DictConfig, method_cls: type, dataset_cls: type) -> None:
-    """Check every key against the class that receives it; raise :class:`ConfigError` naming valid keys."""
+def validate(cfg: DictConfig, method_cls: type, dataset_cls: type, origin=None) -> None:
+    """Check every key against the class that receives it (its name and its value's type); raise
+    :class:`ConfigError` naming valid keys. ``origin(key)``: where ``key`` was
+    set, for the message (:func:`load_config` knows)."""
     import pytorch_lightning as pl
 
     from bench.metrics import EnergyMetrics
@@ -284,11 +423,10 @@ def validate(cfg: DictConfig, method_cls: type, dataset_cls: type) -> None:
         )
     _check_progress(cfg.get("progress"))
     _check_finite(cfg)
-    _check_group("method", cfg.method, method_cls, exclude=METHOD_FACTS)
-    _check_group("data", cfg.data, dataset_cls)
-    _check_group("metrics", cfg.metrics, EnergyMetrics)
-    # Trainer arguments take unions (devices: int | str | list): Lightning checks their values itself.
-    _check_group("trainer", cfg.trainer, pl.Trainer, exclude=RUNNER_OWNED_TRAINER_KEYS, check_types=False)
+    _check_group("method", cfg.method, method_cls, exclude=METHOD_FACTS, origin=origin)
+    _check_group("data", cfg.data, dataset_cls, origin=origin)
+    _check_group("metrics", cfg.metrics, EnergyMetrics, origin=origin)
+    _check_group("trainer", cfg.trainer, pl.Trainer, exclude=RUNNER_OWNED_TRAINER_KEYS, origin=origin)
     # Values: the constructors that receive them check them (cheap: nothing touches the disk or trains).
     facts = _construct("data", dataset_cls, cfg.data).facts
     # The method contract's rule on T, checked here once per run (not by the method's constructor).
@@ -317,23 +455,48 @@ def load_config(
     else:
         registry.require_key("method", method)
         registry.require_key("dataset", dataset)
-    layers = [_read_yaml(config_dir / "defaults.yaml")]
+    defaults = config_dir / "defaults.yaml"
+    # each layer by where it comes from, for a message about one of its values
+    sources = {f"in {_shown(defaults, config_dir)}": _read_yaml(defaults)}
     for path in (config_dir / "datasets" / f"{dataset}.yaml", config_dir / "methods" / f"{method}.yaml"):
         if path.exists():
-            layer = _read_yaml(path)
+            layer, shown = _read_yaml(path), _shown(path, config_dir)
             per_dataset = layer.pop("datasets", None) or {}
-            layers.append(layer)
+            sources[f"in {shown}"] = layer
             if dataset in per_dataset:
-                layers.append(per_dataset[dataset])
-    layers.append(parse_overrides(list(overrides)))
+                sources[f"in {shown} (its datasets.{dataset} block)"] = per_dataset[dataset]
+    sources["by an override (the command line or a sweep's cell)"] = parse_overrides(list(overrides))
     try:
-        cfg = OmegaConf.merge(*layers)
+        cfg = OmegaConf.merge(*sources.values())
         OmegaConf.resolve(cfg)
     except OmegaConfBaseException as error:
         raise ConfigError(f"Could not merge the config for {method} on {dataset}: {error}") from error
     if check:
-        validate(cfg, method_cls, dataset_cls)
+
+        def origin(key: str) -> str | None:
+            return next((where for where, layer in reversed(sources.items()) if _sets(layer, key)), None)
+
+        validate(cfg, method_cls, dataset_cls, origin)
     return cfg
+
+
+def _shown(path: Path, config_dir: Path) -> str:
+    """``path`` as a message names it: configs/methods/lif_sg.yaml."""
+    try:
+        return str(path.relative_to(config_dir.parent))
+    except ValueError:
+        return str(path)
+
+
+def _sets(layer: DictConfig, dotted: str) -> bool:
+    """Whether the config ``layer`` sets the key ``dotted`` (e.g. trainer.max_epochs)."""
+    *parents, leaf = dotted.split(".")
+    node = layer
+    for parent in parents:
+        if not isinstance(node, DictConfig) or parent not in node:
+            return False
+        node = node[parent]
+    return isinstance(node, DictConfig) and leaf in node
 
 
 def identity(cfg: DictConfig) -> dict:

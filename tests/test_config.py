@@ -1,10 +1,14 @@
 from __future__ import annotations
 
+import typing
+from collections.abc import Callable, Sequence
+from typing import Annotated, Any, Literal, Optional
+
 import pytest
 import torch
 from omegaconf import OmegaConf
 
-from bench.config import load_config, parse_overrides, run_id
+from bench.config import _check_group, constructor_keys, fits, in_words, load_config, parse_overrides, run_id
 from bench.errors import ConfigError
 from bench.runner import build
 from methods.base import BenchMethod
@@ -67,8 +71,11 @@ def test_misspelt_method_key_names_the_valid_keys():
         ("trainer.logger=true", "the runner sets it"),
         ("method.num_classes=3", "takes it from the dataset"),
         ("method.frames=8", "takes it from the dataset"),
-        ("method.lr=fast", "method.lr='fast' has the wrong type: expected float"),
-        ("method.hard_reset=1", "expected bool"),
+        (
+            "method.lr=fast",
+            "method.lr='fast' has the wrong type: the method (LIFSurrogateGradient) takes lr as a number",
+        ),
+        ("method.hard_reset=1", "takes hard_reset as true/false"),
         ("optimiser.lr=1", "Unknown top-level config key(s) optimiser"),
         ("logger=tensorboardx", "logger='tensorboardx' is not supported"),
         ("seed=abc", "seed must be a whole number"),
@@ -129,3 +136,159 @@ def test_time_steps_are_checked_once_per_run_by_the_config_check_not_per_batch(m
     assert calls == [(2, 6)]  # validate's, none from the constructor or encode
     with pytest.raises(ConfigError, match="method.time_steps must be >= 1, got 0"):  # on images too
         load_config("lif_sg", "mnist5k", ["method.time_steps=0"])
+
+
+# --- issue 33: a value is checked against the annotation of the parameter that receives it -------------
+@pytest.mark.parametrize(
+    "override, fragment",
+    [
+        (
+            "trainer.max_epochs=zero",
+            "trainer.max_epochs='zero' has the wrong type: Lightning's Trainer takes max_epochs as an "
+            "integer or null.",
+        ),
+        ("trainer.devices=1.5", "takes devices as a list (each item an integer), text or an integer."),
+        ("trainer.deterministic=1", "takes deterministic as true/false, 'warn' or null."),
+        ("trainer.precision=[32]", "takes precision as one of 64, 32, 16, 'transformer-engine', "),
+        ("trainer.max_time=[1]", "takes max_time as text, a mapping (each value an integer) or null."),
+        ("trainer.max_time={hours: one}", "takes max_time as text, a mapping (each value an integer)"),
+        ("trainer.enable_checkpointing=sometimes", "takes enable_checkpointing as true/false or null."),
+        ("trainer.limit_train_batches=abc", "takes limit_train_batches as an integer, a number or null."),
+        ("method.layers=[8]", "the method (LIFSurrogateGradient) takes layers as text or null."),
+        ("method.channels=32", "takes channels as a list (each item an integer)."),
+        ("method.channels=[a, b]", "takes channels as a list (each item an integer)."),
+        ("method.time_steps=four", "takes time_steps as an integer or null."),
+        ("data.batch_size=many", "the DataModule (MNIST5k) takes batch_size as an integer."),
+        ("data.folds=5.5", "takes folds as an integer or null."),
+        ("data.root=[a]", "takes root as text or null."),
+        ("metrics.latency_samples=lots", "the metrics callback (EnergyMetrics) takes latency_samples as an"),
+    ],
+)
+def test_a_value_of_the_wrong_type_names_the_type_its_parameter_takes_and_where_it_was_set(
+    override, fragment
+):
+    with pytest.raises(ConfigError) as info:
+        load_config("lif_sg", "mnist5k", [override])
+    message = str(info.value)
+    assert fragment in message
+    assert "It is set by an override (the command line or a sweep's cell)." in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        "trainer.devices=[0]",
+        "trainer.devices=auto",
+        "trainer.devices=2",
+        "trainer.precision=16",
+        "trainer.precision='16'",
+        "trainer.precision=bf16-mixed",
+        "trainer.max_time=00:00:10:00",
+        "trainer.max_time={minutes: 5}",
+        "trainer.max_epochs=null",
+        "trainer.limit_train_batches=0.5",
+        "trainer.limit_train_batches=3",
+        "trainer.gradient_clip_val=1",
+        "trainer.deterministic=true",
+        "trainer.val_check_interval=0.5",
+        "trainer.profiler=simple",
+        "method.lr=1",  # an integer for a float
+        "method.channels=[16, 32]",
+        "method.layers=32C3-AP2",
+        "data.root=null",
+        "data.folds=5",
+    ],
+)
+def test_values_users_pass_keep_being_accepted(override):
+    load_config("lif_sg", "mnist5k", [override])
+
+
+def test_a_wrong_type_in_a_config_file_names_that_file(layered_configs):
+    (layered_configs / "methods" / "ann.yaml").write_text(
+        "method: {hidden: 16}\ndatasets:\n  mnist5k: {method: {dropout: none}}\n"
+    )
+    with pytest.raises(
+        ConfigError,
+        match=r"takes dropout as a number\. It is set in configs/methods/ann.yaml "
+        r"\(its datasets.mnist5k block\)\.",
+    ):
+        load_config("ann", "mnist5k", config_dir=layered_configs)
+    (layered_configs / "methods" / "ann.yaml").write_text("method: {hidden: wide}\n")
+    with pytest.raises(
+        ConfigError, match=r"takes hidden as an integer\. It is set in configs/methods/ann.yaml\."
+    ):
+        load_config("ann", "mnist5k", config_dir=layered_configs)
+
+
+class Widget:
+    """A class no config value can be."""
+
+
+@pytest.mark.parametrize(
+    "hint, good, bad",
+    [
+        (int, [3, -1], [True, 2.5, "3", None]),
+        (float, [1, 2.5], [True, "x", None]),
+        (bool, [True, False], [1, 0, "true"]),
+        (str, ["a", "3"], [3, None, ["a"]]),
+        (int | None, [None, 3], ["zero", 1.5]),
+        (Optional[int], [None, 3], ["zero"]),  # noqa: UP045 (the spelling Lightning uses)
+        (Literal["a", "b"], ["a", "b"], ["c", 1, None]),
+        (Literal[1, 2], [1, 2], [True, 1.0, "1"]),
+        (int | str | None, [1, "auto", None], [1.5, [1], {"a": 1}]),
+        (list[int], [[], [1, 2]], [[1.5], 3, "12", {"a": 1}]),
+        (typing.List[int], [[1]], [["a"]]),  # noqa: UP006
+        (tuple[int, ...], [[1, 2, 3]], [[1, "a"]]),
+        (tuple[int, int], [[1, 2]], [[1], [1, 2, 3], [1, "a"]]),
+        (Sequence[float], [[1, 2.5]], ["ab", [True]]),
+        (list, [[1, "a"]], ["a"]),
+        (dict[str, int], [{"a": 1}], [{"a": "x"}, [1]]),
+        (Annotated[int, "a note"], [3], ["x"]),
+        (str | Widget, ["a"], [3]),  # the class is left out of the check; str is checked
+        (list[Widget], [[1, "a"]], ["a"]),  # the items are not checked, the list is
+    ],
+)
+def test_fits_follows_the_annotation(hint, good, bad):
+    assert [fits(value, hint) for value in good] == [True] * len(good)
+    assert [fits(value, hint) for value in bad] == [False] * len(bad)
+
+
+@pytest.mark.parametrize("hint", [Widget, Widget | None, Any, Callable[[int], int], torch.device])
+def test_an_annotation_no_config_value_can_satisfy_is_not_checked(hint):
+    assert {fits(value, hint) for value in (3, "x", [1], {"a": 1})} == {None}
+
+
+@pytest.mark.parametrize(
+    "hint, words",
+    [
+        (float, "a number"),
+        (int | None, "an integer or null"),
+        (Literal["a", "b"], "one of 'a', 'b'"),
+        (bool | Literal["warn"] | None, "true/false, 'warn' or null"),
+        (list[int], "a list (each item an integer)"),
+        (tuple[int, str], "a list of 2 items (an integer, text)"),
+        (str | Widget, "text"),
+        (Widget, None),
+    ],
+)
+def test_in_words_says_the_type_as_a_user_reads_it(hint, words):
+    assert in_words(hint) == words
+
+
+class Plugin:
+    def __init__(self, rate=0.5, name: Undefined = "x", size: int = 3, extra=None):  # noqa: F821
+        """``Undefined`` is a name only a type checker would import: ``name`` cannot be checked."""
+
+
+def test_an_unresolvable_annotation_leaves_its_parameter_unchecked_and_the_others_checked():
+    keys = constructor_keys(Plugin)
+    assert keys["size"].annotation is int and keys["name"].annotation is Any
+    _check_group("method", OmegaConf.create({"name": 3, "extra": [1], "rate": 1, "size": 4}), Plugin)
+    with pytest.raises(
+        ConfigError, match=r"method.size='big' has the wrong type: .* takes size as an integer"
+    ):
+        _check_group("method", OmegaConf.create({"size": "big"}), Plugin)
+    # no annotation: the default's type, or null (as before issue 33)
+    with pytest.raises(ConfigError, match=r"takes rate as a number or null\."):
+        _check_group("method", OmegaConf.create({"rate": "fast"}), Plugin)

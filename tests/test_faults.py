@@ -51,9 +51,9 @@ def claim_file(workdir: Path, overrides=QUICK, method="ann") -> Path:
 @pytest.mark.parametrize(
     "override, message",
     [
-        ("trainer.precision=bogus", "not a Lightning precision"),
+        ("trainer.precision=bogus", "Lightning's Trainer takes precision as one of 64, 32, 16, "),
         ("trainer.accelerator=warp", "trainer.accelerator='warp' is not one of"),
-        ("trainer.limit_train_batches=abc", "Lightning rejects the trainer"),
+        ("trainer.limit_train_batches=abc", "takes limit_train_batches as an integer, a number or null"),
         ("trainer.max_epochs=0", "trains nothing"),
         ("data.batch_size=-1", "data.batch_size=-1 must be >= 1"),
         ("data.val_fraction=2", "val_fraction must lie strictly between 0 and 1"),
@@ -72,6 +72,27 @@ def test_config_mistakes_raise_before_any_record_or_claim(override, message, wor
     with pytest.raises(ConfigError, match=message):
         run("ann", "mnist5k", [*QUICK, override])
     assert runs(workdir) == [] and not (workdir / "results" / "running").exists()
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("trainer.max_epochs=zero", "Lightning's Trainer takes max_epochs as an integer or null"),
+    ],
+)
+def test_bench_run_with_a_wrongly_typed_value_or_wandb_without_login_leaves_no_record(
+    override, message, workdir, monkeypatch, capsys
+):
+    """Issue 33: both were "looks like a bug" and a ``failed`` record (and a run folder under logs/)."""
+    for name in ("WANDB_API_KEY", "WANDB_MODE", "WANDB_IDENTITY_TOKEN_FILE", "WANDB_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("NETRC", str(workdir / "no-netrc"))
+    monkeypatch.setattr(cli.err_console, "width", 1000)  # one line a paragraph
+    assert bench_main(["run", "--method", "ann", "--dataset", "mnist5k", *QUICK, override]) == 1
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert "bug" not in err and "Traceback" not in err
+    assert not (workdir / "results").exists() and not (workdir / "logs").exists()
 
 
 def test_a_device_this_machine_lacks_is_a_config_error_before_the_record(workdir):
