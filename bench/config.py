@@ -5,7 +5,8 @@ Merge order (later wins): ``configs/defaults.yaml`` -> ``configs/datasets/<datas
 ``key=value`` overrides. Every key is checked before anything trains: ``method.*`` against the method's
 constructor, ``data.*`` against the DataModule's, ``trainer.*`` against Lightning's ``Trainer``,
 ``metrics.*`` against the metrics callback's: the key's name, its value's type against the annotation of the
-parameter that receives it, then the value itself (the constructors check it).
+parameter that receives it, then the value itself (the constructors check it). The logger is checked to be
+able to log here (:func:`bench.loggers.check_ready`).
 """
 
 from __future__ import annotations
@@ -395,11 +396,12 @@ def _check_progress(group) -> None:
 
 
 def validate(cfg: DictConfig, method_cls: type, dataset_cls: type, origin=None) -> None:
-    """Check every key against the class that receives it (its name and its value's type); raise
-    :class:`ConfigError` naming valid keys. ``origin(key)``: where ``key`` was
+    """Check every key against the class that receives it (its name and its value's type), and that the
+    logger can log here; raise :class:`ConfigError` naming valid keys. ``origin(key)``: where ``key`` was
     set, for the message (:func:`load_config` knows)."""
     import pytorch_lightning as pl
 
+    from bench.loggers import check_ready
     from bench.metrics import EnergyMetrics
 
     unknown = set(cfg) - set(TOP_LEVEL_KEYS)
@@ -438,6 +440,7 @@ def validate(cfg: DictConfig, method_cls: type, dataset_cls: type, origin=None) 
         raise ConfigError(
             f"paths must hold exactly {', '.join(f'`{key}`' for key in PATHS)}, got {sorted(cfg.paths)}."
         )
+    check_ready(cfg.logger)
 
 
 def load_config(

@@ -292,3 +292,73 @@ def test_an_unresolvable_annotation_leaves_its_parameter_unchecked_and_the_other
     # no annotation: the default's type, or null (as before issue 33)
     with pytest.raises(ConfigError, match=r"takes rate as a number or null\."):
         _check_group("method", OmegaConf.create({"rate": "fast"}), Plugin)
+
+
+# --- issue 33: a logger that cannot log here is a config error, found before any record -----------------
+@pytest.fixture
+def no_wandb_login(tmp_path, monkeypatch):
+    """No wandb credentials anywhere: no key, no mode, an empty netrc file."""
+    for name in ("WANDB_API_KEY", "WANDB_MODE", "WANDB_IDENTITY_TOKEN_FILE", "WANDB_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine example.org\n  login me\n  password secret\n")
+    monkeypatch.setenv("NETRC", str(netrc))
+    return netrc
+
+
+def test_logger_wandb_without_credentials_says_what_to_set(no_wandb_login):
+    with pytest.raises(ConfigError) as info:
+        load_config("lif_sg", "mnist5k", ["logger=wandb"])
+    message = str(info.value)
+    for fragment in (
+        f"WANDB_API_KEY is not set, WANDB_MODE is not set and {no_wandb_login} has no entry for api.wandb.ai",
+        "Set WANDB_API_KEY",
+        "`wandb login`",
+        "WANDB_MODE=offline",
+        "logger=csv",
+    ):
+        assert fragment in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    "env, netrc_host",
+    [
+        ({"WANDB_API_KEY": "k" * 40}, None),
+        ({"WANDB_MODE": "offline"}, None),
+        ({"WANDB_MODE": "disabled"}, None),
+        ({}, "api.wandb.ai"),  # `wandb login`
+        ({"WANDB_BASE_URL": "https://wandb.example.net"}, "wandb.example.net"),
+    ],
+)
+def test_logger_wandb_is_ready_with_a_key_an_offline_mode_or_a_login(
+    env, netrc_host, no_wandb_login, monkeypatch
+):
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    if netrc_host:
+        no_wandb_login.write_text(f"machine {netrc_host}\n  login user\n  password {'k' * 40}\n")
+    assert load_config("lif_sg", "mnist5k", ["logger=wandb"]).logger == "wandb"
+
+
+@pytest.mark.parametrize(
+    "env, fragment",
+    [
+        ({"WANDB_MODE": "online"}, "WANDB_MODE=online needs an account"),
+        (
+            {"WANDB_MODE": "ofline"},
+            "WANDB_MODE='ofline' is not a wandb mode; use one of online, run, shared, offline",
+        ),
+        ({"WANDB_BASE_URL": "https://wandb.example.net"}, "has no entry for wandb.example.net"),
+    ],
+)
+def test_logger_wandb_with_an_online_mode_a_bad_mode_or_another_host_and_no_login_is_refused(
+    env, fragment, no_wandb_login, monkeypatch
+):
+    no_wandb_login.write_text(f"machine api.wandb.ai\n  login user\n  password {'k' * 40}\n")
+    if "WANDB_BASE_URL" not in env:
+        no_wandb_login.write_text("")
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match=fragment):
+        load_config("lif_sg", "mnist5k", ["logger=wandb"])

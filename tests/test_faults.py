@@ -78,6 +78,7 @@ def test_config_mistakes_raise_before_any_record_or_claim(override, message, wor
     "override, message",
     [
         ("trainer.max_epochs=zero", "Lightning's Trainer takes max_epochs as an integer or null"),
+        ("logger=wandb", "logger=wandb cannot log in here: WANDB_API_KEY is not set"),
     ],
 )
 def test_bench_run_with_a_wrongly_typed_value_or_wandb_without_login_leaves_no_record(
