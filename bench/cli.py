@@ -133,6 +133,7 @@ def print_config(method: str, dataset: str, cfg, heading: list[str], waiting: st
 
 def cmd_run(args: argparse.Namespace) -> int:
     from bench.results.pricing import repriceable
+    from bench.results.records import chance_note
     from bench.runner import quiet_lightning, run
 
     quiet_lightning()
@@ -165,6 +166,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             f"[yellow]Outside the method's design:[/] {result.record['outside_design_reason']}. The record "
             "says so (outside_design: true), so that a comparison can tell it from runs inside the design."
         )
+    if chance_note(result.record):
+        console.print(f"[yellow]At chance:[/] {chance_note(result.record)}", highlight=False)
     return 0
 
 
