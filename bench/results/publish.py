@@ -1,19 +1,21 @@
 """``bench tables``: regenerate ``results/`` from the run records alone (never logs).
 
-One table file per sweep (``tables/<sweep>.{md,csv}``; runs made with ``bench run`` go to
-``tables/runs.*``), so demo and full runs never mix, and in it one table per setting (dataset, frames, cost
-table, counting conventions), so that those never mix either; ``plots/<sweep>/``: accuracy against each
-cost (a panel per setting), and per setting accuracy against energy with each T's Pareto front and, with
-several T, accuracy and energy against T; ``README.md``: the answer (per dataset and T of the matched
-track: the most accurate method, those tied with it, the cheapest within 1 point), then the sweeps track by
-track (the track a sweep's records carry, copied from its file when each cell ran), the paper track beside
-the papers' claimed accuracy (``configs/paper_claims.yaml``). Runs are grouped per experiment: dataset,
-method, T, cost table, counting conventions and the resolved config minus the seed (and paths and names),
-so different variants of a sweep or runs with different settings are never averaged together; a sweep's
-rows are labelled by their variant's name (or, for single runs, by the settings that tell them apart), and
-a sweep's ``reference`` variant (as its records carry it) adds columns comparing every other row with it.
-Every metric is mean +- the half-width of its 95 % confidence interval over the group's seeds, with n; rows
-are ranked per T (:mod:`bench.results.stats`). Failed and interrupted runs are listed, never averaged in.
+One table file per sweep (``tables/<sweep>.{md,csv}``), so demo and full runs never mix, and in it one
+table per setting (dataset, frames, cost table, counting conventions), so that those never mix either;
+``plots/<sweep>/``: accuracy against each cost (a panel per setting), and per setting accuracy against
+energy with each T's Pareto front and, with several T, accuracy and energy against T; ``README.md``: the
+answer (per dataset and T of the matched track: the most accurate method, those tied with it, the cheapest
+within 1 point), then the sweeps track by track (the track a sweep's records carry, copied from its file
+when each cell ran), the paper track beside the papers' claimed accuracy (``configs/paper_claims.yaml``).
+Runs are grouped per experiment: dataset, method, T, cost table, counting conventions and the resolved
+config minus the seed (and paths and names), so different variants of a sweep or runs with different
+settings are never averaged together; a sweep's rows are labelled by their variant's name (or by the
+settings that tell them apart), and a sweep's ``reference`` variant (as its records carry it) adds columns
+comparing every other row with it. Every metric is mean +- the half-width of its 95 % confidence interval
+over the group's seeds, with n; rows are ranked per T (:mod:`bench.results.stats`). Failed and interrupted
+runs are listed, never averaged in, their errors summarised
+(:func:`~bench.results.formatting.error_summary`). One-off runs (``bench run``) are not published:
+``tables/runs.{md,csv}`` lists them, unranked and without plots, and README.md leaves them out.
 Files under ``tables/`` and ``plots/`` that this run did not write (a sweep's records deleted, a setting
 renamed) are removed: ``results/`` is a function of ``runs/``.
 """
@@ -95,7 +97,8 @@ def regenerate(results_dir: str | Path, pricing: Pricing = AS_RECORDED) -> list[
         table_md, table_csv = tables_dir / f"{section.name}.md", tables_dir / f"{section.name}.csv"
         table_md.write_text(render_markdown(section))
         write_csv(section, table_csv)
-        written += [table_md, table_csv, *write_plots(section, plots_dir / section.name)]
+        written += [table_md, table_csv]
+        written += write_plots(section, plots_dir / section.name) if section.published else []
     readme = results_dir / "README.md"
     readme.write_text(render_readme(published, load_claims()))
     remove_stale(results_dir, written)
