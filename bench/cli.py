@@ -187,11 +187,10 @@ def cmd_test(args: argparse.Namespace) -> int:
 
 
 def cmd_tables(args: argparse.Namespace) -> int:
-    from bench.results.publish import regenerate
+    from bench.results.publish import publish
 
     results = args.results or paths.results_root()
-    for path in regenerate(results, pricing_of(args)):
-        console.print(f"wrote {path}")
+    console.print(publish(results, pricing_of(args)), highlight=False, markup=False)
     return 0
 
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import csv
+import json
 
 from bench.results.publish import regenerate
 from bench.results.records import write_record
@@ -445,3 +446,59 @@ def test_failed_runs_are_summarised_without_paths_or_login_texts(tmp_path):
         assert "Could not read <path>; the file is damaged.\n" in text
     assert "- `g0` (failed): FileNotFoundError: [Errno 2] No such file or directory: '<path>'" in runs
     assert "FileNotFoundError" not in readme[: readme.index("### Sweep `s`")]
+
+
+def test_bench_tables_says_how_far_it_got_and_what_it_wrote_in_a_line_not_a_line_per_file(tmp_path, capsys):
+    """Issue 33: `bench tables` printed ~60 `wrote ...` lines."""
+    from bench.cli import main
+
+    for seed, acc in enumerate((0.95, 0.96)):
+        write_record(
+            {**make(f"a{seed}", "ann", seed, 1, acc, 20.0, 1.0, 0, 4e6, None, 1.0, 1, 1), "sweep": "s"},
+            tmp_path,
+        )
+    write_record(make("r0", "ann", 0, 1, 0.9, 20.0, 1.0, 0, 4e6, None, 1.0, 1, 1), tmp_path)
+    assert main(["tables", "--results", str(tmp_path)]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "wrote" not in out and out.startswith(f"Regenerated {tmp_path} in ")
+    plots = len(list((tmp_path / "plots").rglob("*.png")))
+    assert out.endswith(
+        f"README.md, the tables of 1 sweep(s) and {plots} plot(s). The `bench run` records are not "
+        "published: tables/runs.md lists them, unranked."
+    )
+
+
+def test_plots_whose_records_and_code_are_unchanged_are_kept_not_drawn_again(tmp_path, monkeypatch):
+    """Issue 33: `bench tables` took 42 s, nearly all of it drawing plots that had not changed. A sweep's
+    plots are drawn again only when its records (as priced), the drawing code or a plot file changed."""
+    from bench.results import publish
+
+    for sweep in ("s", "t"):
+        for seed, acc in enumerate((0.95, 0.96)):
+            record = make(f"{sweep}{seed}", "ann", seed, 1, acc, 20.0, 1.0, 0, 4e6, None, 1.0, 1, 1)
+            write_record({**record, "sweep": sweep}, tmp_path)
+    first = regenerate(tmp_path)
+    before = published_bytes(tmp_path)
+    drawn = []
+    draw = publish._draw
+    monkeypatch.setattr(publish, "_draw", lambda job: drawn.append(job[1]) or draw(job))
+    progress = publish.Progress()
+    assert regenerate(tmp_path, progress=progress) == first and published_bytes(tmp_path) == before
+    assert drawn == [] and progress.kept == ["s", "t"] and progress.done == progress.total
+    # a plot file changed or gone: its sweep is drawn again, the same bytes
+    (tmp_path / "plots" / "s" / "accuracy_vs_energy_uj.png").write_bytes(b"\x89PNG edited")
+    progress = publish.Progress()
+    regenerate(tmp_path, progress=progress)
+    assert progress.drawn == ["s"] and progress.kept == ["t"] and published_bytes(tmp_path) == before
+    # a record changed (another pricing changes them all): drawn again
+    write_record({**make("t2", "ann", 2, 1, 0.5, 1.0, 1.0, 0, 4e6, None, 1.0, 1, 1), "sweep": "t"}, tmp_path)
+    progress = publish.Progress()
+    regenerate(tmp_path, progress=progress)
+    assert progress.drawn == ["t"] and progress.kept == ["s"]
+    # a drawn.json that names a file outside its folder is not followed: the sweep is drawn again
+    listed = json.loads((tmp_path / "plots" / "s" / "drawn.json").read_text())
+    listed["files"][0][0] = "../t/accuracy_vs_energy_uj.png"
+    (tmp_path / "plots" / "s" / "drawn.json").write_text(json.dumps(listed))
+    progress = publish.Progress()
+    regenerate(tmp_path, progress=progress)
+    assert progress.drawn == ["s"]
