@@ -133,6 +133,7 @@ def print_config(method: str, dataset: str, cfg, heading: list[str], waiting: st
 
 def cmd_run(args: argparse.Namespace) -> int:
     from bench.results.pricing import repriceable
+    from bench.results.records import chance_note
     from bench.runner import quiet_lightning, run
 
     quiet_lightning()
@@ -165,6 +166,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             f"[yellow]Outside the method's design:[/] {result.record['outside_design_reason']}. The record "
             "says so (outside_design: true), so that a comparison can tell it from runs inside the design."
         )
+    if chance_note(result.record):
+        console.print(f"[yellow]At chance:[/] {chance_note(result.record)}", highlight=False)
     return 0
 
 
@@ -184,11 +187,10 @@ def cmd_test(args: argparse.Namespace) -> int:
 
 
 def cmd_tables(args: argparse.Namespace) -> int:
-    from bench.results.publish import regenerate
+    from bench.results.publish import publish
 
     results = args.results or paths.results_root()
-    for path in regenerate(results, pricing_of(args)):
-        console.print(f"wrote {path}")
+    console.print(publish(results, pricing_of(args)), highlight=False, markup=False)
     return 0
 
 

@@ -43,6 +43,7 @@ from bench.results.records import (
     CELL_FACTS,
     SWEEP_FACTS,
     TUNING_STAGE,
+    at_chance,
     device_name,
     first_non_finite,
     git_state,
@@ -415,6 +416,7 @@ def _test(record, datamodule, model, trainer, energy, after_fit: dict, details: 
     if found is not None:  # e.g. a NaN test loss, a learnt tau thrown to infinity
         raise diverged(model, f"The run's {found[0]} is {found[1]} (the trained network is not finite)")
     record.update(metrics=metrics, layers=energy.layers, method_details=details, status="ok")
+    record["at_chance"] = at_chance(metrics["test_acc"], datamodule.num_classes)  # said, never in the run id
     outcomes = getattr(model, "test_outcomes", None)  # None: a plugin's own test epoch hooks skip ours
     record["test_predictions"] = predictions_entry(outcomes, datamodule.test_ids)
 

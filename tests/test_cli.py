@@ -93,7 +93,7 @@ def test_one_run_is_priced_under_another_table_and_rule_without_training_again(t
 
     energies = {}
     for options in ([], ["--cost-table", "loihi"], ["--pooled", "folded"]):
-        out = bench("compare", "--dataset", "mnist5k", *options, folder=tmp_path)
+        out = bench("compare", "--dataset", "mnist5k", "--sweep", "runs", *options, folder=tmp_path)
         assert out.returncode == 0, out.stderr
         energies[tuple(options)] = out.stdout
     assert "cost table loihi" in energies[("--cost-table", "loihi")]

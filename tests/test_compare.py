@@ -354,3 +354,36 @@ def test_the_pareto_front_is_drawn_per_time_step():
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
     assert legend == ["a (T=2)", "b (T=2)", "c (T=2)", "d (T=4)", "Pareto front (T=2)", "Pareto front (T=4)"]
     plt.close(fig)
+
+
+def test_with_one_run_a_side_compare_says_untested_never_tied_with_none_or_welch_dash(tmp_path):
+    """Issue 33: with n = 1 the answer read "tied with it (Welch p ≥ 0.05): none" and the reference
+    "Welch -"; there is no test, and the answer says so."""
+    write_record(record("a0", "a", 0, 0.95, 5.0, time_steps=1), tmp_path)
+    write_record(record("b0", "b", 0, 0.90, 3.0, time_steps=1), tmp_path)
+    ann = record("n0", "ann", 0, 0.97, 30.0, time_steps=1, conv={**V2, "spiking": False})
+    write_record(ann, tmp_path)
+    (line,) = [c.answer for c in comparisons(tmp_path, "nmnist_sim")]
+    assert line == (
+        "Most accurate: a (95.00 %, 5.000 µJ); untested against it (n < 2): b; cheapest of them within "
+        "1 pt: a (95.00 %, 5.000 µJ). Reference, not ranked: ann (97.00 %, 30.000 µJ), untested (n < 2)."
+    )
+    write_record(record("c0", "c", 0, 0.80, 3.0, time_steps=1), tmp_path)
+    write_record(record("c1", "c", 1, 0.81, 3.0, time_steps=1), tmp_path)
+    write_record(record("a1", "a", 1, 0.96, 5.0, time_steps=1), tmp_path)
+    (line,) = [c.answer for c in comparisons(tmp_path, "nmnist_sim")]
+    # a and c have two runs each: c is tested (and worse); b still has one
+    assert line.startswith(
+        "Most accurate: a (95.50 ± 6.35 %, 5.000 µJ); tied with it (Welch p ≥ 0.05): none; untested against "
+        "it (n < 2): b; cheapest"
+    )
+
+
+def test_compare_ranks_bench_run_records_only_when_asked_for(tmp_path):
+    write_record(record("r0", "a", 0, 0.95, 5.0, sweep=None), tmp_path)
+    with pytest.raises(
+        BenchError, match="only records of `bench run`, compared only when asked for: --sweep runs"
+    ):
+        comparisons(tmp_path, "nmnist_sim")
+    (found,) = comparisons(tmp_path, "nmnist_sim", sweep="runs")
+    assert found.title == "nmnist_sim at T = 2: `bench run` (no track recorded)"

@@ -316,9 +316,9 @@ def test_a_record_is_priced_under_another_table_and_rule_without_training(tmp_pa
     write_record(worked_record(), tmp_path)
     (older := worked_record("lif_sg-mnist5k-000000000000"))["metrics"]["conventions"]["version"] = 2
     write_record(older, tmp_path)  # made before records kept raw counts: shown as recorded, never mixed
-    as_recorded = comparisons(tmp_path, "mnist5k")
+    as_recorded = comparisons(tmp_path, "mnist5k", sweep="runs")  # `bench run` records: asked for
     assert [c.groups[0].mean("energy_uj") for c in as_recorded] == [uj(18 * AC_FP32)] * 2
-    both = comparisons(tmp_path, "mnist5k", pricing=Pricing(cost_table="loihi"))
+    both = comparisons(tmp_path, "mnist5k", sweep="runs", pricing=Pricing(cost_table="loihi"))
     repriced, stale = sorted(both, key=lambda c: c.groups[0].cost_table != "loihi")
     # Loihi: 18 synaptic ops and 10 neuron updates; the ANN reference stays on the FP32 digital table.
     assert repriced.groups[0].mean("energy_uj") == uj(18 * Fraction(27.1) + 10 * Fraction(81))
@@ -330,9 +330,9 @@ def test_a_record_is_priced_under_another_table_and_rule_without_training(tmp_pa
 
 def test_bench_tables_and_compare_take_a_cost_table_and_rules_and_refuse_unknown_ones(tmp_path):
     write_record(worked_record(), tmp_path / "results")
-    folded = bench(
-        "compare", "--dataset", "mnist5k", "--pooled", "folded", "--cost-table", "loihi", folder=tmp_path
-    )
+    # a `bench run` record: compared only when asked for (--sweep runs)
+    compare = "compare --dataset mnist5k --sweep runs --pooled folded --cost-table loihi"
+    folded = bench(*compare.split(), folder=tmp_path)
     assert folded.returncode == 0, folded.stderr
     assert "cost table loihi" in folded.stdout and "pooled_spikes=folded" in folded.stdout
     tables = bench("tables", "--pooled", "ac", folder=tmp_path)

@@ -115,6 +115,8 @@ def test_a_record_keeps_every_test_items_prediction_in_test_set_order(workdir):
     assert entry["items"] == 64 and entry["dtype"] == "uint8"  # two test batches of 32
     correct = predictions.correct(entry)
     assert correct.mean() == pytest.approx(record["metrics"]["test_acc"], abs=1e-7)
+    # within 2 points of chance (10 classes: 10 %) or not, the record says which (issue 33)
+    assert record["at_chance"] is (record["metrics"]["test_acc"] <= 0.12)
     datamodule, _ = build(load_config("lif_sg", "mnist5k", overrides), "lif_sg", "mnist5k")
     datamodule.setup("test")
     labels = [int(y) for _, y in itertools.islice(datamodule.test_dataloader().dataset, 64)]
@@ -171,3 +173,22 @@ def test_mechanism_facts_may_be_numbers_texts_true_false_or_null_and_nothing_nes
     assert records.record_problem(nested, Path("m-d-abc.json")) == (
         "its method_details.facts is not an object of numbers, true/false, null and lines of text"
     )
+
+
+def test_a_run_at_chance_is_one_within_two_points_of_one_over_its_classes_or_below():
+    assert records.at_chance(0.12, 10) and records.at_chance(0.03, 10) and records.at_chance(0.5, 2)
+    assert not records.at_chance(0.1201, 10) and not records.at_chance(0.031, 100)
+    assert records.at_chance(0.0299, 100)  # 1 % + 2 points
+    path = Path("m-d-abc.json")
+    good = {**record(), "method": "m", "dataset": "d", "metrics": {"test_acc": 0.11, "time_steps": 1}}
+    assert records.record_problem({**good, "at_chance": True}, path) is None
+    assert (
+        records.record_problem({**good, "at_chance": "yes"}, path)
+        == "its at_chance 'yes' is not true or false"
+    )
+    note = records.chance_note({**good, "at_chance": True, "dataset_facts": {"num_classes": 10}})
+    assert note.startswith("Test accuracy 11.00 % is within 2 points of chance (10.00 %, 1 of 10 classes)")
+    assert "paths.results=" in note and records.chance_note({**good, "at_chance": False}) is None
+    older = {**good, "dataset_facts": {"num_classes": 10}}  # made before records said so: from its facts
+    assert records.record_at_chance(older) and not records.record_at_chance({**older, "at_chance": False})
+    assert not records.record_at_chance(good)  # its classes are not recorded: not said

@@ -17,7 +17,7 @@ import statistics
 from dataclasses import dataclass
 
 from bench.metrics.rules import PRICING_KEYS, conventions_label
-from bench.results.records import SWEEP_FACTS, TRACKS
+from bench.results.records import SWEEP_FACTS, TRACKS, record_at_chance
 from bench.results.stats import Row, rank
 
 #: Table name of the records that belong to no sweep (``bench run``).
@@ -101,6 +101,11 @@ class Group:
         return (self.records[0]["metrics"].get("conventions") or {}).get("spiking", True)
 
     @property
+    def at_chance(self) -> int:
+        """How many of its runs ended at chance (their records' ``at_chance``)."""
+        return sum(record_at_chance(r) for r in self.records)
+
+    @property
     def frames(self) -> str:
         return frame_setting(self.records[0])  # the same in every record: it is part of the experiment
 
@@ -140,6 +145,12 @@ class Section:
     @property
     def order(self) -> tuple:
         return (TRACK_ORDER.index(self.track), self.name == SINGLE_RUNS, self.name)
+
+    @property
+    def published(self) -> bool:
+        """Whether it is a sweep's: published in README.md, ranked and plotted. One-off ``bench run``
+        records (scratch work, smoke tests) are listed unranked in their own table, never published."""
+        return self.name != SINGLE_RUNS
 
 
 def sweep_facts(records: list[dict]) -> dict:

@@ -2,7 +2,8 @@
 records, for one dataset (and optionally one T and one sweep): for users who run their own sweeps. Groups
 are ranked only inside one comparison context (sweep, dataset, frames, cost table, conventions, and T or
 T x bits per spike), exactly as in the tables and the answer, by :func:`bench.results.stats.rank`; the
-records are grouped per sweep before anything is filtered, so labels and numbers are the tables'."""
+records are grouped per sweep before anything is filtered, so labels and numbers are the tables'. One-off
+runs (``bench run``) are compared only when asked for (``sweep="runs"``), never beside the sweeps."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from bench.results.aggregate import (
 from bench.results.formatting import MISSING, p_clause, row_accuracy, row_energy
 from bench.results.pricing import AS_RECORDED, Pricing, priced_records
 from bench.results.records import load_records
-from bench.results.stats import ITEMS, OUTSIDE, REFERENCE, TIED, UNTESTED, Ranking, Row, rank
+from bench.results.stats import ITEMS, OUTSIDE, REFERENCE, TIED, UNTESTED, WORSE, Ranking, Row, rank
 
 
 class NothingToCompare(BenchError):
@@ -76,10 +77,11 @@ class Comparison:
         )
         if best is None:
             return "No run inside its method's design: nothing is ranked." + outside
-        tied = ", ".join(r.name for r in self.ranking.having(TIED)) or "none"
-        text = f"Most accurate: {describe(best)}; tied with it ({self.test} ≥ 0.05): {tied}"
-        untested = self.ranking.having(UNTESTED)
-        text += f"; untested (n < 2): {', '.join(r.name for r in untested)}" if untested else ""
+        tied, untested = self.ranking.having(TIED), self.ranking.having(UNTESTED)
+        text = f"Most accurate: {describe(best)}"
+        if tied or self.ranking.having(WORSE) or not untested:  # "none": some row was tested, or none is
+            text += f"; tied with it ({self.test} ≥ 0.05): {', '.join(r.name for r in tied) or 'none'}"
+        text += f"; untested against it (n < 2): {', '.join(r.name for r in untested)}" if untested else ""
         text += (
             f"; cheapest of them within 1 pt: {describe(cheapest) if cheapest else 'no energies recorded'}."
         )
@@ -87,15 +89,22 @@ class Comparison:
         references = self.ranking.having(REFERENCE)
         return (
             text
-            + "".join(f" Reference, not ranked: {describe(r)}, {raw} {p_clause(r.p)}." for r in references)
+            + "".join(
+                f" Reference, not ranked: {describe(r)}, "
+                + (f"{raw} {p_clause(r.p)}." if r.p is not None else "untested (n < 2).")
+                for r in references
+            )
             + outside
         )
 
 
 def describe(row: Row) -> str:
-    """``name (98.57 ± 0.29 %, 1.234 µJ)``: the row's accuracy and energy as its table cells read."""
+    """``name (98.57 ± 0.29 %, 1.234 µJ)``: the row's accuracy and energy as its table cells read, and
+    whether its runs ended at chance."""
     energy = row_energy(row)
-    return f"{row.name} ({row_accuracy(row)} %{'' if energy == MISSING else f', {energy} µJ'})"
+    n, chance = len(row.group.records), row.group.at_chance
+    said = "" if not chance else ", at chance" if chance == n else f", {chance} of {n} runs at chance"
+    return f"{row.name} ({row_accuracy(row)} %{'' if energy == MISSING else f', {energy} µJ'}{said})"
 
 
 def _missing(what: str, value, known: list, results: Path) -> NothingToCompare:
@@ -121,12 +130,21 @@ def comparisons(
     ``time_steps``) each T x bits per spike that the records state and that is not one T's spiking rows
     alone (that T's comparison ranks them already)."""
     results = Path(results)
-    published = [s for s in sections(priced_records(load_records(results), pricing)) if s.groups]
+    everything = [s for s in sections(priced_records(load_records(results), pricing)) if s.groups]
+    # one-off runs (scratch work) are compared only when asked for by name
+    published = [s for s in everything if s.published or sweep == SINGLE_RUNS]
     on_dataset = [s for s in published if any(g.dataset == dataset for g in s.groups)]
     if not on_dataset:
-        raise _missing(
+        error = _missing(
             f"dataset {dataset}", dataset, sorted({g.dataset for s in published for g in s.groups}), results
         )
+        if any(g.dataset == dataset for s in everything for g in s.groups):
+            error = NothingToCompare(
+                f"{results / 'runs'} holds, for dataset {dataset}, only records of `bench run`, compared "
+                f"only when asked for: --sweep {SINGLE_RUNS}. One-off runs are scratch work, never ranked "
+                "beside the sweeps."
+            )
+        raise error
     if sweep is not None:
         known = [s.name for s in on_dataset]
         on_dataset = [s for s in on_dataset if s.name == sweep]

@@ -6,6 +6,7 @@ is Holm-adjusted), differences in points with their interval, ``-`` for no value
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from bench.results.stats import BEST, ITEMS, OUTSIDE, REFERENCE, TIED, UNTESTED, Row, mean_ci
@@ -194,3 +195,27 @@ def fact_cell(group, key: str) -> str:
         mean, ci = mean_ci([float(v) for v in values])
         return f"{mean:.4g}" if ci is None else f"{mean:.4g} ± {ci:.2g}"
     return " / ".join(str(v) for v in values)
+
+
+#: An absolute path in an error text (``/home/me/x``, ``~/x``, ``C:\\Users\\me``), never part of a URL.
+_PATH = re.compile(r"(?<![\w:/.~-])(?:~?/|[A-Za-z]:\\)[^\s'\"]+")
+#: The longest published error summary, in characters.
+ERROR_CHARS = 200
+
+
+def error_summary(error: str | None) -> str:
+    """A failed run's error as the tables publish it: its first line's first sentence, absolute paths
+    replaced by ``<path>``; the record keeps the whole text, but a published page should carry neither
+    someone's home folder nor a login prompt's instructions."""
+    if not error or not error.strip():
+        return "no error recorded"
+    line = error.strip().splitlines()[0]
+    first = re.split(r"(?<=[.!?])\s+", line, maxsplit=1)[0]
+
+    def hidden(match: re.Match) -> str:
+        path = match.group(0)
+        kept = len(path.rstrip(".,;:)]"))  # the sentence's punctuation stays
+        return "<path>" + path[kept:]
+
+    text = _PATH.sub(hidden, first)
+    return text if len(text) <= ERROR_CHARS else text[: ERROR_CHARS - 1].rstrip() + "…"

@@ -2,7 +2,8 @@
 the top group of the matched track (the most accurate method and those not significantly worse than it) at
 each T and at each T x bits per spike, with the rows outside design and the ANN reference apart; then the
 matched track in full, the paper track beside the papers' claims, the ablations beside their reference
-variant, and the records of no sweep file."""
+variant, and the sweeps whose records carry no track. One-off runs (``bench run``) are never here: they are
+listed, unranked, in ``tables/runs.md``."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from bench.results.formatting import (
     ENERGY,
     MISSING,
     Column,
+    error_summary,
     p_clause,
     row_accuracy,
     row_difference,
@@ -80,7 +82,8 @@ INTRO = (
     "of every layer, dense MACs with padding taps, priced on a 45 nm digital table), divided by the run's. "
     "Every table holds one dataset, frame setting, cost table and set of counting conventions (the "
     "README's *What a run measures*) and says which: runs of different ones are never averaged, ranked or "
-    "compared."
+    "compared. Only sweeps are published here: one-off runs (`bench run`) are scratch work, listed unranked "
+    "in `tables/runs.md` when there are some."
 )
 
 #: Each track's heading and text; ``{files}``: the files of its sweeps, as their records say.
@@ -129,7 +132,7 @@ TRACK_TEXT = {
         "method's mechanisms did in those runs (its reported facts: numbers as mean ± 95 % CI over seeds, "
         "choices seed by seed).",
     ),
-    None: ("Other records", "Records of `bench run`, and of sweeps whose records carry no track."),
+    None: ("Other records", "Sweeps whose records carry no track (made before records carried one)."),
 }
 
 
@@ -503,8 +506,7 @@ def render_section(section: Section, claims: list[dict], matched_claims: set) ->
     if section.failed:
         lines += [f"Runs that did not finish ({len(section.failed)}), not averaged in:", ""]
         lines += [
-            f"- `{r['run_id']}` ({r.get('status')}): {r.get('error') or 'no error recorded'}"
-            for r in section.failed
+            f"- `{r['run_id']}` ({r.get('status')}): {error_summary(r.get('error'))}" for r in section.failed
         ]
         lines.append("")
     return lines
@@ -651,7 +653,9 @@ def track_terms(sections: list[Section]) -> dict[str, str]:
 
 def render_readme(sections: list[Section], claims: list[dict]) -> str:
     """``results/README.md``: the answer, then the sweeps track by track, then the claims no measured run
-    of the paper track (or of no track) matches."""
+    of the paper track (or of no track) matches. Sweeps only: one-off runs (``bench run``) are not
+    published."""
+    sections = [s for s in sections if s.published]
     lines = ["# Results", "", INTRO, "", RULES, ""]
     lines += render_answer(sections)
     matched_claims: set = set()

@@ -97,6 +97,39 @@ SWEEP_FACTS = ("track", "sweep_description", "sweep_reference", "sweep_file")
 #: from and the choice. ``None`` elsewhere; absent from records made before they were recorded.
 CELL_FACTS = ("stage", "tuning")
 TUNING_STAGE = "tuning"
+#: A tested run is *at chance* when its test accuracy is at most this many points above chance (one over
+#: its dataset's number of classes): it learnt next to nothing, whatever its status says.
+CHANCE_POINTS = 2
+
+
+def at_chance(accuracy: float, num_classes: int) -> bool:
+    """Whether a test accuracy lies within :data:`CHANCE_POINTS` points of chance, or below it."""
+    return 100 * (accuracy - 1 / num_classes) <= CHANCE_POINTS + 1e-9
+
+
+def record_at_chance(record: dict) -> bool:
+    """Whether an ok record's run ended at chance: its ``at_chance``, or for a record made before records
+    said so, its test accuracy against its dataset's classes (``dataset_facts``) where it has them."""
+    if "at_chance" in record:
+        return bool(record["at_chance"])
+    classes = (record.get("dataset_facts") or {}).get("num_classes")
+    accuracy = (record.get("metrics") or {}).get("test_acc")
+    usable = isinstance(classes, int) and not isinstance(classes, bool) and classes > 0 and _number(accuracy)
+    return record.get("status") == "ok" and usable and at_chance(accuracy, classes)
+
+
+def chance_note(record: dict) -> str | None:
+    """What ``bench run`` says of a run its record marks ``at_chance`` (None for any other run)."""
+    if not record.get("at_chance"):
+        return None
+    classes = (record.get("dataset_facts") or {}).get("num_classes")
+    chance = f" ({100 / classes:.2f} %, 1 of {classes} classes)" if isinstance(classes, int) else ""
+    return (
+        f"Test accuracy {100 * record['metrics']['test_acc']:.2f} % is within {CHANCE_POINTS} points of "
+        f"chance{chance}: this run learnt next to nothing (too few epochs or steps?). Its record says so "
+        "(at_chance: true). `bench tables` never publishes or ranks a `bench run`; keep scratch runs out "
+        "of the results folder altogether with paths.results=/tmp/scratch (or SNNBENCH_RESULTS)."
+    )
 
 
 def _number(value) -> bool:
@@ -138,8 +171,9 @@ def record_problem(record, path: Path) -> str | None:
         return f"its track {record['track']!r} is not one of {', '.join(TRACKS)}"
     if record.get("sweep_reference") is not None and not is_label(record["sweep_reference"]):
         return f"its sweep_reference {record['sweep_reference']!r} is not a line of text"
-    if not isinstance(record.get("outside_design", False), bool):
-        return f"its outside_design {record['outside_design']!r} is not true or false"
+    for key in ("outside_design", "at_chance"):
+        if not isinstance(record.get(key, False), bool):
+            return f"its {key} {record[key]!r} is not true or false"
     if record.get("outside_design_reason") is not None and not isinstance(
         record["outside_design_reason"], str
     ):

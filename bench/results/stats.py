@@ -36,6 +36,7 @@ The rules, stated once (the tables, the README and ``bench compare`` quote :data
 
 from __future__ import annotations
 
+import functools
 import math
 import statistics
 from dataclasses import dataclass, field
@@ -55,14 +56,20 @@ OUTSIDE = "outside design"  # a run outside its method's design range (bench lis
 ITEMS, SEEDS = "items and seeds", "seeds"  # what a ranking's intervals and tests cover
 
 
-def mean_ci(values: list[float], confidence: float = CONFIDENCE) -> tuple[float, float | None]:
-    """Mean and the half-width of its confidence interval (Student t); ``None`` for one value."""
+@functools.cache
+def _t_quantile(confidence: float, dof: int) -> float:
+    """Student t's two-sided ``confidence`` quantile: the tables ask for the same few thousands of times."""
     from scipy import stats  # here: importing the results package stays quick
 
+    return float(stats.t.ppf(0.5 + confidence / 2, dof))
+
+
+def mean_ci(values: list[float], confidence: float = CONFIDENCE) -> tuple[float, float | None]:
+    """Mean and the half-width of its confidence interval (Student t); ``None`` for one value."""
     mean = statistics.fmean(values)
     if len(values) < 2:
         return mean, None
-    t = stats.t.ppf(0.5 + confidence / 2, len(values) - 1)
+    t = _t_quantile(confidence, len(values) - 1)
     return mean, float(t * statistics.stdev(values) / math.sqrt(len(values)))
 
 
