@@ -330,32 +330,6 @@ def test_bench_compare_prints_the_ranking_and_neither_it_nor_bench_tables_import
     )
 
 
-def test_the_pareto_front_is_drawn_per_time_step():
-    import matplotlib.pyplot as plt
-
-    from bench.results.plots import _plot_dataset, method_colors
-
-    records = [
-        record("a", "a", 0, 0.98, 20.0),
-        record("b", "b", 0, 0.97, 4.0),
-        record("c", "c", 0, 0.96, 5.0),  # dominated by b
-        record("d", "d", 0, 0.90, 1.0, time_steps=4),
-    ]
-    groups = group_records(records)
-    fig, ax = plt.subplots()
-    _plot_dataset(ax, groups, "energy_uj", "energy", method_colors(groups), pareto=True)
-    fronts = {line.get_label(): line for line in ax.lines if line.get_label().startswith("Pareto")}
-    assert sorted(fronts) == ["Pareto front (T=2)", "Pareto front (T=4)"]
-    # the T = 2 front runs from b (4 µJ, 97 %) to a (20 µJ, 98 %), c is off it; T = 4's is d alone
-    lines = [line for line in ax.lines if len(line.get_xdata()) > 1]
-    assert [(list(line.get_xdata()), list(line.get_ydata())) for line in lines] == [
-        ([4.0, 20.0], [97.0, 98.0])
-    ]
-    legend = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert legend == ["a (T=2)", "b (T=2)", "c (T=2)", "d (T=4)", "Pareto front (T=2)", "Pareto front (T=4)"]
-    plt.close(fig)
-
-
 def test_with_one_run_a_side_compare_says_untested_never_tied_with_none_or_welch_dash(tmp_path):
     """Issue 33: with n = 1 the answer read "tied with it (Welch p ≥ 0.05): none" and the reference
     "Welch -"; there is no test, and the answer says so."""

@@ -105,9 +105,10 @@ def test_tables_from_hand_made_records(tmp_path):
     assert rows[1]["test_acc_std"] == rows[1]["test_acc_ci95"] == "" and rows[0]["firing_rate_mean"] == ""
     assert [(r["vs_best"], r["p_vs_best"], r["pareto"]) for r in rows] == [("best", "", "1")] * 3
     assert float(rows[2]["energy_uj_mean"]) == 5.0
-    for cost in ("energy_uj", "acs", "macs", "storage_kib", "params"):
+    for cost in ("energy_uj", "acs", "macs", "params"):
         plot = tmp_path / "plots" / "s" / f"accuracy_vs_{cost}.png"
         assert plot in written and plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not (tmp_path / "plots" / "s" / "accuracy_vs_storage_kib.png").exists()  # all 3,220.5 KiB
 
 
 def test_runs_under_different_cost_tables_are_not_averaged_together(tmp_path):
@@ -212,65 +213,19 @@ def test_one_table_per_sweep_and_a_readme_by_track_with_the_papers_claims_beside
     assert "- `f1` (interrupted): Interrupted" in readme
     unmatched = readme[readme.index("## Paper claims without a matching measured run") :]
     assert "| albsnn | fashion_mnist |" not in unmatched and "| albsnn | cifar10 | 1 | 92.12 |" in unmatched
-    for path in (
+    for path in (  # one row each: every point would stand at one energy, so no figure, no link
         "plots/embedded/mnist5k_accuracy_vs_energy.png",
         "plots/gone/fashion_mnist_accuracy_vs_energy.png",
     ):
-        assert f"]({path})" in readme and (tmp_path / path).read_bytes()[:4] == b"\x89PNG"
+        assert f"]({path})" not in readme and not (tmp_path / path).exists()
+    no_figure = "No accuracy-vs-energy figure: every row has the same energy per sample"
+    assert readme.count(no_figure) == 3  # and demo's
     before = published_bytes(tmp_path)
-    (tmp_path / "plots" / "old_sweep").mkdir()
+    (tmp_path / "plots" / "old_sweep").mkdir(parents=True)  # no setting here has two energies
     (tmp_path / "plots" / "old_sweep" / "stale.png").write_bytes(b"\x89PNG")  # of records since deleted
     regenerate(tmp_path)
     assert published_bytes(tmp_path) == before  # byte for byte, stale files removed
     assert not (tmp_path / "plots" / "old_sweep").exists()
-
-
-def test_energy_plot_points_legend_and_axis(tmp_path):
-    """Each (method, T) group is one point at (mean energy, mean accuracy %) in its method's colour, with a
-    marker per T; the axis turns logarithmic only when the energies span more than 10x."""
-    import matplotlib.pyplot as plt
-
-    from bench.results.aggregate import group_records
-    from bench.results.plots import _plot_dataset, method_colors
-
-    records = [
-        make("a0", "ann", 0, 1, 0.98, 20.0, 1.0, 0, 4e6, None, 3220.5, 1000, 1000),
-        make("a1", "ann", 1, 1, 0.96, 22.0, 1.0, 0, 4e6, None, 3220.5, 1000, 1000),
-        make("l0", "lif_sg", 0, 4, 0.97, 5.0, 4.0, 1e6, 9e5, 0.1, 3220.5, 250, 1000),
-        make("l1", "lif_sg", 0, 2, 0.95, 3.0, 6.5, 7e5, 4e5, 0.1, 3220.5, 500, 1000),
-    ]
-    groups = group_records(records)
-    colors = method_colors(groups)
-    assert colors == {"ann": plt.cm.tab10.colors[0], "lif_sg": plt.cm.tab10.colors[1]}
-
-    fig, ax = plt.subplots()
-    _plot_dataset(ax, groups, "energy_uj", "energy", colors)
-    assert ax.get_xscale() == "linear"  # 3 .. 21 uJ is 7x
-    legend = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert legend == ["ann (T=1)", "lif_sg (T=2)", "lif_sg (T=4)"]
-    points = {}
-    for bar in ax.containers:  # one errorbar per group: its data line holds the point
-        line = bar.lines[0]
-        points[bar.get_label()] = (
-            line.get_xdata()[0],
-            line.get_ydata()[0],
-            line.get_marker(),
-            line.get_color(),
-        )
-    assert points == {
-        "ann (T=1)": (21.0, 97.0, "o", colors["ann"]),
-        "lif_sg (T=2)": (3.0, 95.0, "s", colors["lif_sg"]),
-        "lif_sg (T=4)": (5.0, 97.0, "D", colors["lif_sg"]),
-    }
-    plt.close(fig)
-
-    records.append(make("l2", "lif_sg", 0, 8, 0.90, 1.0, 20.0, 3e5, 0, 0.05, 3220.5, 800, 1000))
-    fig, ax = plt.subplots()
-    _plot_dataset(ax, group_records(records), "energy_uj", "energy", colors)
-    assert ax.get_xscale() == "log"  # 1 .. 21 uJ
-    assert ax.xaxis.get_major_formatter()(10.0, 0) == "10"
-    assert [ax.xaxis.get_minor_formatter()(v, 0) for v in (2.0, 3.0, 5.0)] == ["2", "", "5"]
-    plt.close(fig)
 
 
 def test_a_row_is_one_experiment_labelled_by_its_variant_or_its_settings(tmp_path):

@@ -49,6 +49,7 @@ from bench.results.plots import (
     plot_accuracy_vs_costs,
     plot_accuracy_vs_energy,
     plot_against_time_steps,
+    varies,
 )
 from bench.results.pricing import AS_RECORDED, Pricing, priced_records
 from bench.results.readme import load_claims, render_readme
@@ -79,7 +80,7 @@ def plot_jobs(section: Section, folder: Path) -> list[PlotJob]:
     colors, names = method_colors(section.groups), setting_names(section.groups)
     for setting in by_setting(section.groups):
         heading, stem = names[setting[0].setting]
-        if any(g.values("energy_uj") for g in setting):
+        if varies(setting, "energy_uj"):  # else every point would stand at one energy: no figure
             rows = [g for g in setting if g.values("energy_uj")]
             path = folder / f"{stem}_accuracy_vs_energy.png"
             jobs.append((plot_accuracy_vs_energy, (rows, path, plot_title(section, heading), colors)))

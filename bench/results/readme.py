@@ -36,6 +36,7 @@ from bench.results.formatting import (
     row_energy,
     row_p,
 )
+from bench.results.plots import SAME, varies
 from bench.results.pricing import RANGE
 from bench.results.stats import (
     BEST,
@@ -464,8 +465,12 @@ def plot_links(section: Section, setting: list[Group], heading: str, stem: str) 
     """The setting's plots: accuracy vs energy with the Pareto front, and accuracy and energy vs T."""
     folder = f"plots/{section.name}/{stem}"
     links = []
-    if any(g.values(ENERGY.key) for g in setting):
+    if varies(setting, ENERGY.key):
         links.append(f"![accuracy vs energy on {heading}]({folder}_accuracy_vs_energy.png)")
+    elif any(g.values(ENERGY.key) for g in setting):
+        links.append(
+            f"No accuracy-vs-energy figure: every row has the same energy per sample (to {100 * SAME:g} %)."
+        )
     if several_t(setting):
         links.append(f"![accuracy vs T on {heading}]({folder}_accuracy_vs_T.png)")
         if any(g.values(ENERGY.key) for g in setting):
