@@ -430,9 +430,13 @@ def test_plots_whose_records_and_code_are_unchanged_are_kept_not_drawn_again(tmp
 
     for sweep in ("s", "t"):
         for seed, acc in enumerate((0.95, 0.96)):
-            record = make(f"{sweep}{seed}", "ann", seed, 1, acc, 20.0, 1.0, 0, 4e6, None, 1.0, 1, 1)
-            write_record({**record, "sweep": sweep}, tmp_path)
+            for method, energy in (("ann", 20.0), ("lif_sg", 5.0)):  # costs that differ: figures to draw
+                record = make(
+                    f"{sweep}{method}{seed}", method, seed, 1, acc, energy, 1.0, 0, 4e6, None, 1.0, 1, 1
+                )
+                write_record({**record, "sweep": sweep}, tmp_path)
     first = regenerate(tmp_path)
+    assert (tmp_path / "plots" / "s" / "accuracy_vs_energy_uj.png").exists()
     before = published_bytes(tmp_path)
     drawn = []
     draw = publish._draw
