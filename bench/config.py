@@ -302,6 +302,19 @@ def validate(cfg: DictConfig, method_cls: type, dataset_cls: type) -> None:
         )
 
 
+def file_layers(method: str, dataset: str, config_dir: Path = CONFIG_DIR) -> list[DictConfig]:
+    """The config files of a run, read in merge order (the module docstring's), without overrides."""
+    layers = [_read_yaml(config_dir / "defaults.yaml")]
+    for path in (config_dir / "datasets" / f"{dataset}.yaml", config_dir / "methods" / f"{method}.yaml"):
+        if path.exists():
+            layer = _read_yaml(path)
+            per_dataset = layer.pop("datasets", None) or {}
+            layers.append(layer)
+            if dataset in per_dataset:
+                layers.append(per_dataset[dataset])
+    return layers
+
+
 def load_config(
     method: str,
     dataset: str,
@@ -317,15 +330,7 @@ def load_config(
     else:
         registry.require_key("method", method)
         registry.require_key("dataset", dataset)
-    layers = [_read_yaml(config_dir / "defaults.yaml")]
-    for path in (config_dir / "datasets" / f"{dataset}.yaml", config_dir / "methods" / f"{method}.yaml"):
-        if path.exists():
-            layer = _read_yaml(path)
-            per_dataset = layer.pop("datasets", None) or {}
-            layers.append(layer)
-            if dataset in per_dataset:
-                layers.append(per_dataset[dataset])
-    layers.append(parse_overrides(list(overrides)))
+    layers = [*file_layers(method, dataset, config_dir), parse_overrides(list(overrides))]
     try:
         cfg = OmegaConf.merge(*layers)
         OmegaConf.resolve(cfg)
