@@ -12,17 +12,20 @@ import argparse
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from omegaconf import OmegaConf
 from rich import box
 from rich.console import Console
+from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 
 from bench import CONFIG_DIR, check_config_dir, design, paths, registry
 from bench.errors import BenchError, storage_error
+from bench.progress import took
 
 if TYPE_CHECKING:
     from bench.sweep import Plan
@@ -39,20 +42,48 @@ def _yaml_descriptions(folder: Path) -> list[tuple[str, str]]:
     return rows
 
 
-def whole_table(title: str, columns: list[str], rows: list[tuple[str, ...]], whole: int = 1) -> Table:
+class Trimmed:
+    """A renderable printed without trailing spaces: rich pads a table's cells, title and rule to the
+    table's width, which leaves every line padded."""
+
+    def __init__(self, renderable):
+        self.renderable = renderable
+
+    def __rich_console__(self, console: Console, options):
+        for line in console.render_lines(self.renderable, options, pad=False):
+            while line and not line[-1].control and not line[-1].text.rstrip():
+                line.pop()
+            if line and not line[-1].control:
+                last = line.pop()
+                line.append(Segment(last.text.rstrip(), last.style))
+            yield from line
+            yield Segment.line()
+
+
+def say(text: str) -> None:
+    """A line of plain text (no markup), wrapped to the terminal without trailing spaces."""
+    console.print(Trimmed(Text(text)))
+
+
+def whole_table(
+    title: str, columns: list[str], rows: list[tuple[str, ...]], whole: int = 1, right: tuple[str, ...] = ()
+) -> Trimmed:
     """A table whose first ``whole`` columns (keys, names and short facts) are never truncated: as wide as
     their longest entry; the other columns wrap, and fold words too long for them (nothing is cut off with
-    an ellipsis, whatever the terminal's width)."""
-    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    an ellipsis, whatever the terminal's width). ``right``: the columns of numbers, right-justified.
+    Printed without trailing spaces."""
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
     for i, column in enumerate(columns):
+        justify = "right" if column in right else "left"
         if i < whole:
             width = max([len(column), *(len(row[i]) for row in rows)])
-            table.add_column(column, style="bold cyan" if i == 0 else None, no_wrap=True, min_width=width)
+            style = "bold cyan" if i == 0 else None
+            table.add_column(column, style=style, no_wrap=True, min_width=width, justify=justify)
         else:
-            table.add_column(column, overflow="fold")
+            table.add_column(column, overflow="fold", justify=justify)
     for row in rows:
         table.add_row(*row)
-    return table
+    return Trimmed(table)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -68,11 +99,19 @@ def cmd_list(args: argparse.Namespace) -> int:
         fact = info.facts
         kind = fact.kind + (f", {fact.frames} fr." if fact.frames else "")
         shape = "x".join(str(s) for s in fact.input_shape)
-        data = "embedded" if fact.embedded else "download"
-        facts.append((key, kind, shape, str(fact.num_classes), data, fact.sizes))
+        sizes = [size.strip() for size in fact.sizes.split("/")]
+        sizes = sizes if len(sizes) == 3 else [fact.sizes, "", ""]
+        facts.append((key, kind, shape, str(fact.num_classes), *sizes))
         descriptions.append((key, info.description))
-    columns = ["key", "kind", "C,H,W", "classes", "data", "train / val / test"]
-    console.print(whole_table("Datasets (--dataset)", columns, facts, whole=5))
+    columns = ["key", "kind", "C,H,W", "classes", "train", "val", "test"]
+    console.print()
+    console.print(whole_table("Datasets (--dataset)", columns, facts, whole=7, right=tuple(columns[3:])))
+    embedded = [key for key, info in catalogue["dataset"].items() if info.facts.embedded]
+    say(
+        f"Embedded (no download): {', '.join(embedded)}. The others: `bench prepare DATASET` downloads one "
+        "where it can, else says where to get it and where to put it."
+    )
+    console.print()
     console.print(whole_table("", ["dataset", "description"], descriptions))
 
     for title, folder in (
@@ -81,6 +120,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         ("Memory models", "energy/memory"),
     ):
         rows = _yaml_descriptions(CONFIG_DIR / folder) or [("-", "none yet")]
+        console.print()
         console.print(whole_table(f"{title} (configs/{folder}/)", ["name", "description"], rows))
     return 0
 
@@ -267,6 +307,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     if args.print_config is not None:
         return print_cell_config(args.file, args.print_config)
+    started = time.monotonic()
+    # Checking takes seconds (the first cell imports torch and the sweep's methods): say so at once.
+    err_console.print(
+        f"sweep {args.file}: checking every cell's config before anything runs", style="dim", highlight=False
+    )
     sweep = sweeps.load_sweep(args.file)
     if args.dry_run:
         print_data_check(sweep, getattr(args, "overrides", None) or [])
@@ -276,6 +321,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             sweep, args.executor, args.cells_per_task, args.retry_failed, options, args.max_parallel
         )
         print_plan(planned, sweep.name)
+        print_plan_summary(planned, args, time.monotonic() - started)
         return 0
     slurm_flags = ("partition", "cpus_per_task", "gpus_per_node", "mem_gb", "timeout_min")
     outcome = sweeps.execute(
@@ -309,7 +355,7 @@ def print_data_check(sweep, overrides: list[str]) -> None:
     data = [o for o in overrides if o.startswith("data.")]
     for item in prepare.check(prepare.sweep_datamodules(sweep, data)):
         line = prepare.describe(item, prepare.command(item, sweep.name, data))
-        console.print(Text.assemble(("data: ", "bold"), line), highlight=False)
+        console.print(Trimmed(Text.assemble(("data: ", "bold"), line)))
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
@@ -347,9 +393,9 @@ def print_plan(plan: Plan, name: str) -> None:
     own in a last column, or listed under the table, whole, when that column would be too narrow to read."""
     console.print(f"sweep {name}: {len(plan.cells)} cells, in order", style="italic")
     if plan.common:
-        console.print("every cell: " + "  ".join(plan.common))
+        say("every cell: " + "  ".join(plan.common))
     for variant, own in plan.by_variant.items():
-        console.print(f"variant {variant}: " + ("  ".join(own) or "(no overrides)"))
+        say(f"variant {variant}: " + ("  ".join(own) or "(no overrides)"))
     rows = [
         (
             str(p.number),
@@ -370,11 +416,43 @@ def print_plan(plan: Plan, name: str) -> None:
     if len(columns) == 6 and plan.others:
         console.print("other overrides:")
         for numbers, own in plan.others:
-            console.print(f"  {numbers}: " + "  ".join(own))
+            say(f"  {numbers}: " + "  ".join(own))
     if plan.packing:
-        console.print(plan.packing)
+        say(plan.packing)
     if plan.request:
-        console.print(plan.request)
+        say(plan.request)
+
+
+def _shown_variant(variant: str) -> str:
+    """A cell's variant as ``bench status`` shows it: without its ``method.time_steps=...`` part, which
+    the T column shows."""
+    parts = [part.strip() for part in variant.split(",")]
+    return ", ".join(part for part in parts if part and not part.startswith("method.time_steps="))
+
+
+def _time_steps(cell) -> str:
+    """The cell's T as its config sets it (``auto``: the method's own, every frame on event data)."""
+    steps = cell.config(check=False).method.get("time_steps")
+    return "auto" if steps is None else str(steps)
+
+
+def print_plan_summary(plan: Plan, args: argparse.Namespace, seconds: float) -> None:
+    """The dry run's last line: the cells by state, how many `bench sweep` would run, how long it took."""
+    from bench.sweep import STATES
+
+    counts = dict.fromkeys(STATES, 0)
+    for planned in plan.cells:
+        counts[planned.state] += 1
+    todo = counts["pending"] + (counts["failed"] if args.retry_failed else 0)
+    where = "locally" if args.executor == "local" else "as a SLURM job array"
+    line = (
+        f"{len(plan.cells)} cells: " + ", ".join(f"{n} {state}" for state, n in counts.items()) + ". "
+        f"`bench sweep {args.file}` would run {todo} of them {where}"
+        + (" (failed cells only with --retry-failed)" if counts["failed"] and not args.retry_failed else "")
+        + (", and the waiting ones once their tuning runs end" if counts["waiting"] else "")
+        + f". This dry run checked every cell's config and ran nothing ({took(seconds)})."
+    )
+    say(line)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -382,38 +460,46 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     sweep = sweeps.load_sweep(args.file, check=False)  # run ids need no validation: quick, no torch
     status = sweeps.status(sweep)
-    table = Table(title=f"sweep {sweep.name}", title_justify="left")
-    for column in ("method", "dataset", "variant", "seed", "state", "accuracy", "run id / error"):
-        table.add_column(column)
     styles = {"done": "green", "failed": "red", "running": "yellow", "pending": "dim", "waiting": "dim"}
+    rows, failed, waiting = [], [], {}
     for cell, state, record in status.cells:
         accuracy = ""
         if state == "done":  # a tuning run is validated, never tested
-            accuracy = (
-                f"{record['metrics']['test_acc'] * 100:.2f} %"
-                if cell.stage is None
-                else (f"val {record['metrics']['val_acc'] * 100:.2f} %")
-            )
-        detail = cell.waiting or cell.run_id()
+            accuracy = f"{record['metrics']['test_acc' if cell.stage is None else 'val_acc'] * 100:.2f}"
+        rid = "" if cell.waiting else cell.run_id()
         if record is not None and record.get("status") != "ok":
-            detail = f"{record['status']}: {(record.get('error') or 'no error recorded').splitlines()[0]}"
-        row = (
-            cell.method,
-            cell.dataset,
-            cell.variant,
-            str(cell.seed),
-            f"[{styles[state]}]{state}[/]",
-            accuracy,
-        )
-        table.add_row(*row, detail)
-    console.print(table)
-    console.print(", ".join(f"{n} {state}" for state, n in status.counts.items()))
+            failed.append((rid, (record.get("error") or "no error recorded").splitlines()[0]))
+        if cell.waiting:
+            waiting[cell.waiting] = waiting.get(cell.waiting, 0) + 1
+        row = (cell.method, cell.dataset, _time_steps(cell), _shown_variant(cell.variant), str(cell.seed))
+        rows.append((*row, Text(state, style=styles[state]), accuracy, rid))
+    columns = ["method", "dataset", "T", "variant", "seed", "state", "acc. %", "run id"]
+    # Whole run ids where they fit; else only what follows <method>-<dataset>-, which the row shows.
+    whole = [max(len(column), *(len(str(row[i])) for row in rows)) for i, column in enumerate(columns)]
+    short = sum(whole) + 2 * (len(columns) - 1) > console.width
+    if short:
+        rows = [(*row[:-1], row[-1].removeprefix(f"{row[0]}-{row[1]}-")) for row in rows]
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
+    for column in columns:  # the variant wraps on a narrow terminal; the others stay whole
+        justify = "right" if column == "acc. %" else "left"
+        table.add_column(column, no_wrap=column != "variant", overflow="fold", justify=justify)
+    for row in rows:
+        table.add_row(*row)
+    console.print(f"sweep {sweep.name}: {len(rows)} cells, in order", style="italic", highlight=False)
+    console.print(Trimmed(table))
+    notes = ["acc. %: test accuracy; a tuning run's (variant tuning k/n) is its validation accuracy."]
+    if short:
+        notes.append("run id: <method>-<dataset>-<the id shown>.")
+    notes += [f"waiting ({n}): {why}." for why, n in waiting.items()]
+    notes += [f"failed {rid}: {error}" for rid, error in failed]
+    for note in notes:
+        say(note)
+    say(", ".join(f"{n} {state}" for state, n in status.counts.items()))
     if status.records:
-        console.print(
+        say(
             f"The recorded runs took {status.busy_s / 3600:.2f} h of wall-clock time (cells side by side "
             "counted once, gaps between sessions not at all); their own times add up to "
-            f"{status.run_s / 3600:.2f} h.",
-            highlight=False,
+            f"{status.run_s / 3600:.2f} h."
         )
     return 0
 

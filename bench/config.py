@@ -443,6 +443,26 @@ def validate(cfg: DictConfig, method_cls: type, dataset_cls: type, origin=None) 
     check_ready(cfg.logger)
 
 
+def file_sources(method: str, dataset: str, config_dir: Path = CONFIG_DIR) -> dict[str, DictConfig]:
+    """The config files of a run in merge order (the module docstring's), without overrides, each by
+    where it comes from as a message names it (``in configs/methods/x.yaml (its datasets.y block)``)."""
+    defaults = config_dir / "defaults.yaml"
+    sources = {f"in {_shown(defaults, config_dir)}": _read_yaml(defaults)}
+    for path in (config_dir / "datasets" / f"{dataset}.yaml", config_dir / "methods" / f"{method}.yaml"):
+        if path.exists():
+            layer, shown = _read_yaml(path), _shown(path, config_dir)
+            per_dataset = layer.pop("datasets", None) or {}
+            sources[f"in {shown}"] = layer
+            if dataset in per_dataset:
+                sources[f"in {shown} (its datasets.{dataset} block)"] = per_dataset[dataset]
+    return sources
+
+
+def file_layers(method: str, dataset: str, config_dir: Path = CONFIG_DIR) -> list[DictConfig]:
+    """The config files of a run, read in merge order, without overrides."""
+    return list(file_sources(method, dataset, config_dir).values())
+
+
 def load_config(
     method: str,
     dataset: str,
@@ -458,16 +478,8 @@ def load_config(
     else:
         registry.require_key("method", method)
         registry.require_key("dataset", dataset)
-    defaults = config_dir / "defaults.yaml"
     # each layer by where it comes from, for a message about one of its values
-    sources = {f"in {_shown(defaults, config_dir)}": _read_yaml(defaults)}
-    for path in (config_dir / "datasets" / f"{dataset}.yaml", config_dir / "methods" / f"{method}.yaml"):
-        if path.exists():
-            layer, shown = _read_yaml(path), _shown(path, config_dir)
-            per_dataset = layer.pop("datasets", None) or {}
-            sources[f"in {shown}"] = layer
-            if dataset in per_dataset:
-                sources[f"in {shown} (its datasets.{dataset} block)"] = per_dataset[dataset]
+    sources = file_sources(method, dataset, config_dir)
     sources["by an override (the command line or a sweep's cell)"] = parse_overrides(list(overrides))
     try:
         cfg = OmegaConf.merge(*sources.values())

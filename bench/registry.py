@@ -20,6 +20,7 @@ import ast
 import difflib
 import importlib
 import importlib.util
+import inspect
 import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -239,10 +240,10 @@ def datasets() -> dict[str, type]:
 
 
 def describe_text(docstring: str | None) -> str:
-    """First line of a docstring: the one-line description ``bench list`` shows."""
-    return docstring.strip().splitlines()[0] if docstring and docstring.strip() else ""
+    """A docstring's first paragraph, on one line: the description ``bench list`` shows."""
+    return " ".join(inspect.cleandoc(docstring or "").split("\n\n")[0].split())
 
 
 def describe(cls: type) -> str:
-    """A registered class's one-line description (its docstring's first line)."""
+    """A registered class's description (its docstring's first paragraph)."""
     return describe_text(cls.__doc__)

@@ -11,17 +11,20 @@ import json
 import logging
 import math
 import pickle
+import re
 import shutil
 import signal
 import sys
 import threading
 import time
 import traceback
+import warnings
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytorch_lightning as pl
+from lightning_fabric.utilities.warnings import PossibleUserWarning
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.plugins.environments import SLURMEnvironment
@@ -52,7 +55,7 @@ from bench.results.records import (
     read_status,
     write_record,
 )
-from bench.training_lines import progress_display
+from bench.training_lines import ModelSummary, progress_display
 
 
 @dataclass
@@ -65,10 +68,27 @@ class RunResult:
 _log = logging.getLogger("bench")
 
 
+#: Warnings every run printed that say nothing about it, each silenced by its message, category and the
+#: module it comes from (nothing else is): Lightning's hint to launch with ``srun``, given wherever srun is
+#: installed (a sweep's SLURM tasks are launched by submitit, and `bench run` on a login node needs none),
+#: and torch's deprecation of the ``LeafSpec`` class, which Lightning's own loader code still builds.
+LIGHTNING_NOISE = (
+    (
+        "The `srun` command is available on your system but is not used",
+        PossibleUserWarning,
+        "lightning_fabric.plugins.environments.slurm",
+    ),
+    ("`isinstance(treespec, LeafSpec)` is deprecated", FutureWarning, "pytorch_lightning.utilities._pytree"),
+)
+
+
 def quiet_lightning() -> None:
-    """Keep Lightning's start-up chatter (accelerator lines, tips) out of the user's terminal."""
+    """Keep Lightning's start-up chatter (accelerator lines, tips, :data:`LIGHTNING_NOISE`) out of the
+    user's terminal."""
     for name in ("pytorch_lightning.utilities.rank_zero", "pytorch_lightning.accelerators.cuda"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    for message, category, module in LIGHTNING_NOISE:
+        warnings.filterwarnings("ignore", re.escape(message), category, re.escape(module) + r"\Z")
 
 
 def _to_kwargs(group: DictConfig) -> dict:
@@ -117,6 +137,8 @@ def build_trainer(cfg: DictConfig, method: str, dataset: str, rid: str, callback
     # the Rich bar on a terminal, plain lines in a log (bench.training_lines)
     shown, trainer_kwargs["enable_progress_bar"] = progress_display(cfg)
     callbacks = [*callbacks, *shown]
+    if trainer_kwargs.get("enable_model_summary") is not False:  # Lightning's default: a summary
+        callbacks.append(ModelSummary())  # without Lightning's FLOPs (always 0 here)
     if trainer_kwargs.get("enable_checkpointing", True):
         # The newest epoch only, as last.ckpt, overwritten at every epoch end.
         latest = ModelCheckpoint(

@@ -25,7 +25,13 @@ import time
 import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning import callbacks
 from pytorch_lightning.callbacks import Callback, RichProgressBar
+from pytorch_lightning.utilities.model_summary import get_formatted_model_size, get_human_readable_count
+from rich import box, get_console
+from rich.progress import BarColumn, ProgressColumn
+from rich.table import Column, Table
+from rich.text import Text
 
 from bench.config import PROGRESS_DEFAULTS
 from bench.progress import clock, say, took
@@ -174,6 +180,87 @@ class TrainingLines(Callback):
         return "".join(f"{name} {float(value):.4f}  " for name, value in found if value is not None)
 
 
+class _Whole(ProgressColumn):
+    """One of Lightning's progress columns, its text kept whole (only the bar narrows on a narrow
+    terminal)."""
+
+    def __init__(self, column: ProgressColumn):
+        self.column = column
+        super().__init__(table_column=Column(no_wrap=True))
+
+    def render(self, task):
+        return self.column.render(task)
+
+
+class _Metrics(ProgressColumn):
+    """The training bar's metrics, one ``name: value`` a line, never wrapped."""
+
+    def __init__(self, bar: ProgressBar):
+        self.bar = bar
+        super().__init__(table_column=Column(no_wrap=True))
+
+    def render(self, task) -> Text:
+        trainer = self.bar.trainer
+        if trainer.state.fn != "fit" or trainer.sanity_checking or task.id != self.bar.train_progress_bar_id:
+            return Text()  # as Lightning's own column: the training bar only
+        number = self.bar.theme.metrics_format
+        lines = [
+            f"{name}: {value if isinstance(value, str) else format(value, number)}"
+            for name, value in self.bar.shown.items()
+        ]
+        return Text("\n".join(lines), style=self.bar.theme.metrics)
+
+
+class ProgressBar(RichProgressBar):
+    """Lightning's Rich bar with each metric's name and value kept together. Lightning's own metric column
+    joins every ``name: value`` into one text that wraps at any space, so on an 80-column terminal values
+    print before their names (``1.085 val/loss:``); here they are one a line in a column that never wraps
+    (:class:`_Metrics`; the bar narrows instead), without the logger's version number (``v_num``)."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.shown: dict = {}
+
+    def get_metrics(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict:
+        metrics = super().get_metrics(trainer, pl_module)
+        self.shown = {name: value for name, value in metrics.items() if name != "v_num"}
+        return {}  # for Lightning's own metric column, left empty: _Metrics shows them
+
+    def configure_columns(self, trainer: pl.Trainer) -> list:
+        columns = super().configure_columns(trainer)
+        return [*(c if isinstance(c, BarColumn) else _Whole(c) for c in columns), _Metrics(self)]
+
+
+class ModelSummary(callbacks.ModelSummary):
+    """Lightning's model summary (layers, parameters, size) without its FLOPs column and total: Lightning
+    counts FLOPs only through an example input, which no method sets, so every run of this energy
+    benchmark began with ``Total FLOPs: 0``. What a run computes (synaptic operations, energy) is counted
+    in its test and shown in its summary table."""
+
+    @staticmethod
+    def summarize(
+        summary_data: list[tuple[str, list[str]]],
+        total_parameters: int,
+        trainable_parameters: int,
+        model_size: float,
+        total_training_modes: dict[str, int],
+        total_flops: int,
+        **summarize_kwargs,
+    ) -> None:
+        columns = [(name, values) for name, values in summary_data if name != "FLOPs"]
+        table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+        for name, _ in columns:
+            table.add_column(name, justify="right" if name == "Params" else "left")
+        for row in zip(*(values for _, values in columns), strict=True):
+            table.add_row(*row)
+        console = get_console()
+        console.print(table)
+        counts = (trainable_parameters, total_parameters - trainable_parameters)
+        trainable, frozen = (get_human_readable_count(n).strip() for n in counts)
+        size = get_formatted_model_size(model_size)
+        console.print(f"parameters: {trainable} trainable, {frozen} frozen ({size} MB)", highlight=False)
+
+
 def progress_display(cfg: DictConfig) -> tuple[list[Callback], bool]:
     """How a run shows its progress: ``(callbacks, enable_progress_bar)`` for its Trainer. Plain lines
     (:class:`TrainingLines`) when ``progress.lines`` is ``true``, or ``auto`` and stdout is not a terminal;
@@ -184,5 +271,5 @@ def progress_display(cfg: DictConfig) -> tuple[list[Callback], bool]:
     if lines is True or (lines == "auto" and not sys.stdout.isatty()):
         return [TrainingLines(settings["every_n_steps"], settings["every_s"])], False
     if cfg.trainer.get("enable_progress_bar", True):
-        return [RichProgressBar()], True
+        return [ProgressBar()], True
     return [], False

@@ -115,8 +115,9 @@ def test_a_dataset_added_as_the_readme_says_is_listed_and_trains_on_its_fixture(
 
     listed = python("-m", "bench.cli", "list")
     assert listed.returncode == 0, listed.stderr
-    (row,) = [line for line in listed.stdout.splitlines() if f" {key} " in line and "static" in line]
-    assert "3x32x32" in row and "900 / 100 / 200" in row and "download" in row, row
+    (row,) = [line for line in listed.stdout.splitlines() if line.startswith(f"{key} ") and "static" in line]
+    assert "3x32x32" in row and row.split()[-3:] == ["900", "100", "200"], row  # train, val, test
+    assert "Embedded (no download): mnist5k, nmnist_sim." in listed.stdout  # not this one
     assert "My set: 32x32 RGB images of 10 classes" in listed.stdout
 
     trained = python("-c", TRAIN_ON_FIXTURE, key, str(tmp_path / "data"))

@@ -3,23 +3,32 @@ terminal, the lines of long phases (frame-cache builds, a sweep's cell checks), 
 
 from __future__ import annotations
 
+import io
 import re
 import sys
+import warnings
 from types import SimpleNamespace
 
 import pytest
+import pytorch_lightning as pl
+import rich
 import torch
 import yaml
 from helpers import QUICK, write_sweep
 from omegaconf import OmegaConf
+from pytorch_lightning import callbacks
+from pytorch_lightning.loggers import CSVLogger
+from rich.cells import cell_len
+from rich.console import Console
+from torch.utils.data import DataLoader, TensorDataset
 
 from bench import progress
 from bench.cli import main as bench_main
 from bench.config import load_config, run_id
 from bench.errors import ConfigError
-from bench.runner import run
+from bench.runner import build, build_trainer, quiet_lightning, run
 from bench.sweep import load_sweep, plan
-from bench.training_lines import TrainingLines, progress_display
+from bench.training_lines import ModelSummary, ProgressBar, TrainingLines, progress_display
 from datamodules.fixtures.nmnist import write_nmnist
 from datamodules.nmnist import NMNIST
 
@@ -48,7 +57,7 @@ def test_the_display_is_lines_off_a_terminal_and_the_rich_bar_on_one(monkeypatch
     shown, bar = progress_display(cfg)
     assert [type(c).__name__ for c in shown] == ["TrainingLines"] and bar is False
     monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
-    assert [type(c).__name__ for c in progress_display(cfg)[0]] == ["RichProgressBar"]
+    assert [type(c).__name__ for c in progress_display(cfg)[0]] == ["ProgressBar"]  # Lightning's, reworked
     cfg.trainer.enable_progress_bar = False
     assert progress_display(cfg) == ([], False)
     cfg.progress.lines = True  # lines wherever the output goes, instead of the bar
@@ -183,3 +192,100 @@ def test_long_phases_and_counts_print_at_most_every_so_often(capsys, monkeypatch
         "checking cells 2/3",
         "checking cells 3/3 in 18.0 s",
     ]
+
+
+# --- a terminal's display at 80 columns, without noise (issue 33) -------------------------------------------
+class Logging(pl.LightningModule):
+    """Logs to the progress bar what every method logs (methods/base.py): the training loss each step and
+    epoch, the accuracy and loss of each validation."""
+
+    def __init__(self):
+        super().__init__()
+        self.layer = torch.nn.Linear(4, 2)
+
+    def _step(self, batch, stage: str) -> torch.Tensor:
+        x, y = batch
+        loss = torch.nn.functional.cross_entropy(self.layer(x), y)
+        self.log(f"{stage}/loss", loss, prog_bar=True, on_step=stage == "train", on_epoch=True)
+        self.log(f"{stage}/acc", 0.5, prog_bar=True, on_step=False, on_epoch=True)
+        return loss
+
+    def training_step(self, batch, batch_idx):
+        return self._step(batch, "train")
+
+    def validation_step(self, batch, batch_idx):
+        return self._step(batch, "val")
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def test_the_progress_bar_keeps_each_metrics_name_and_value_together_at_80_columns(tmp_path, monkeypatch):
+    monkeypatch.setattr(rich, "_console", None)  # the bar reconfigures rich's global console: a fresh one
+    out = io.StringIO()
+    bar = ProgressBar(console_kwargs={"file": out, "width": 80, "force_terminal": True, "color_system": None})
+    data = TensorDataset(torch.randn(64, 4), torch.randint(0, 2, (64,)))
+    trainer = pl.Trainer(
+        max_epochs=2,
+        callbacks=[bar],
+        logger=CSVLogger(tmp_path),
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+    )
+    trainer.fit(Logging(), DataLoader(data, batch_size=8), DataLoader(data, batch_size=8))
+    shown = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out.getvalue()).replace("\r", "\n").splitlines()
+    names = ("train/loss_step", "train/loss_epoch", "train/acc", "val/loss", "val/acc")
+    for name in names:
+        assert any(f"{name}: " in line for line in shown), name
+    for line in shown:
+        assert cell_len(line) <= 80, line
+        for name in names:
+            # a name is always followed by its value on its line (Lightning's column wrapped between them)
+            assert f"{name}:" not in line or re.search(rf"{name}: \d+\.\d{{3}}\b", line), line
+    assert not any("v_num" in line for line in shown)  # the logger's version number says nothing
+
+
+def test_the_model_summary_leaves_out_lightnings_flops(workdir, monkeypatch):
+    out = io.StringIO()
+    monkeypatch.setattr(rich, "_console", Console(file=out, width=80))
+    cfg = load_config("ann", "mnist5k", QUICK)
+    trainer = build_trainer(cfg, "ann", "mnist5k", "ann-mnist5k-0")
+    summaries = [c for c in trainer.callbacks if isinstance(c, callbacks.ModelSummary)]
+    assert [type(c) for c in summaries] == [ModelSummary]  # ours, instead of Lightning's default
+    _, model = build(cfg, "ann", "mnist5k")
+    summaries[0].on_fit_start(trainer, model)
+    said = out.getvalue()
+    assert "FLOPs" not in said  # Lightning's count is 0 without an example input: it would mislead
+    assert re.search(r"parameters: [\d.]+ K trainable, 0 frozen \([\d.]+ MB\)", said), said
+    assert "net" in said and "Params" in said  # the layers stay
+    quiet = load_config("ann", "mnist5k", [*QUICK, "trainer.enable_model_summary=false"])
+    trainer = build_trainer(quiet, "ann", "mnist5k", "ann-mnist5k-1")
+    assert not any(isinstance(c, callbacks.ModelSummary) for c in trainer.callbacks)
+
+
+def test_lightnings_srun_hint_and_pytree_deprecation_are_silenced_and_nothing_else(monkeypatch):
+    from lightning_fabric.plugins.environments import SLURMEnvironment
+    from lightning_fabric.utilities.warnings import PossibleUserWarning
+    from pytorch_lightning.utilities._pytree import _tree_flatten
+
+    monkeypatch.setattr("shutil.which", lambda name: f"/usr/bin/{name}")  # srun installed, not used
+    monkeypatch.delenv("SLURM_NTASKS", raising=False)
+
+    def noise() -> None:
+        SLURMEnvironment._validate_srun_used()  # every Trainer asks
+        _tree_flatten(1)  # Lightning's loaders build torch's deprecated LeafSpec
+        srun = "The `srun` command is available on your system but is not used"
+        warnings.warn(srun, PossibleUserWarning, stacklevel=1)
+        warnings.warn("`isinstance(treespec, LeafSpec)` is deprecated, use ...", FutureWarning, stacklevel=1)
+
+    with warnings.catch_warnings(record=True) as before:
+        warnings.simplefilter("always")
+        noise()
+    assert len(before) == 4 and "srun" in str(before[0].message) and "LeafSpec" in str(before[1].message)
+    with warnings.catch_warnings(record=True) as after:
+        warnings.simplefilter("always")
+        quiet_lightning()
+        noise()
+    # the same messages from elsewhere (here, this test) are still shown: the filters name their modules
+    assert [w.filename for w in after] == [__file__, __file__]

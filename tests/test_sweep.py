@@ -7,6 +7,7 @@ import dataclasses
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -25,6 +26,7 @@ from helpers import (
     wait_for_checkpoint,
     write_sweep,
 )
+from omegaconf import OmegaConf
 
 from bench import CONFIG_DIR
 from bench.cli import main as bench_main
@@ -693,3 +695,67 @@ def test_a_sweep_whose_exclusions_drop_every_cell_says_so(tmp_path):
     path = write_sweep(tmp_path, "nothing", "methods: [ann]\ndatasets: [mnist5k]\nexclude: [{method: ann}]\n")
     with pytest.raises(ConfigError, match="drop every cell, so it has nothing to run"):
         load_sweep(str(path), check=False)
+
+
+# --- run ids, built once (issue 33: `bench status matched` took 12-14 s, every config merged per call) -----
+@pytest.mark.parametrize("name", sorted(p.stem for p in (CONFIG_DIR / "sweeps").glob("*.yaml")))
+def test_a_cells_run_id_and_config_are_the_ones_load_config_gives(name, workdir):
+    """Cells build their configs from file merges and parsed overrides kept for reuse: what they build is
+    what ``load_config`` builds, so no run id changes (a spread of each sweep file's cells, tuning runs and
+    tuned cells included)."""
+    cells = load_sweep(name, check=False).cells
+    for cell in cells[:: max(1, len(cells) // 6)] + cells[-1:]:
+        reference = load_config(cell.method, cell.dataset, cell.args, check=False)
+        assert cell.run_id() == run_id(cell.method, cell.dataset, reference), cell.label
+        assert OmegaConf.to_container(cell.config(check=False)) == OmegaConf.to_container(reference)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["data.fold=${seed}", "data.folds=5", "seed=3"],  # an interpolation resolved in the cell's config
+        ["trainer={max_epochs: 2, limit_train_batches: 3}", "trainer.max_epochs=4"],  # a mapping, then a key
+        ["method.layers=[8, 16]", "method.time_steps=null", 'variant="a, b"'],
+        ["method.lr=???"],  # a missing value keeps the old one in OmegaConf's merge: its own path
+        ["method=5"],  # a value over a mapping: its own path, and its error
+        ["method.lr=${nowhere}"],  # an interpolation to nothing: load_config's error
+    ],
+)
+def test_a_cells_cheap_config_merges_as_omegaconf_does(overrides, workdir):
+    from bench.sweep.spec import unchecked_config
+
+    try:
+        expected = OmegaConf.to_container(load_config("lif_sg", "mnist5k", overrides, check=False))
+    except ConfigError as error:
+        with pytest.raises(ConfigError, match=re.escape(str(error))):
+            unchecked_config("lif_sg", "mnist5k", overrides)
+        return
+    assert OmegaConf.to_container(unchecked_config("lif_sg", "mnist5k", overrides)) == expected
+
+
+def test_status_reads_each_config_file_once_and_builds_each_cells_config_once(workdir, monkeypatch):
+    from bench import config as config_mod
+
+    text = TUNED.replace("[mnist5k]", "[mnist5k, nmnist_sim]") + "grid: {method.time_steps: [1, 2]}\n"
+    path = write_sweep(workdir, "counted", text)
+    calls = {"load": 0, "run_id": 0}
+    load, rid = OmegaConf.load, config_mod.run_id
+
+    def counted(name, function):
+        def call(*args, **kwargs):
+            calls[name] += 1
+            return function(*args, **kwargs)
+
+        return call
+
+    monkeypatch.setattr(OmegaConf, "load", counted("load", load))
+    monkeypatch.setattr(config_mod, "run_id", counted("run_id", rid))
+    sweep = load_sweep(str(path), check=False)
+    now = status(sweep)
+    ids = [cell.run_id() for cell in sweep.cells]
+    # 24 ranked cells (3 methods x 2 datasets x 2 T x 2 seeds), 16 tuning runs (2 for each of the 8 groups
+    # inside their method's design)
+    assert len(now.cells) == len(ids) == 40
+    # the sweep file, then defaults, dataset and method files once per (method, dataset): not per cell
+    assert calls["load"] <= 1 + 3 * 6
+    assert calls["run_id"] <= len({(c.method, c.dataset, tuple(c.args)) for c in sweep.cells})

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import itertools
 import json
 from dataclasses import asdict, dataclass
+from functools import cache
 from pathlib import Path
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from bench import CONFIG_DIR, PROJECT_ROOT, paths, registry
 from bench import config as config_mod
@@ -98,12 +102,95 @@ class Cell:
         variant = f" [{self.variant}]" if self.variant else ""
         return f"{self.method} on {self.dataset}{variant} seed {self.seed}"
 
+    # (method, dataset, args) -> (unchecked config, run id), shared by the cells of one sweep and the cells
+    # made from them (dataclasses.replace): each is built once (bench status, tuning, a dry run ask often)
+    built: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)
+
     def config(self, check: bool = True) -> DictConfig:
-        """The cell's resolved config; ``check=False`` skips validation (a run id needs none)."""
+        """The cell's resolved config; ``check=False`` skips validation (a run id needs none) and returns
+        one read-only config, built once (:func:`unchecked_config`)."""
+        if not check:
+            return self._built()[0]
         return config_mod.load_config(self.method, self.dataset, self.args, check=check)
 
     def run_id(self) -> str:
-        return config_mod.run_id(self.method, self.dataset, self.config(check=False))
+        return self._built()[1]
+
+    def _built(self, checked: DictConfig | None = None) -> tuple[DictConfig, str]:
+        """(config, run id), built once; ``checked``: the cell's config, checked already (no need to build
+        it again)."""
+        key = (self.method, self.dataset, tuple(self.args))
+        if key not in self.built:
+            cfg = checked if checked is not None else unchecked_config(self.method, self.dataset, self.args)
+            OmegaConf.set_readonly(cfg, True)  # shared by every caller: nobody may change it
+            self.built[key] = cfg, config_mod.run_id(self.method, self.dataset, cfg)
+        return self.built[key]
+
+    def __getstate__(self) -> dict:
+        """Pickled (a SLURM task's cells) without what was built here: its configs hold this machine's
+        resolved paths."""
+        return {key: value for key, value in self.__dict__.items() if key != "built"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update({"built": {}, **state})
+
+
+def unchecked_config(method: str, dataset: str, args: tuple[str, ...] | list[str]) -> DictConfig:
+    """``load_config(method, dataset, args, check=False)``, cheaply: a sweep's hundreds of cells share a
+    few config files and override items, and OmegaConf takes milliseconds per merge. The files of each
+    (method, dataset) are merged by OmegaConf once (again if one changes), each distinct override item
+    parsed by it once; a cell's items are laid over a copy of its files as plain dicts, and only the
+    resolution is OmegaConf's per cell. Where a plain merge could differ from OmegaConf's (a mapping laid
+    over a value, a ``???``) or anything fails, the cell takes ``load_config``'s own path."""
+    registry.require_key("method", method)
+    registry.require_key("dataset", dataset)
+    try:
+        merged = copy.deepcopy(_merged_files(method, dataset, _stamps(method, dataset)))
+        for item in args:
+            if not _lay_over(merged, _parsed_item(item)):
+                return config_mod.load_config(method, dataset, args, check=False)
+        cfg = OmegaConf.create(merged)
+        OmegaConf.resolve(cfg)
+        return cfg
+    except (BenchError, OmegaConfBaseException, ValueError):  # load_config says what is wrong
+        return config_mod.load_config(method, dataset, args, check=False)
+
+
+def _stamps(method: str, dataset: str) -> tuple:
+    """When each config file a (method, dataset) reads last changed (a changed file is read again)."""
+    files = ("defaults.yaml", f"datasets/{dataset}.yaml", f"methods/{method}.yaml")
+    return tuple((CONFIG_DIR / f).stat().st_mtime_ns if (CONFIG_DIR / f).exists() else None for f in files)
+
+
+@cache
+def _merged_files(method: str, dataset: str, stamps: tuple) -> dict:
+    """The config files of a (method, dataset), merged by OmegaConf, unresolved, as plain dicts."""
+    return OmegaConf.to_container(OmegaConf.merge(*config_mod.file_layers(method, dataset)), resolve=False)
+
+
+@cache
+def _parsed_item(item: str) -> dict:
+    """One ``key=value`` override as OmegaConf parses it, as plain dicts (unresolved)."""
+    return OmegaConf.to_container(config_mod.parse_overrides([item]), resolve=False)
+
+
+def _lay_over(target: dict, source: dict) -> bool:
+    """Merge ``source`` into ``target`` in place as OmegaConf merges them: mappings key by key, anything
+    else replaced. False (``target`` then half merged) where OmegaConf does more: a mapping laid over a
+    value (an interpolation is followed), or ``???`` (a missing value keeps the old one)."""
+    for key, value in source.items():
+        if isinstance(value, dict):
+            if key not in target:
+                target[key] = {}
+            elif not isinstance(target[key], dict):
+                return False
+            if not _lay_over(target[key], value):
+                return False
+        elif value == "???":
+            return False
+        else:
+            target[key] = value
+    return True
 
 
 @dataclass
@@ -302,9 +389,9 @@ def _check_cells(cells: list[Cell], path: Path) -> None:
                 config = cell.config()
             except BenchError as error:
                 raise type(error)(f"Sweep {path.stem}, cell {cell.label}: {error}") from error
+            rid = cell._built(config)[1]  # kept for the cell's state (a dry run's next step)
             if cell.waiting:  # its run id waits for the choice
                 continue
-            rid = config_mod.run_id(cell.method, cell.dataset, config)
             if rid in runs:  # e.g. two variants with the same overrides: one run trained twice
                 raise ConfigError(
                     f"Sweep file {path}: the cells {runs[rid].label} and {cell.label} are the same run "
@@ -371,16 +458,16 @@ def load_sweep(name_or_path: str, check: bool = True) -> Sweep:
     where = path.resolve()
     where = where.relative_to(PROJECT_ROOT) if where.is_relative_to(PROJECT_ROOT) else where
     facts = SweepFacts(track, description, reference, str(where))
-    every = []
+    every, built = [], {}
     for dataset, method in itertools.product(datasets, methods):
         base = [
             *common,
             *_dotlist(per_dataset.get(dataset), f"per_dataset.{dataset}"),
             *_dotlist(per_method.get(method), f"per_method.{method}"),
         ]
-        for (variant, overrides), seed in itertools.product(variants, seeds):
-            cell = Cell(path.stem, method, dataset, variant, int(seed), tuple([*base, *overrides]), facts)
-            every.append(cell)
+        for (variant, own), seed in itertools.product(variants, seeds):
+            overrides = (*base, *own)
+            every.append(Cell(path.stem, method, dataset, variant, int(seed), overrides, facts, built=built))
     _check_exclusions(rules, every, path)
     cells = [cell for cell in every if not _excluded(cell, rules)]
     if not cells:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import datetime
 
 from bench import claims
-from bench import config as config_mod
 from bench.paths import claim_path, runs_dir
 from bench.results.records import read_record
 from bench.sweep.spec import Cell, Sweep
@@ -21,11 +20,11 @@ def cell_state(cell: Cell) -> tuple[str, dict | None]:
     ``interrupted`` record is pending: the next run resumes it."""
     if cell.waiting:
         return "waiting", None
-    cfg = cell.config(check=False)  # the sweep's cells were checked when it was loaded
-    rid = config_mod.run_id(cell.method, cell.dataset, cfg)
-    if claims.remove_if_stale(claim_path(cfg.paths.results, rid)):
+    # The sweep's cells were checked when it was loaded; a cell builds its config and run id once.
+    results, rid = cell.config(check=False).paths.results, cell.run_id()
+    if claims.remove_if_stale(claim_path(results, rid)):
         return "running", None
-    path = runs_dir(cfg.paths.results) / f"{rid}.json"
+    path = runs_dir(results) / f"{rid}.json"
     if not path.exists():
         return "pending", None
     record = read_record(path)
