@@ -16,7 +16,9 @@ Each counter's totals are checked to be nonzero before anything is timed. Prints
 reference timed beside it in the same repeat (the bare loop, or ``trainer.test`` without the callback): the
 median and the range over repeats; a median below 1 is reported as noise, never as a negative overhead.
 The time spent inside the callback (hooks, flush, summary) is also measured directly, as a share of the
-test loop.
+test loop, in wall-clock time and in CPU time of the process (which other processes' load does not
+inflate); and all that the callback adds in CPU time (its loop minus the bare loop: the hooks and the torch
+function mode's dispatch of every op of the forward pass).
 
 Usage: ``.venv/bin/python benchmarks/metrics_overhead.py [--epochs 1] [--repeats 7] [--threads 1]
 [--layers L]``
@@ -82,7 +84,8 @@ def main() -> None:
         for x, _ in batches:
             model(x)
 
-    inside_callback: list[float] = []
+    inside_callback: list[float] = []  # wall-clock seconds per repeat
+    inside_callback_cpu: list[float] = []  # CPU seconds of this process per repeat
 
     def callback():
         metrics = EnergyMetrics(latency_samples=0, throughput_batches=0)
@@ -90,13 +93,15 @@ def main() -> None:
         spent = timed_hooks(model, sync)
         for x, y in batches:
             model(x)
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             metrics.flush(len(y))
             spent[0] += time.perf_counter() - start
+            spent[1] += time.process_time() - start_cpu
         metrics.detach()
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         summary = metrics.summarize(model)
         inside_callback.append(spent[0] + time.perf_counter() - start)
+        inside_callback_cpu.append(spent[1] + time.process_time() - start_cpu)
         # ACs + MACs: on the matched backbone under the default (effective) rule every op is a MAC
         ops = summary["acs"] + summary["macs"]
         counts["EnergyMetrics"] = {"acs + macs": ops, "effective_ops": summary["effective_ops"]}
@@ -141,25 +146,29 @@ def main() -> None:
             raise SystemExit(f"{name} counted nothing: {values}; its timing would be void.")
         print(f"  {name} counted {', '.join(f'{k} {v:,.6g}' for k, v in values.items())}")
     inside_callback.clear()  # the warm-up's
+    inside_callback_cpu.clear()
 
     times: dict[str, list[float]] = {name: [] for name in loops}
     times.update({"trainer.test": [], "trainer.test + EnergyMetrics": []})
+    cpu: dict[str, list[float]] = {name: [] for name in times}  # CPU seconds of this process
     for repeat in range(args.repeats):
         order = list(loops) if repeat % 2 == 0 else list(loops)[::-1]
         with torch.no_grad():
             for name in order:
                 sync()
-                start = time.perf_counter()
+                start, start_cpu = time.perf_counter(), time.process_time()
                 loops[name]()
                 sync()
                 times[name].append(time.perf_counter() - start)
+                cpu[name].append(time.process_time() - start_cpu)
         tests = ["trainer.test", "trainer.test + EnergyMetrics"]
         for name in tests if repeat % 2 == 0 else tests[::-1]:
             extra = [EnergyMetrics(latency_samples=0, throughput_batches=0)] if "Energy" in name else []
             trainer = pl.Trainer(accelerator=device.type, devices=1, callbacks=extra, **quiet)
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             trainer.test(model, datamodule=datamodule, verbose=False)
             times[name].append(time.perf_counter() - start)
+            cpu[name].append(time.process_time() - start_cpu)
 
     print(
         f"\nlif_sg (T={model.time_steps}, layers {args.layers}) on mnist5k: "
@@ -196,6 +205,17 @@ def main() -> None:
         f"(trainer.test without it; range {100 * low:.1f} - {100 * high:.1f} %; target <= 5 %): a direct "
         "measure, immune to the noise of timing whole loops"
     )
+    low, mid, high = spread(ratios(inside_callback_cpu, cpu["trainer.test"]))
+    print(
+        f"  the same in CPU time of this process: {100 * mid:.1f} % (range {100 * low:.1f} - "
+        f"{100 * high:.1f} %), immune to the load of other processes too"
+    )
+    extra = [c - b for c, b in zip(cpu["EnergyMetrics"], cpu["bare forward loop"], strict=True)]
+    low, mid, high = spread(ratios(extra, cpu["trainer.test"]))
+    print(
+        f"  all that the callback adds, in CPU time (its loop minus the bare loop, the torch function mode's "
+        f"dispatch included): {100 * mid:.1f} % of the test loop (range {100 * low:.1f} - {100 * high:.1f} %)"
+    )
 
 
 def ratios(values: list[float], references: list[float]) -> list[float]:
@@ -209,16 +229,18 @@ def spread(values: list[float]) -> tuple[float, float, float]:
 
 
 def timed_hooks(model: torch.nn.Module, sync) -> list[float]:
-    """Wrap every forward (pre-)hook registered on ``model`` so that the time spent in them is summed."""
-    spent = [0.0]
+    """Wrap every forward (pre-)hook registered on ``model`` so that the time spent in them is summed:
+    [wall-clock seconds, CPU seconds of this process]."""
+    spent = [0.0, 0.0]  # wall-clock, CPU
 
     def wrap(hook):
         def timed(*args):
             sync()
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             result = hook(*args)
             sync()
             spent[0] += time.perf_counter() - start
+            spent[1] += time.process_time() - start_cpu
             return result
 
         return timed

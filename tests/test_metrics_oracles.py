@@ -3,8 +3,8 @@
 A zoo of hand-built networks (padded, strided, grouped and dilated Conv2d; Conv1d; Conv3d; Linear, also
 over tokens; LIF -> AvgPool -> conv, also with the pool written as ``F.avg_pool2d``; a channel chunk, a
 ``cat`` and copies of a pooled map; max pooling; graded spikes into a linear layer; ternary spikes into a
-conv; a direct-encoded analog first layer with BN; a layer that never fires) and every registered method's
-network on a real batch of mnist5k and nmnist_sim, per layer and in total:
+conv, also average-pooled first; a direct-encoded analog first layer with BN; a layer that never fires)
+and every registered method's network on a real batch of mnist5k and nmnist_sim, per layer and in total:
 
 * ``dense_ops`` == NeuroBench Dense; ``effective_ops`` == Effective_MACs + Effective_ACs;
   ``activation_sparsity`` == NeuroBench ActivationSparsity;
@@ -289,6 +289,18 @@ class CopiesOfPooled(nn.Module):
         return self.direct(pooled) + self.cloned(pooled.clone()) + self.relaid(relaid)
 
 
+class PooledTernary(nn.Module):
+    """Signed spikes 2x2-average-pooled (``F.avg_pool2d``) -> conv: a -1 and a 1 in one window cancel, so
+    the conv's input is analog (its nonzero entries are not the events, nor its sums the spikes)."""
+
+    def __init__(self):
+        super().__init__()
+        self.head = conv(2, 4, 3, padding=1)
+
+    def forward(self, x):
+        return self.head(pool2d(x))
+
+
 ZOO: dict[str, Callable[[], tuple[nn.Module, torch.Tensor]]] = {
     "padded conv": lambda: (conv(2, 4, 3, padding=1), spikes(2, 3, 2, 6, 6)),
     "strided conv": lambda: (conv(2, 4, 3, stride=2, padding=1), spikes(2, 3, 2, 7, 7)),
@@ -302,6 +314,7 @@ ZOO: dict[str, Callable[[], tuple[nn.Module, torch.Tensor]]] = {
     ),
     "linear over tokens": lambda: (layer.Linear(6, 4, step_mode="m"), spikes(2, 3, 5, 6)),
     "ternary spikes into conv": lambda: (conv(2, 4, 3, padding=1), ternary(2, 3, 2, 6, 6)),
+    "pooled ternary spikes into conv": lambda: (PooledTernary(), ternary(2, 3, 2, 8, 8)),
     "lif-avgpool-conv": lambda: (lif_avgpool_conv(), torch.rand(2, 3, 1, 8, 8).double() * 4),
     "lif-functional-avgpool-conv": lambda: (FunctionalPool(), torch.rand(2, 3, 1, 8, 8).double() * 4),
     "chunk of a pooled map": lambda: (ChunkOfPooled(), torch.rand(2, 3, 1, 8, 8).double() * 4),
@@ -356,6 +369,7 @@ def test_zoo_network_counts_equal_neurobench_and_op_counter(name):
         "cat of pooled maps": {"analog", "pooled spikes"},
         "copies of a pooled map": {"analog", "pooled spikes"},
         "ternary spikes into conv": {"signed spikes"},
+        "pooled ternary spikes into conv": {"analog"},
         "linear over tokens": {"spikes"},
         "graded spikes into linear": {"analog", "graded spikes"},
         "a layer that never fires": {"analog", "spikes"},

@@ -20,6 +20,7 @@ in the same forward pass. Which of the raw counts become ACs or MACs is :mod:`be
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +29,7 @@ from torch.overrides import TorchFunctionMode
 from torchmetrics import Metric
 
 from bench.errors import BenchError
+from bench.metrics.kernels import column_extremes, column_sums
 from bench.metrics.rules import INPUT_KINDS, RAW_FIELDS
 
 #: The raw counts summed over the calls of a synaptic layer: every :data:`RAW_FIELDS` key but the ANN
@@ -106,6 +108,7 @@ class SynapticCounter:
             self.fanout_per_channel = module.out_channels // module.groups
         self.field = {key: i for i, key in enumerate(COUNT_FIELDS)}
         self._geometry: dict[tuple, tuple[torch.Tensor, float, float]] = {}
+        self._index: dict[tuple, torch.Tensor] = {}  # the fields of each set of maps, per device
 
     def geometry(
         self, spatial: tuple[int, ...], spatial_out: tuple[int, ...], device: torch.device
@@ -171,7 +174,7 @@ class SynapticCounter:
             kind, window = ("binary", 1) if stats.binary else ("pooled", pooled)
         else:
             stats = Moments.of(x, columns=columns)
-            kind, window = classify(x, stats, windows)
+            kind, window = classify(stats.values, stats, windows)
         padded = rows * padded_per_row
         scalars = {
             "calls": 1.0,
@@ -185,98 +188,159 @@ class SynapticCounter:
             scalars["pooled_padded"] = padded
         elif kind == "analog":
             scalars["analog_padded"] = padded
-        flat = x.reshape(-1, columns)
+        flat = stats.values.reshape(-1, columns)  # the distinct values, each standing stats.repeats times
         if kind == "binary":
             events = stats.sums
+        elif stats.nonzero is not None:
+            events = stats.nonzero
         else:
-            events = stats.nonzero if stats.nonzero is not None else nonzero_per_column(flat, stats.low < 0)
+            events = nonzero_per_column(flat, stats.low < 0) * stats.repeats
         maps = {"effective": events}
         if kind in ("binary", "signed", "graded", "pooled"):
             maps[f"{kind}_events"] = events
         if kind == "graded":
-            amplitude = stats.sums if stats.low >= 0 else flat.abs().sum(0, dtype=torch.float64)
+            amplitude = (
+                stats.sums if stats.low >= 0 else flat.abs().sum(0, dtype=torch.float64) * stats.repeats
+            )
             maps["graded_amplitude"] = amplitude
         elif kind == "pooled":
             maps["pooled_amplitude"] = stats.sums
             # the pre-pool spikes: every value is k / A, so a column's sum times A is its whole count k
             maps["pooled_folded"] = (stats.sums * window).round()
-        row = torch.zeros(len(COUNT_FIELDS), dtype=torch.float64)
+        values = [0.0] * len(COUNT_FIELDS)
         for key, value in scalars.items():
-            row[self.field[key]] = value
-        row = row.to(x.device)
-        index = torch.tensor([self.field[key] for key in maps], device=x.device)
+            values[self.field[key]] = value
+        row = torch.tensor(values, dtype=torch.float64, device=x.device)
+        index = self._index.get((tuple(maps), x.device))
+        if index is None:
+            index = self._index[tuple(maps), x.device] = torch.tensor(
+                [self.field[key] for key in maps], device=x.device
+            )
         row[index] = torch.stack(list(maps.values())) @ fanout  # each map x fan-out, summed
         return row
 
 
-#: The integer type of each float type's width (:meth:`Moments.of` reads extremes as integers).
-INTEGER_VIEW = {torch.float32: torch.int32, torch.float64: torch.int64}
-#: Elements of a block that :meth:`Moments.of` reduces while it sits in the CPU's cache (2 MB of float32).
-BLOCK_ELEMENTS = 1 << 19
+def distinct(x: torch.Tensor, columns: int | None) -> tuple[torch.Tensor, int]:
+    """``x`` without the dimensions it is broadcast along (stride 0; with ``columns``, only among those
+    that index its rows, outside the last dimensions that make up its ``columns``), and how many times
+    each of its elements stands there: an image fed to every time step by ``expand`` is read once."""
+    repeats, inner, keep = 1, 1, [slice(None)] * x.dim()
+    for dim in reversed(range(x.dim())):
+        if columns and inner < columns:  # a dimension of the columns
+            inner *= x.shape[dim]
+        elif x.stride(dim) == 0 and x.shape[dim] > 1:
+            repeats *= x.shape[dim]
+            keep[dim] = slice(0, 1)
+    if repeats == 1 or (columns and inner != columns):
+        return x, 1
+    return x[tuple(keep)], repeats
+
+
+#: Elements of a block that :meth:`Moments.of` reduces on a GPU (most tensors are one block).
+BLOCK_ELEMENTS = 1 << 24
 
 
 class Moments:
-    """Sum (per column, or in total), minimum, maximum and sum of squares of a tensor: all that a call's
-    classification and counts need for binary spikes, read in one sweep.
+    """Sum (per column, or in total), whether every value is 0 or 1, minimum, maximum and the nonzero
+    entries per column: all that a call's classification and counts need.
 
-    On the CPU the tensor is reduced in blocks that fit in cache, each block four ways while it is there:
-    an activation is larger than the cache, and reading it from memory once instead of three times is
-    most of the callback's cost. On a GPU a block is up to 2**24 elements (most tensors are one block).
-    Within a block, sums are float32 (exact: a binary block sums to at most 2**24, and small-integer sums
-    stay far below it); across blocks, float64.
+    On the CPU one fused pass reads a tensor (:mod:`bench.metrics.kernels`): its sums and the binary test
+    (and with ``nonzero``, its nonzero entries). For binary spikes the rest follows; other tensors take a
+    second pass for their extremes and nonzero entries, when one of them is first asked for. On a GPU,
+    torch's reductions over blocks of up to 2**24 elements (sums exact in float32 within a block: a binary
+    block sums to at most 2**24; float64 across blocks); the nonzero entries only when asked for.
     """
 
     def __init__(
-        self, sums: torch.Tensor, low: float, high: float, squares: float, nonzero: torch.Tensor | None = None
+        self,
+        sums: torch.Tensor,
+        binary: bool,
+        low: float | None = None,
+        high: float | None = None,
+        nonzero: torch.Tensor | None = None,
+        rest: Callable[[], tuple[float, float, torch.Tensor]] | None = None,
+        values: torch.Tensor | None = None,
+        repeats: int = 1,
     ):
-        self.sums, self.low, self.high, self.squares = sums, low, high, squares
-        self.nonzero = nonzero  # per column, when asked for (non-negative tensors)
+        """``rest``: gives (low, high, nonzero) when one of them is asked for and was not given;
+        ``values``: the distinct values read (:func:`distinct`), each standing for ``repeats`` elements."""
+        self.sums, self.binary = sums, binary
         self.total = float(sums.sum())
+        self._low, self._high, self._nonzero, self._rest = low, high, nonzero, rest
+        self.values, self.repeats = values, repeats
+
+    def _complete(self) -> None:
+        if self._rest is not None:
+            low, high, nonzero = self._rest()
+            self._low, self._high, self._rest = low, high, None
+            self._nonzero = nonzero if self._nonzero is None else self._nonzero
+
+    @property
+    def low(self) -> float:
+        if self._low is None:
+            self._complete()
+        return self._low
+
+    @property
+    def high(self) -> float:
+        if self._high is None:
+            self._complete()
+        return self._high
+
+    @property
+    def nonzero(self) -> torch.Tensor | None:
+        """Nonzero entries per column (None on a GPU unless :meth:`of` was asked for them)."""
+        if self._nonzero is None:
+            self._complete()
+        return self._nonzero
 
     @classmethod
     def of(cls, x: torch.Tensor, columns: int | None = None, nonzero: bool = False) -> Moments:
         """Moments of ``x`` viewed as ``[-1, columns]`` with per-column sums, or flat with a total; with
-        ``nonzero``, also the nonzero entries per column of a non-negative ``x``, in the same sweep."""
-        x = x.detach()
+        ``nonzero``, the nonzero entries per column from the same pass (on the CPU they are otherwise
+        read when first asked for)."""
+        values, repeats = distinct(x.detach(), columns)
+        if values.device.type != "cpu":
+            return cls.by_torch(values, columns, nonzero, repeats)
+        sums, binary, nonzeros = column_sums(values, columns, nonzero)
+        sums = sums * repeats
+        if binary:  # each nonzero entry is a 1: the sums are the nonzero entries too
+            total = float(sums.sum())
+            low, high = (0.0 if total < x.numel() else 1.0), (1.0 if total > 0 else 0.0)
+            return cls(sums, True, low, high, sums, values=values, repeats=repeats)
+
+        def rest() -> tuple[float, float, torch.Tensor]:
+            low, high, nonzeros = column_extremes(values, columns)
+            return low, high, nonzeros * repeats
+
+        nonzeros = nonzeros * repeats if nonzeros is not None else None
+        return cls(sums, False, nonzero=nonzeros, rest=rest, values=values, repeats=repeats)
+
+    @classmethod
+    def by_torch(
+        cls, x: torch.Tensor, columns: int | None = None, nonzero: bool = False, repeats: int = 1
+    ) -> Moments:
+        """:meth:`of` by torch's reductions, on any device (on the CPU, the tests' reference); ``x`` stands
+        for ``repeats`` copies of itself. The binary test as on the CPU: the sum of |x - x^2| is 0 only
+        when every value is 0 or 1."""
         if x.dtype not in (torch.float32, torch.float64):
             x = x.float()
         rows = x.reshape(-1, columns) if columns else x.reshape(-1)
-        width = columns or 1
-        on_cpu = rows.device.type == "cpu"
-        step = max(1, (BLOCK_ELEMENTS if on_cpu else 1 << 24) // width)
-        bits = INTEGER_VIEW[x.dtype]
-        sums, lows, highs, squares, nonzeros = [], [], [], [], []
+        step = max(1, BLOCK_ELEMENTS // (columns or 1))
+        sums, lows, highs, odd, nonzeros = [], [], [], [], []
         for block in rows.split(step):
-            if nonzero:
-                nonzeros.append(torch.sign(block).sum(0, dtype=torch.float32))
-            low, high = torch.aminmax(block.view(bits))  # see below
-            flat = block.reshape(-1)
             sums.append(block.sum(0, dtype=torch.float32) if columns else block.sum(dtype=torch.float32))
+            odd.append((block - block * block).abs_().sum(dtype=torch.float32))
+            low, high = torch.aminmax(block)
             lows.append(low)
             highs.append(high)
-            squares.append(torch.dot(flat, flat))
-        # The extremes are taken over the floats' bit patterns read as integers, twice as fast on the CPU:
-        # for non-negative floats (sign bit clear, the integer >= 0) the integer order is the float order,
-        # so the extremes read back as floats are the floats' own. A tensor with a sign bit set (a
-        # negative value, or -0.0) takes a second sweep for its float extremes.
-        low, high = torch.stack(lows).min(), torch.stack(highs).max()
-        if int(low) >= 0:
-            low, high = float(low.view(x.dtype)), float(high.view(x.dtype))
-        else:
-            low, high = (float(v) for v in torch.aminmax(rows))
-        return cls(
-            torch.stack(sums).double().sum(0),
-            low,
-            high,
-            float(torch.stack(squares).double().sum()),
-            torch.stack(nonzeros).double().sum(0) if nonzero else None,
-        )
-
-    @property
-    def binary(self) -> bool:
-        """All values in {0, 1}: on [0, 1], sum(x) - sum(x^2) = sum(x (1 - x)) is 0 only when every x is 0
-        or 1, and both sums are exact for binary tensors."""
-        return self.low >= 0 and self.high <= 1 and self.total == self.squares
+            if nonzero:
+                nonzeros.append((block != 0).sum(0, dtype=torch.float32))
+        scalars = torch.stack([torch.stack(lows).min(), torch.stack(highs).max(), torch.stack(odd).sum()])
+        low, high, odd_total = scalars.tolist()  # one wait for the device
+        nonzero_sums = torch.stack(nonzeros).double().sum(0) * repeats if nonzero else None
+        sums = torch.stack(sums).double().sum(0) * repeats
+        return cls(sums, odd_total == 0, low, high, nonzero_sums, values=x, repeats=repeats)
 
 
 def nonzero_per_column(flat: torch.Tensor, signed: bool) -> torch.Tensor:
@@ -414,9 +478,11 @@ class PoolWindows(TorchFunctionMode):
     mode pick the aten ops they decompose into (which is how op_counter's dispatch rules miss convolutions
     under inference mode), and every other op passes straight through.
 
-    A pool counts only when its input is spikes (binary, signed or graded) or itself pooled spikes (then
-    A is the product of both windows: a 2x2 pool after a 2x2 pool averages 16 spikes), so its input is
-    classified (one sweep, as a synaptic layer's input is). A pool is taken to average windows of equal
+    A pool counts only when its input is non-negative spikes (binary or graded) or itself pooled spikes
+    (then A is the product of both windows: a 2x2 pool after a 2x2 pool averages 16 spikes), so its input
+    is classified (one sweep, as a synaptic layer's input is). A pool of signed spikes gives its consumers
+    analog values, as :func:`classify` finds them: a -1 and a 1 in one window cancel, so neither the
+    events nor the fold can be read from the average. A pool is taken to average windows of equal
     size: one whose border windows average fewer elements (``count_include_pad=False`` with padding,
     ``ceil_mode``) gives other fractions there, and its consumers see analog input (MACs over every tap),
     never a wrong fold.
@@ -456,8 +522,9 @@ class PoolWindows(TorchFunctionMode):
             window = window_of(args, kwargs, output)
             if window and window > 1:
                 x = _input(args, kwargs).detach()
-                kind, inner = classify(x, self.moments(x), self.windows)
-                if kind != "analog":
+                stats = self.moments(x)
+                kind, inner = classify(stats.values, stats, self.windows)
+                if kind != "analog" and stats.low >= 0:
                     self.windows.add(window * inner)
                     if _uniform(func, args, kwargs):  # its output is pooled spikes by construction
                         self._pooled.put(output, window * inner)
@@ -487,7 +554,10 @@ def activation_row(output: torch.Tensor, stats: Moments) -> tuple[float, float, 
     out = output.detach()
     if stats.binary:
         return float(out.numel()), stats.total, stats.total
-    events = float(nonzero_per_column(out.reshape(-1, 1), signed=stats.low < 0).sum())
+    if stats.nonzero is not None:
+        events = float(stats.nonzero.sum())
+    else:
+        events = float(nonzero_per_column(out.reshape(-1, 1), signed=stats.low < 0).sum())
     amplitude = stats.total if stats.low >= 0 else float(out.abs().sum(dtype=torch.float64))
     return float(out.numel()), events, amplitude
 
