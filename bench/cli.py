@@ -12,6 +12,7 @@ import argparse
 import logging
 import os
 import sys
+import textwrap
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -61,8 +62,11 @@ class Trimmed:
 
 
 def say(text: str) -> None:
-    """A line of plain text (no markup), wrapped to the terminal without trailing spaces."""
-    console.print(Trimmed(Text(text)))
+    """A line of plain text (no markup), wrapped to the terminal at spaces without trailing spaces; a word
+    longer than a line (a path) stays whole, so it can be copied."""
+    lines = textwrap.wrap(text, console.width, break_long_words=False, break_on_hyphens=False)
+    for line in lines or [""]:
+        console.print(Text(line), soft_wrap=True)
 
 
 def whole_table(
@@ -447,7 +451,7 @@ def print_plan_summary(plan: Plan, args: argparse.Namespace, seconds: float) -> 
     where = "locally" if args.executor == "local" else "as a SLURM job array"
     line = (
         f"{len(plan.cells)} cells: " + ", ".join(f"{n} {state}" for state, n in counts.items()) + ". "
-        f"`bench sweep {args.file}` would run {todo} of them {where}"
+        f"Without --dry-run, `bench sweep` would run {todo} of them {where}"
         + (" (failed cells only with --retry-failed)" if counts["failed"] and not args.retry_failed else "")
         + (", and the waiting ones once their tuning runs end" if counts["waiting"] else "")
         + f". This dry run checked every cell's config and ran nothing ({took(seconds)})."

@@ -281,9 +281,16 @@ def _check_type(group: str, key: str, value, param: inspect.Parameter, target: t
         return
     where = origin(f"{group}.{key}") if origin else None
     raise ConfigError(
-        f"{group}.{key}={value!r} has the wrong type: {_receiver(group, target)} takes {key} as "
+        f"{group}.{key}={_as_written(value)} has the wrong type: {_receiver(group, target)} takes {key} as "
         f"{in_words(hint)}." + (f" It is set {where}." if where else "")
     )
+
+
+def _as_written(value) -> str:
+    """A value as a config or command line writes it: null, true, 'text', 2.5."""
+    if value is None or isinstance(value, bool):
+        return json.dumps(value)
+    return repr(value)
 
 
 def _check_group(group: str, values: DictConfig, target: type, exclude=(), origin=None) -> None:

@@ -216,6 +216,6 @@ def test_a_dry_run_says_what_it_does_at_once_and_ends_with_a_summary(workdir, mo
     summary = " ".join(text.split()).split("other overrides")[-1]
     assert (
         "4 cells: 0 done, 0 failed, 0 running, 4 pending, 0 waiting. "
-        f"`bench sweep {path}` would run 4 of them locally. This dry run checked every cell's config and "
-        "ran nothing ("
+        "Without --dry-run, `bench sweep` would run 4 of them locally. This dry run checked every cell's "
+        "config and ran nothing ("
     ) in summary

@@ -457,8 +457,9 @@ def test_another_fold_seed_is_another_partition():
     [
         (["data.folds=1"], "data.folds=1 is not a number of folds: give a whole number from 2 to 450"),
         (["data.folds=451"], "data.folds=451 is not a number of folds"),
-        (["data.folds=2.5"], "data.folds=2.5 is not a number of folds"),
-        (["data.folds=true"], "data.folds=True is not a number of folds"),
+        # not whole numbers: refused by the type check of every override (issue 33)
+        (["data.folds=2.5"], "data.folds=2.5 has the wrong type: the DataModule (MNIST5k) takes folds as an"),
+        (["data.folds=true"], "data.folds=true has the wrong type: the DataModule (MNIST5k) takes folds as"),
         (
             ["data.folds=5", "data.fold=5"],
             "data.fold=5 is not one of the 5 folds: give a whole number from 0 to 4",

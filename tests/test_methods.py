@@ -175,9 +175,15 @@ def test_time_steps_null_is_every_frame_on_event_data_and_the_methods_own_t_on_i
 
 
 @pytest.mark.parametrize("dataset", ["mnist5k", "nmnist_sim"])
-@pytest.mark.parametrize("steps", ["2", "null"])
-def test_the_ann_baseline_runs_once_and_refuses_more_steps_on_every_dataset(workdir, dataset, steps):
+@pytest.mark.parametrize(
+    ("steps", "says"),
+    [
+        ("2", r"runs once per sample \(T = 1\) on every dataset"),
+        ("null", r"method.time_steps=null has the wrong type: the method \(ANN\) takes time_steps as an int"),
+    ],
+)
+def test_the_ann_baseline_runs_once_and_refuses_more_steps_on_every_dataset(workdir, dataset, steps, says):
     frames = ["data.frames=8"] if dataset == "nmnist_sim" else []
-    with pytest.raises(ConfigError, match=r"runs once per sample \(T = 1\) on every dataset"):
+    with pytest.raises(ConfigError, match=says):
         load_config("ann", dataset, [f"method.time_steps={steps}", *frames])
     assert load_config("ann", dataset, frames).method.time_steps == 1
