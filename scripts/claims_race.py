@@ -2,7 +2,9 @@
 
 Half the trials start from a stale claim (its owner gone), so the takeover path races too. Each process
 waits, trial by trial, for the same wall-clock instant and then calls :func:`bench.claims.claim` on the
-trial's own claim file; the parent checks that every trial has exactly one winner.
+trial's own claim file; the parent checks that every trial has exactly one winner. Both processes live
+until both have answered: on a loaded machine one may reach the last trials after the other is done, and
+a winner that had ended would leave a stale claim, rightly taken over.
 
     python scripts/claims_race.py --trials 200
 """
@@ -34,7 +36,8 @@ for trial in range(trials):
         won.append(trial)
     except BenchError:
         pass
-print(json.dumps(won))
+print(json.dumps(won), flush=True)
+sys.stdin.read()  # alive until the parent has both answers: a winner that ended would leave a stale claim
 """
 
 
@@ -54,13 +57,15 @@ def race(trials: int, step_s: float = 0.02) -> list[tuple[int, int]]:
             (folder / f"run-{trial}.json").write_text(json.dumps(stale))
         start = time.time() + 2.0  # both interpreters are up by then
         args = [str(folder), repr(start), repr(step_s), str(trials)]
-        workers = [
-            subprocess.Popen([sys.executable, "-c", WORKER, *args], stdout=subprocess.PIPE, text=True)
-            for _ in range(2)
-        ]
-        wins = [json.loads(w.communicate()[0]) for w in workers]
+        command = [sys.executable, "-c", WORKER, *args]
+        pipes = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE, "text": True}
+        workers = [subprocess.Popen(command, **pipes) for _ in range(2)]
+        answers = [w.stdout.readline() for w in workers]
+        for w in workers:
+            w.communicate()  # closes its stdin: it may end now
         if any(w.returncode for w in workers):
             raise SystemExit("a worker failed")
+        wins = [json.loads(answer) for answer in answers]
     counts = [sum(trial in won for won in wins) for trial in range(trials)]
     return [(trial, n) for trial, n in enumerate(counts) if n != 1]
 
