@@ -167,8 +167,9 @@ def stcb_network(
 
 @register_method("slssnn")
 class SLSSNN(BenchMethod):
-    """Spike-train level SNN of STCBs, trained by the STCB's equivalent gradient (no BPTT). The base
-    class's readout (mean over t of the classifier output) gives the logits for both readouts."""
+    """Spike-train level SNN of STCBs, trained by the STCB's equivalent gradient (no BPTT).
+
+    The base class's readout (mean over t of the classifier output) gives the logits for both readouts."""
 
     design = {"static": (1, 4), "event": (1, 10)}
     design_basis = "papers.md section 2: T = 1, 2, 4; DVS-CIFAR10 with 10 frames"
