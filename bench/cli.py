@@ -234,7 +234,7 @@ def cmd_tables(args: argparse.Namespace) -> int:
     from bench.results.publish import publish
 
     results = args.results or paths.results_root()
-    console.print(publish(results, pricing_of(args)), highlight=False, markup=False)
+    say(publish(results, pricing_of(args)))
     return 0
 
 
@@ -270,10 +270,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
         for row in rows:
             cells = (str(row.place), Text(row.name), str(row.n), row_accuracy(row), format_p(row.p_used))
             table.add_row(*cells, verdicts[row.verdict], row_energy(row), PARETO if row.pareto else "")
-        console.print(table)
-        console.print(comparison.answer, markup=False, highlight=False)
+        console.print(Trimmed(table))
+        say(comparison.answer)
         console.print()
-    console.print(
+    key = Text(
         "acc.: test accuracy, mean ± 95 % interval, over test items and runs where every record kept its "
         "test predictions (items and seeds), else over seeds (Student t); Holm p: a t-test paired on the "
         "same items and runs against the best, Holm-corrected over the ranked rows; Welch p: Welch's t-test "
@@ -283,8 +283,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         "T x bits per spike rank spiking methods at equal information (a 2-bit spike at T = 1 beside binary "
         "ones at T = 2).",
         style="dim",
-        highlight=False,
     )
+    console.print(Trimmed(key), highlight=False)
     return 0
 
 
@@ -680,7 +680,8 @@ class WarningLine(logging.Handler):
     """snnbench's warnings (a record left out of the tables, a run resuming) as ``warning: ...`` lines."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        err_console.print(Text.assemble(("warning: ", "bold yellow"), record.getMessage()), highlight=False)
+        line = Text.assemble(("warning: ", "bold yellow"), record.getMessage())
+        err_console.print(Trimmed(line), highlight=False)
 
 
 def show_warnings() -> None:

@@ -167,7 +167,8 @@ def stcb_network(
 
 @register_method("slssnn")
 class SLSSNN(BenchMethod):
-    """Spike-train level SNN of STCBs, trained by the STCB's equivalent gradient (no BPTT).
+    """Spike-train level SNN of STCBs, trained by the STCB's equivalent gradient (no BPTT): each
+    block convolves its input's spike counts once and re-emits them as a train.
 
     The base class's readout (mean over t of the classifier output) gives the logits for both readouts."""
 

@@ -206,7 +206,7 @@ def test_list_shows_whole_descriptions_and_split_sizes_on_one_line_at_80_columns
     end = next(i for i, line in enumerate(lines) if i > start and not line.startswith(" "))
     shown = " ".join(line[column:].strip() for line in lines[start:end])
     assert shown == catalogue["method"]["slssnn"].description
-    assert shown.endswith("gives the logits for both readouts.")
+    assert shown.endswith("re-emits them as a train.")
 
 
 def test_a_dry_run_says_what_it_does_at_once_and_ends_with_a_summary(workdir, monkeypatch, capsys):

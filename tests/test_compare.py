@@ -316,6 +316,8 @@ def test_bench_compare_prints_the_ranking_and_neither_it_nor_bench_tables_import
     assert f"1 a 2 95.50 ± 6.35 - best 5.000 ◆ 2 b 2 90.50 ± 6.35 {p:.3f} no 3.000 ◆" in text
     assert "Most accurate: a (95.50 ± 6.35 %, 5.000 µJ); tied with it (Welch p ≥ 0.05): none;" in text
     assert "cheapest of them within 1 pt: a (95.50 ± 6.35 %, 5.000 µJ)." in text
+    # issue 33: rich padded every table line to the table's width (80 columns: 40 lines ending in spaces)
+    assert all(line == line.rstrip() for line in out.stdout.splitlines()), out.stdout
 
     out = subprocess.run(
         [sys.executable, "-m", "bench.cli", "compare", "--dataset", "cifar10", "--results", str(tmp_path)],
