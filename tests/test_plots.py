@@ -12,13 +12,21 @@ from pathlib import Path
 import matplotlib
 import pytest
 
-from bench.results import plots
+from bench.results import plots, publish
 from bench.results.aggregate import group_records, sections
-from bench.results.publish import regenerate, write_plots
+from bench.results.publish import regenerate
 from bench.results.records import write_record
 
 ENERGY_LABEL = "energy per sample (µJ)\nhorowitz45_fp32; pooled: effective, graded: amplitude"
 V2 = {"version": 2, "spiking": True, "graded_spikes": "amplitude", "pooled_spikes": "effective"}
+
+
+def write_plots(section, folder: Path) -> list[Path]:
+    """Every plot of a sweep, drawn as ``bench tables`` draws them into a fresh ``folder``, without the
+    ``drawn.json`` beside them."""
+    files, drawn = publish.draw(publish.plot_jobs(section, folder), folder)
+    assert drawn
+    return [path for path in files if path.name != publish.DRAWN]
 
 
 def record(run_id, method, seed, t, acc, energy, dataset="mnist5k", variant=None, knob=None, **metrics):

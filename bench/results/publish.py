@@ -99,11 +99,6 @@ def _draw(job: PlotJob) -> list[Path]:
     return written if isinstance(written, list) else [written]
 
 
-def write_plots(section: Section, folder: Path) -> list[Path]:
-    """Draw every plot of a sweep into ``folder`` (no ``drawn.json``; :func:`draw` keeps unchanged ones)."""
-    return [path for job in plot_jobs(section, folder) for path in _draw(job)]
-
-
 def _plain(value):
     """JSON for what a plot job's arguments hold beside plain values: a row (its fields and records) and a
     file or folder (its name: where the results folder lies is no input)."""
