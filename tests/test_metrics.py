@@ -5,6 +5,9 @@ The peers (NeuroBench, spikingjelly's op_counter) are the oracles in ``test_metr
 
 from __future__ import annotations
 
+import gc
+import weakref
+
 import pytest
 import torch
 from helpers import QUICK, Probe, measure
@@ -14,6 +17,7 @@ from torch import nn
 from bench.config import load_config
 from bench.errors import ConfigError
 from bench.metrics import COUNTING_VERSION, EnergyMetrics, MetricsError, load_cost_table
+from bench.metrics.counting import RecentTensors
 from bench.runner import build, run
 from methods.base import BenchMethod, SynapticLayer
 
@@ -334,6 +338,19 @@ def test_a_forward_pass_that_raises_leaves_no_pool_window_mode_behind():
         probe(fail)
     assert torch._C._len_torch_function_stack() == 0
     callback.detach()
+
+
+def test_what_the_callback_remembers_of_a_spike_tensor_does_not_keep_it_alive():
+    # The activation hook's reading of a neuron's spikes is reused by the pool after it (a view of them);
+    # once the network drops the spikes, they are freed in the forward pass as without the callback.
+    remembered = RecentTensors(hold=False)
+    spikes = torch.ones(4, 8)
+    remembered.put(spikes, "moments")
+    assert remembered.get(spikes.flatten()) == "moments"
+    alive = weakref.ref(spikes)
+    del spikes
+    gc.collect()
+    assert alive() is None and remembered.get(torch.ones(32)) is None
 
 
 def test_cost_tables_and_unknown_names():

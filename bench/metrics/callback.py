@@ -136,21 +136,25 @@ class EnergyMetrics(pl.Callback):
         # The network's input is time-first [T, B, ...]: it runs T steps per sample.
         self._time_steps = max(self._time_steps, int(inputs[0].shape[0]))
 
+    # The hooks run inside the forward pass's torch function mode (PoolWindows); their own torch calls
+    # bypass it (DisableTorchFunction), which would otherwise dispatch each of them through Python.
     def _synaptic_hook(self, row: int, counter: SynapticCounter):
         def hook(module, inputs, output):
             x = inputs[0]
-            self._syn_batch[row] += counter.count(
-                x, output, self._pools.windows, self._pools.pooled_window(x)
-            )
+            with torch._C.DisableTorchFunction():
+                self._syn_batch[row] += counter.count(
+                    x, output, self._pools.windows, self._pools.pooled_window(x)
+                )
 
         return hook
 
     def _activation_hook(self, row: int):
         def hook(module, inputs, output):
-            row_values = activation_row(output, self._pools.moments(output.detach()))
-            self._act_batch[row] += torch.tensor(
-                row_values, dtype=torch.float64, device=self._act_batch.device
-            )
+            with torch._C.DisableTorchFunction():
+                row_values = activation_row(output, self._pools.moments(output))
+                self._act_batch[row] += torch.tensor(
+                    row_values, dtype=torch.float64, device=self._act_batch.device
+                )
 
         return hook
 

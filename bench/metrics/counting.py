@@ -20,6 +20,7 @@ in the same forward pass. Which of the raw counts become ACs or MACs is :mod:`be
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Callable
 
 import torch
@@ -441,14 +442,15 @@ AVERAGE_POOLS = {
 
 class RecentTensors:
     """What was found about the last few tensors of a forward pass, by storage, size and type (the same
-    for their views that keep every element). Each is held while it is remembered, so its address cannot
-    be reused by another tensor meanwhile; only the last few, so that a forward pass's activations are not
-    all kept alive until it ends (their consumer comes right after them: a neuron's pool, a pool's layer).
+    for their views that keep every element). An entry counts only while its tensor is alive, so that its
+    address cannot have been reused by another tensor: ``hold`` keeps the tensor alive while remembered
+    (only the last few, so that a forward pass's activations are not all kept until it ends); without it,
+    the entry is dropped when the tensor dies, and no activation outlives its use in the network.
     """
 
-    def __init__(self, size: int = 4):
-        self.size = size
-        self._entries: dict[tuple, tuple[torch.Tensor, object]] = {}
+    def __init__(self, size: int = 4, hold: bool = True):
+        self.size, self.hold = size, hold
+        self._entries: dict[tuple, tuple[torch.Tensor | weakref.ref, object]] = {}
 
     @staticmethod
     def key(x: torch.Tensor) -> tuple:
@@ -459,9 +461,15 @@ class RecentTensors:
         return entry[1] if entry else None
 
     def put(self, x: torch.Tensor, value) -> None:
-        self._entries[self.key(x)] = (x, value)
+        key = self.key(x)
+        self._entries[key] = (x if self.hold else weakref.ref(x, lambda ref: self._forget(key, ref)), value)
         while len(self._entries) > self.size:
             del self._entries[next(iter(self._entries))]  # the oldest
+
+    def _forget(self, key: tuple, ref: weakref.ref) -> None:
+        # the tensor died: drop what was found (it may hold the same storage), unless replaced since
+        if self._entries.get(key, (None,))[0] is ref:
+            del self._entries[key]
 
     def clear(self) -> None:
         self._entries.clear()
@@ -492,7 +500,10 @@ class PoolWindows(TorchFunctionMode):
         super().__init__()
         self.windows: set[int] = set()
         self.depth = 0  # nested forward calls of the watched modules (the method and its network)
-        self._moments = RecentTensors()
+        # A neuron's spikes are looked up again while the network still holds them (the pool after the
+        # neuron reads a view of them); a pool's output is held, as under inference mode a view of it (all
+        # that its consumer may see) does not keep it alive.
+        self._moments = RecentTensors(hold=False)
         self._pooled = RecentTensors()
 
     def pooled_window(self, x: torch.Tensor) -> int | None:
@@ -521,7 +532,7 @@ class PoolWindows(TorchFunctionMode):
         if window_of is not None and isinstance(output, torch.Tensor):
             window = window_of(args, kwargs, output)
             if window and window > 1:
-                x = _input(args, kwargs).detach()
+                x = _input(args, kwargs)
                 stats = self.moments(x)
                 kind, inner = classify(stats.values, stats, self.windows)
                 if kind != "analog" and stats.low >= 0:
