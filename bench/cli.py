@@ -311,6 +311,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     if args.print_config is not None:
         return print_cell_config(args.file, args.print_config)
+    if args.estimate and not args.dry_run:
+        raise BenchError("--estimate goes with --dry-run: `bench sweep S --dry-run --estimate`.")
     started = time.monotonic()
     # Checking takes seconds (the first cell imports torch and the sweep's methods): say so at once.
     err_console.print(
@@ -326,6 +328,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         )
         print_plan(planned, sweep.name)
         print_plan_summary(planned, args, time.monotonic() - started)
+        if args.estimate:
+            print_estimate(sweep, args)
         return 0
     slurm_flags = ("partition", "cpus_per_task", "gpus_per_node", "mem_gb", "timeout_min")
     outcome = sweeps.execute(
@@ -349,6 +353,67 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         )
         return 1
     return 0
+
+
+def print_estimate(sweep, args: argparse.Namespace) -> None:
+    """``--dry-run --estimate``: a pilot of each distinct run shape on this machine (bench.sweep.estimate),
+    a row per shape, then the device-hours and wall time of the cells still to run."""
+    from bench.sweep import estimate as est
+    from bench.sweep.state import cells_to_run
+
+    todo, _ = cells_to_run(sweep, args.retry_failed)
+    todo += [cell for cell in sweep.cells if cell.waiting]
+
+    def echo(line: str) -> None:
+        err_console.print(line, style="dim", highlight=False)
+
+    shapes = est.estimate(sweep, todo, echo=echo)
+    rows, over = [], []
+    for shape in shapes:
+        pilot = shape.pilot
+        steps = ", ".join(f"{p['step_s']:.3f}" for p in pilot["phases"])
+        peak = pilot["peak_bytes"] / 2**20
+        flag = ""
+        if pilot["peak_bytes"] > pilot["device_bytes"]:
+            flag = "[bold red]exceeds device memory[/]"
+            over.append(shape)
+        tuned = any(cell.stage == "tuning" for cell, _ in shape.cells)
+        rows.append(
+            (
+                shape.method,
+                shape.dataset,
+                str(pilot["time_steps"]),
+                f"{sum(todo for _, todo in shape.cells)}/{len(shape.cells)}",
+                steps,
+                f"{peak:,.0f}",
+                f"{shape.ranked_s:,.0f}" + (f" (tuning {shape.tuning_s:,.0f})" if tuned else ""),
+                "real" if pilot["real_data"] else "synthetic",
+                flag,
+            )
+        )
+    device = shapes[0].pilot["device"] if shapes else "?"
+    columns = ["method", "dataset", "T", "cells to run", "s/step", "peak MiB", "s/cell", "data", ""]
+    console.print(whole_table(f"estimate on {device}", columns, rows, whole=len(columns) - 1))
+    if args.executor == "slurm":
+        parallel = args.max_parallel or sweep.slurm.get("slurm_array_parallelism") or len(todo) or 1
+        per_task = args.cells_per_task or sweep.cells_per_task
+    else:
+        parallel, per_task = args.max_parallel or 1, 1
+    device_s, wall_s, count = est.totals(shapes, parallel, per_task)
+    console.print(
+        f"{count} cell(s) to run: {device_s / 3600:.2f} device-hours; wall time {wall_s / 3600:.2f} h at "
+        f"{parallel} at a time ({args.executor}). s/step: seconds per optimiser step (one per training "
+        "phase); s/cell: projected seconds of a cell, start-up and test included (the formula: "
+        "bench/sweep/estimate.py). Measured on this machine as loaded now; cells side by side on one CPU "
+        "share it and run slower than the pilot.",
+        highlight=False,
+    )
+    if over:
+        err_console.print(
+            f"[bold red]{len(over)} shape(s) exceed this device's memory[/] "
+            f"({shapes[0].pilot['device_bytes'] / 2**30:.1f} GiB).",
+            highlight=False,
+        )
 
 
 def print_data_check(sweep, overrides: list[str]) -> None:
@@ -604,6 +669,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=whole_number(1),
         default=None,
         help="local: cells at a time (1); slurm: array parallelism",
+    )
+    p_sweep.add_argument(
+        "--estimate",
+        action="store_true",
+        help="with --dry-run: pilot each distinct (method, dataset, T) shape on this machine (a few steps in "
+        "a fresh process) and print s/step, peak memory, projected seconds per cell, and the sweep's "
+        "device-hours and wall time at its parallelism",
     )
     p_sweep.add_argument("--retry-failed", action="store_true", help="run cells whose record says failed")
     p_sweep.add_argument(

@@ -465,6 +465,19 @@ class ALBSNN(BenchMethod):
     def frozen(self) -> bool:
         return any(entry.get("frozen") for entry in self.history)
 
+    def extra_work(self, max_epochs: int, val_batches: int) -> tuple[float, float]:
+        """The ALE estimates (``on_train_epoch_start``), counted as if the choice is stable from epoch 1:
+        one per epoch from epoch 1 until frozen (``stable_epochs`` estimates, at most up to the
+        ``select_until`` deadline and the last epoch); each probes every candidate and none with
+        ``probe_steps`` steps, BN re-estimation and the calibration loss (2 x ``calibration_batches``
+        forward passes). BWO epochs are counted as ordinary steps."""
+        if self.policy == "none" or self.estimator != "loss":
+            return 0.0, 0.0
+        deadline = max(1, math.ceil(self.select_until * max_epochs))
+        estimates = max(0, min(self.stable_epochs, deadline, max_epochs - 1))
+        probes = estimates * (len(self.candidates()) + 1)
+        return float(probes * self.probe_steps), float(probes * 2 * self.calibration_batches)
+
     # --- training hooks ------------------------------------------------------------------------------
     def on_train_start(self) -> None:
         """Draw the calibration set: the same batches at every epoch and on every rank."""

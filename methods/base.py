@@ -170,6 +170,17 @@ class BenchMethod(pl.LightningModule):
         a method chose to binarise per epoch; stored as ``method_details``."""
         return {}
 
+    # --- cost estimate (``bench sweep --dry-run --estimate``, bench/sweep/estimate.py) ----------------
+    def pilot_phases(self, max_epochs: int) -> list[tuple[int, dict]]:
+        """The run's training phases of different cost per step: (epochs, ``method.*`` overrides that make
+        a fresh build train as that phase does). The pilot times a few steps of each."""
+        return [(max_epochs, {})]
+
+    def extra_work(self, max_epochs: int, val_batches: int) -> tuple[float, float]:
+        """Work a run does outside its training, validation and test batches, as (optimiser steps,
+        no-grad forward batches) of its last phase: none by default."""
+        return 0.0, 0.0
+
     # --- shared machinery --------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # Every forward starts from resting neurons: no state leaks between batches, whatever calls us.

@@ -384,6 +384,19 @@ class HybridSTDB(BenchMethod):
             self.ann_epochs = self.resolve_ann_epochs(max_epochs)
             self.details.update(ann_epochs=self.ann_epochs, stdb_epochs=max(0, max_epochs - self.ann_epochs))
 
+    def pilot_phases(self, max_epochs: int) -> list[tuple[int, dict]]:
+        """The ANN epochs (ReLU, one pass), then the STDB epochs at T (a build with no ANN epochs)."""
+        ann = self.resolve_ann_epochs(max_epochs)
+        phases = [(ann, {})] if ann else []
+        return [*phases, (max_epochs - ann, {"ann_epochs": 0})] if max_epochs > ann else phases
+
+    def extra_work(self, max_epochs: int, val_batches: int) -> tuple[float, float]:
+        """The conversion (when an ANN phase runs), in SNN forward batches: the calibration batches through
+        the network once per threshold scale, then the converted SNN's validation."""
+        if not self.resolve_ann_epochs(max_epochs):
+            return 0.0, 0.0
+        return 0.0, float(len(self.threshold_scales) * self.calibration_batches + val_batches)
+
     def in_ann_phase(self) -> bool:
         return self.ann_epochs > 0 and not bool(self.converted)
 

@@ -1,0 +1,41 @@
+"""``bench sweep S --dry-run --estimate`` (bench/sweep/estimate.py): one pilot per distinct run shape."""
+
+from __future__ import annotations
+
+import pytest
+from helpers import load_sweep_in, quick_sweep
+
+from bench.sweep import estimate as est
+
+
+def test_estimate_pilots_each_shape_once_and_projects_by_its_formula(tmp_path, monkeypatch):
+    monkeypatch.setenv("SNNBENCH_RESULTS", str(tmp_path / "results"))
+    # two seeds of one method: one shape, two cells
+    sweep = load_sweep_in(tmp_path, quick_sweep(tmp_path, "est", "[ann]", "[0, 1]", 2))
+    assert len(sweep.cells) == 2
+    shapes = est.estimate(sweep, sweep.cells)
+    assert len(shapes) == 1
+    (shape,) = shapes
+    assert [todo for _, todo in shape.cells] == [True, True]
+    parts = shape.pilot
+    (phase,) = parts["phases"]
+    assert phase["step_s"] > 0 and phase["eval_s"] > 0 and phase["sample_s"] > 0
+    assert parts["peak_bytes"] > 0 and parts["startup_s"] > 0 and parts["real_data"]
+    # the quick settings: 2 train, 1 val, 1 test batch; no latency or throughput passes; 2 epochs
+    assert (parts["train_batches"], parts["val_batches"], parts["test_batches"]) == (2, 1, 1)
+    expected = (
+        parts["startup_s"]
+        + 2 * (2 * phase["step_s"] + 1 * phase["eval_s"])
+        + 1 * phase["eval_s"]  # the sanity check's validation batch
+        + (1 + 0 + 1) * phase["eval_s"]  # the test batch, the throughput warm-up
+        + (0 + 1) * phase["sample_s"]  # the latency warm-up
+    )
+    assert shape.ranked_s == pytest.approx(expected)
+    assert shape.tuning_s == pytest.approx(expected - 2 * phase["eval_s"] - phase["sample_s"])
+    device_s, wall_s, count = est.totals(shapes, parallel=2)
+    assert count == 2 and device_s == pytest.approx(2 * expected) and wall_s == pytest.approx(expected)
+
+
+def test_schedule_fills_the_first_free_worker():
+    assert est.schedule([3, 1, 1, 1], 2) == 3
+    assert est.schedule([1, 1, 1], 1) == 3
