@@ -359,6 +359,7 @@ def print_estimate(sweep, args: argparse.Namespace) -> None:
     """``--dry-run --estimate``: a pilot of each distinct run shape on this machine (bench.sweep.estimate),
     a row per shape, then the device-hours and wall time of the cells still to run."""
     from bench.sweep import estimate as est
+    from bench.sweep.slurm import slurm_parameters
     from bench.sweep.state import cells_to_run
 
     todo, _ = cells_to_run(sweep, args.retry_failed)
@@ -367,7 +368,17 @@ def print_estimate(sweep, args: argparse.Namespace) -> None:
     def echo(line: str) -> None:
         err_console.print(line, style="dim", highlight=False)
 
-    shapes = est.estimate(sweep, todo, echo=echo)
+    cpus = os.cpu_count() or 1
+    if args.executor == "slurm":
+        parallel = args.max_parallel or sweep.slurm.get("slurm_array_parallelism") or len(todo) or 1
+        per_task = args.cells_per_task or sweep.cells_per_task
+        request = slurm_parameters(sweep, {"cpus_per_task": args.cpus_per_task})
+        threads = int(request["cpus_per_task"])
+    else:  # as bench.sweep.local gives each of its parallel cells
+        parallel, per_task = args.max_parallel or 1, 1
+        threads = cpus // parallel
+    threads = max(1, min(threads, cpus))
+    shapes = est.estimate(sweep, todo, threads, echo=echo)
     rows, over = [], []
     for shape in shapes:
         pilot = shape.pilot
@@ -394,18 +405,13 @@ def print_estimate(sweep, args: argparse.Namespace) -> None:
     device = shapes[0].pilot["device"] if shapes else "?"
     columns = ["method", "dataset", "T", "cells to run", "s/step", "peak MiB", "s/cell", "data", ""]
     console.print(whole_table(f"estimate on {device}", columns, rows, whole=len(columns) - 1))
-    if args.executor == "slurm":
-        parallel = args.max_parallel or sweep.slurm.get("slurm_array_parallelism") or len(todo) or 1
-        per_task = args.cells_per_task or sweep.cells_per_task
-    else:
-        parallel, per_task = args.max_parallel or 1, 1
     device_s, wall_s, count = est.totals(shapes, parallel, per_task)
     console.print(
         f"{count} cell(s) to run: {device_s / 3600:.2f} device-hours; wall time {wall_s / 3600:.2f} h at "
-        f"{parallel} at a time ({args.executor}). s/step: seconds per optimiser step (one per training "
-        "phase); s/cell: projected seconds of a cell, start-up and test included (the formula: "
-        "bench/sweep/estimate.py). Measured on this machine as loaded now; cells side by side on one CPU "
-        "share it and run slower than the pilot.",
+        f"{parallel} at a time ({args.executor}), each cell on {threads} CPU thread(s) as the pilots were. "
+        "s/step: seconds per optimiser step (one per training phase); s/cell: projected seconds of a cell, "
+        "start-up and test included (the formula: bench/sweep/estimate.py). Measured on this machine as "
+        "loaded now.",
         highlight=False,
     )
     if over:

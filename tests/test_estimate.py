@@ -13,7 +13,7 @@ def test_estimate_pilots_each_shape_once_and_projects_by_its_formula(tmp_path, m
     # two seeds of one method: one shape, two cells
     sweep = load_sweep_in(tmp_path, quick_sweep(tmp_path, "est", "[ann]", "[0, 1]", 2))
     assert len(sweep.cells) == 2
-    shapes = est.estimate(sweep, sweep.cells)
+    shapes = est.estimate(sweep, sweep.cells, threads=1)
     assert len(shapes) == 1
     (shape,) = shapes
     assert [todo for _, todo in shape.cells] == [True, True]
@@ -21,6 +21,7 @@ def test_estimate_pilots_each_shape_once_and_projects_by_its_formula(tmp_path, m
     (phase,) = parts["phases"]
     assert phase["step_s"] > 0 and phase["eval_s"] > 0 and phase["sample_s"] > 0
     assert parts["peak_bytes"] > 0 and parts["startup_s"] > 0 and parts["real_data"]
+    assert parts["threads"] == 1  # a cell's share of the CPUs, not the whole machine
     # the quick settings: 2 train, 1 val, 1 test batch; no latency or throughput passes; 2 epochs
     assert (parts["train_batches"], parts["val_batches"], parts["test_batches"]) == (2, 1, 1)
     expected = (

@@ -105,10 +105,10 @@ def project(parts: dict, test: bool = True) -> float:
     return total
 
 
-def run_pilot(cell, timeout: float = 900) -> dict:
-    """Pilot ``cell``'s shape in a fresh subprocess; its measured parts."""
+def run_pilot(cell, threads: int, timeout: float = 900) -> dict:
+    """Pilot ``cell``'s shape in a fresh subprocess with the CPU threads a cell gets; its measured parts."""
     spec = {"method": cell.method, "dataset": cell.dataset, "overrides": cell.args, "launched": time.time()}
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": str(threads)}
     out = subprocess.run(
         [sys.executable, "-m", "bench.sweep.estimate", json.dumps(spec)],
         capture_output=True,
@@ -123,15 +123,17 @@ def run_pilot(cell, timeout: float = 900) -> dict:
     return json.loads(lines[-1])
 
 
-def estimate(sweep, to_run, echo=None) -> list[Shape]:
-    """Pilot every shape of ``sweep`` and project its cells; ``to_run``: the cells that still need a run."""
+def estimate(sweep, to_run, threads: int, echo=None) -> list[Shape]:
+    """Pilot every shape of ``sweep`` and project its cells; ``to_run``: the cells that still need a run;
+    ``threads``: the CPU threads each cell runs with (local: its share of the CPUs; SLURM: its
+    ``cpus_per_task``), so that a pilot neither borrows cores a cell would not have nor fights over them."""
     pending = {id(c) for c in to_run}
     shapes = group(sweep)
     for number, shape in enumerate(shapes, 1):
         if echo is not None:
             echo(f"pilot {number}/{len(shapes)}: {shape.method} on {shape.dataset} (T = {shape.time_steps})")
         first = next((c for c in shape.cells if not c.stage), shape.cells[0])
-        shape.pilot = run_pilot(first)
+        shape.pilot = run_pilot(first, threads)
         shape.ranked_s = project(shape.pilot, test=True)
         shape.tuning_s = project(shape.pilot, test=False)
         shape.cells = [(c, id(c) in pending) for c in shape.cells]
@@ -271,6 +273,7 @@ def _pilot_main(spec: dict) -> dict:
     return {
         "real_data": real,
         "device": str(device),
+        "threads": torch.get_num_threads(),
         "startup_s": startup,
         "phases": phases,
         "train_batches": counts[0],
