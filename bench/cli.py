@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from omegaconf import OmegaConf
 from rich import box
 from rich.console import Console
+from rich.measure import Measurement
 from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
@@ -404,7 +405,13 @@ def print_estimate(sweep, args: argparse.Namespace) -> None:
         )
     device = shapes[0].pilot["device"] if shapes else "?"
     columns = ["method", "dataset", "T", "cells to run", "s/step", "peak MiB", "s/cell", "data", ""]
-    console.print(whole_table(f"estimate on {device}", columns, rows, whole=len(columns) - 1))
+    numbers = ("T", "cells to run", "s/step", "peak MiB", "s/cell")
+    table = whole_table(f"estimate on {device}", columns, rows, whole=2, right=numbers)
+    # A log (not a terminal) gets every column whole however wide; a terminal folds what does not fit.
+    width = None
+    if not console.is_terminal:
+        width = max(console.width, Measurement.get(console, console.options, table.renderable).maximum)
+    console.print(table, width=width)
     device_s, wall_s, count = est.totals(shapes, parallel, per_task)
     console.print(
         f"{count} cell(s) to run: {device_s / 3600:.2f} device-hours; wall time {wall_s / 3600:.2f} h at "

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
-from helpers import load_sweep_in, quick_sweep
+from helpers import bench, load_sweep_in, quick_sweep
 
 from bench.sweep import estimate as est
 
@@ -40,3 +42,28 @@ def test_estimate_pilots_each_shape_once_and_projects_by_its_formula(tmp_path, m
 def test_schedule_fills_the_first_free_worker():
     assert est.schedule([3, 1, 1, 1], 2) == 3
     assert est.schedule([1, 1, 1], 1) == 3
+
+
+def test_the_dry_run_estimate_prints_every_column_whole_in_a_log(tmp_path):
+    # one shape (ann, quick settings); the output is a pipe, as in a SLURM or CI log: 80 columns by default
+    path = quick_sweep(tmp_path, "est", "[ann]", "[0]", 1)
+    out = bench("sweep", str(path), "--dry-run", "--estimate", "--max-parallel", "2", folder=tmp_path)
+    assert out.returncode == 0, out.stderr
+    header = next(line for line in out.stdout.splitlines() if line.lstrip().startswith("method"))
+    assert header.split() == [
+        "method",
+        "dataset",
+        "T",
+        "cells",
+        "to",
+        "run",
+        "s/step",
+        "peak",
+        "MiB",
+        "s/cell",
+        "data",
+    ]
+    row = next(line for line in out.stdout.splitlines() if line.startswith("ann"))
+    assert row.split()[1:4] == ["mnist5k", "1", "1/1"] and row.split()[-1] == "real"
+    threads = max(1, (os.cpu_count() or 1) // 2)  # the CPUs shared by the 2 cells at a time
+    assert f"each cell on {threads} CPU thread(s)" in " ".join(out.stdout.split())
