@@ -375,11 +375,12 @@ def print_estimate(sweep, args: argparse.Namespace) -> None:
         per_task = args.cells_per_task or sweep.cells_per_task
         request = slurm_parameters(sweep, {"cpus_per_task": args.cpus_per_task})
         threads = int(request["cpus_per_task"])
-    else:  # as bench.sweep.local gives each of its parallel cells
+        side_by_side = 1  # a task has its own share of a node
+    else:  # as bench.sweep.local runs its cells, each with its share of the CPUs
         parallel, per_task = args.max_parallel or 1, 1
-        threads = cpus // parallel
+        threads, side_by_side = cpus // parallel, parallel
     threads = max(1, min(threads, cpus))
-    shapes = est.estimate(sweep, todo, threads, echo=echo)
+    shapes = est.estimate(sweep, todo, threads, side_by_side, echo=echo)
     rows, over = [], []
     for shape in shapes:
         pilot = shape.pilot
@@ -408,14 +409,19 @@ def print_estimate(sweep, args: argparse.Namespace) -> None:
     numbers = ("T", "cells to run", "s/step", "peak MiB", "s/cell")
     table = whole_table(f"estimate on {device}", columns, rows, whole=2, right=numbers)
     # A log (not a terminal) gets every column whole however wide; a terminal folds what does not fit.
-    width = None
+    width = console.width
     if not console.is_terminal:
-        width = max(console.width, Measurement.get(console, console.options, table.renderable).maximum)
-    console.print(table, width=width)
+        natural = Measurement.get(console, console.options.update_width(10_000), table.renderable)
+        console.width = max(width, natural.maximum)
+    try:
+        console.print(table)
+    finally:
+        console.width = width
     device_s, wall_s, count = est.totals(shapes, parallel, per_task)
     console.print(
         f"{count} cell(s) to run: {device_s / 3600:.2f} device-hours; wall time {wall_s / 3600:.2f} h at "
-        f"{parallel} at a time ({args.executor}), each cell on {threads} CPU thread(s) as the pilots were. "
+        f"{parallel} at a time ({args.executor}), each cell on {threads} CPU thread(s), as the pilots ran "
+        f"({side_by_side} at a time). "
         "s/step: seconds per optimiser step (one per training phase); s/cell: projected seconds of a cell, "
         "start-up and test included (the formula: bench/sweep/estimate.py). Measured on this machine as "
         "loaded now.",

@@ -45,9 +45,10 @@ def test_schedule_fills_the_first_free_worker():
 
 
 def test_the_dry_run_estimate_prints_every_column_whole_in_a_log(tmp_path):
-    # one shape (ann, quick settings); the output is a pipe, as in a SLURM or CI log: 80 columns by default
+    # one shape (ann, quick settings); the output is a pipe, as in a SLURM or CI log, 40 columns wide
     path = quick_sweep(tmp_path, "est", "[ann]", "[0]", 1)
-    out = bench("sweep", str(path), "--dry-run", "--estimate", "--max-parallel", "2", folder=tmp_path)
+    args = ("sweep", str(path), "--dry-run", "--estimate", "--max-parallel", "2")
+    out = bench(*args, folder=tmp_path, columns=40)
     assert out.returncode == 0, out.stderr
     header = next(line for line in out.stdout.splitlines() if line.lstrip().startswith("method"))
     assert header.split() == [

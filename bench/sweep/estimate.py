@@ -33,6 +33,7 @@ import os
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import pytorch_lightning as pl
@@ -123,13 +124,18 @@ def run_pilot(cell, threads: int, timeout: float = 900) -> dict:
     return json.loads(lines[-1])
 
 
-def estimate(sweep, to_run, threads: int, echo=None) -> list[Shape]:
-    """Pilot every shape of ``sweep`` and project its cells; ``to_run``: the cells that still need a run;
+def estimate(sweep, to_run, threads: int, parallel: int = 1, echo=None) -> list[Shape]:
+    """Pilot every shape of ``sweep`` and project its cells; ``to_run``: the cells that still need a run.
+
     ``threads``: the CPU threads each cell runs with (local: its share of the CPUs; SLURM: its
-    ``cpus_per_task``), so that a pilot neither borrows cores a cell would not have nor fights over them."""
+    ``cpus_per_task``), so that a pilot neither borrows cores a cell would not have nor fights over them;
+    ``parallel``: pilots run side by side as the cells will (a local sweep's ``--max-parallel``), so that
+    they share the machine's cores, caches and memory bandwidth as the cells do."""
     pending = {id(c) for c in to_run}
     shapes = group(sweep)
-    for number, shape in enumerate(shapes, 1):
+
+    def pilot(numbered: tuple[int, Shape]) -> None:
+        number, shape = numbered
         if echo is not None:
             echo(f"pilot {number}/{len(shapes)}: {shape.method} on {shape.dataset} (T = {shape.time_steps})")
         first = next((c for c in shape.cells if not c.stage), shape.cells[0])
@@ -137,6 +143,9 @@ def estimate(sweep, to_run, threads: int, echo=None) -> list[Shape]:
         shape.ranked_s = project(shape.pilot, test=True)
         shape.tuning_s = project(shape.pilot, test=False)
         shape.cells = [(c, id(c) in pending) for c in shape.cells]
+
+    with ThreadPoolExecutor(max(1, parallel)) as pool:  # each pilot is a subprocess: threads only wait
+        list(pool.map(pilot, enumerate(shapes, 1)))
     return shapes
 
 
