@@ -391,11 +391,14 @@ class HybridSTDB(BenchMethod):
         return [*phases, (max_epochs - ann, {"ann_epochs": 0})] if max_epochs > ann else phases
 
     def extra_work(self, max_epochs: int, val_batches: int) -> tuple[float, float]:
-        """The conversion (when an ANN phase runs), in SNN forward batches: the calibration batches through
-        the network once per threshold scale, then the converted SNN's validation."""
+        """The conversion (when an ANN phase runs), in SNN forward batches: the converted SNN's validation,
+        and unless the pilot's ANN phase converted (its time is then in that phase's ``outside_s``), the
+        calibration batches through the network once per threshold scale (their quantiser fits not
+        counted: an underestimate)."""
         if not self.resolve_ann_epochs(max_epochs):
             return 0.0, 0.0
-        return 0.0, float(len(self.threshold_scales) * self.calibration_batches + val_batches)
+        calibration = 0 if bool(self.converted) else len(self.threshold_scales) * self.calibration_batches
+        return 0.0, float(calibration + val_batches)
 
     def in_ann_phase(self) -> bool:
         return self.ann_epochs > 0 and not bool(self.converted)

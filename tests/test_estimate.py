@@ -21,13 +21,14 @@ def test_estimate_pilots_each_shape_once_and_projects_by_its_formula(tmp_path, m
     assert [todo for _, todo in shape.cells] == [True, True]
     parts = shape.pilot
     (phase,) = parts["phases"]
-    assert phase["step_s"] > 0 and phase["eval_s"] > 0 and phase["sample_s"] > 0
+    assert phase["step_s"] > 0 and phase["eval_s"] > 0 and phase["sample_s"] > 0 and phase["outside_s"] > 0
     assert parts["peak_bytes"] > 0 and parts["startup_s"] > 0 and parts["real_data"]
     assert parts["threads"] == 1  # a cell's share of the CPUs, not the whole machine
     # the quick settings: 2 train, 1 val, 1 test batch; no latency or throughput passes; 2 epochs
     assert (parts["train_batches"], parts["val_batches"], parts["test_batches"]) == (2, 1, 1)
     expected = (
         parts["startup_s"]
+        + phase["outside_s"]  # Lightning's set-up and the warm-up steps' excess
         + 2 * (2 * phase["step_s"] + 1 * phase["eval_s"])
         + 1 * phase["eval_s"]  # the sanity check's validation batch
         + (1 + 0 + 1) * phase["eval_s"]  # the test batch, the throughput warm-up

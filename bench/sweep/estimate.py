@@ -9,14 +9,17 @@ GPU, the process's peak RSS on a CPU) is its own. The pilot builds the run as :m
 disk, else on random batches of the same shape (from the DataModule's facts: ``[B, C, H, W]`` images,
 ``[B, frames, C, H, W]`` event frames; batch counts from its ``sizes``). It times
 :data:`TIMED_STEPS` optimiser steps after :data:`WARMUP_STEPS` warm-up steps (Lightning's loop, a
-callback timing each batch), then no-grad forward passes of a batch and of one sample. A method with
-phases of different cost (``BenchMethod.pilot_phases``: hybrid_stdb's ANN epochs, then its SNN) is timed
-in each; work outside the batches (``BenchMethod.extra_work``: albsnn's ALE probes, hybrid_stdb's
-conversion) is counted in optimiser steps and forward batches.
+callback timing each batch), then no-grad forward passes of a batch and of one sample; what its
+``trainer.fit`` spent outside the timed batches (``outside_s``: Lightning's set-up, the warm-up steps'
+excess, and whatever the method does at the end of the pilot's short epoch, e.g. hybrid_stdb's conversion
+after its last ANN epoch) is counted once. A method with phases of different cost
+(``BenchMethod.pilot_phases``: hybrid_stdb's ANN epochs, then its SNN) is timed in each; work outside the
+batches that the pilot did not run (``BenchMethod.extra_work``: albsnn's ALE probes at epoch ends) is
+counted in optimiser steps and forward batches.
 
 The projection of a cell (:func:`project`), seconds::
 
-    start-up + sum over phases p of  epochs_p x (train_batches x step_p + val_batches x eval_p)
+    start-up + sum over phases p of  outside_p + epochs_p x (train_batches x step_p + val_batches x eval_p)
              + sanity_val x eval_1 + extra_steps x step_last + extra_evals x eval_last
              + [not tuning] (test_batches + throughput_batches + 1) x eval_last
                             + (latency_samples + 1) x sample_last
@@ -95,6 +98,7 @@ def project(parts: dict, test: bool = True) -> float:
     last = phases[-1]
     total = parts["startup_s"]
     for phase in phases:
+        total += phase["outside_s"]
         total += phase["epochs"] * (
             parts["train_batches"] * phase["step_s"] + parts["val_batches"] * phase["eval_s"]
         )
@@ -243,6 +247,7 @@ def _pilot_main(spec: dict) -> dict:
         else:
             loaders = {"train_dataloaders": _synthetic_loader(datamodule, WARMUP_STEPS + TIMED_STEPS, batch)}
         timer = _BatchTimer()
+        fit_started = time.perf_counter()
         trainer = pl.Trainer(
             **trainer_kwargs,
             max_epochs=max_epochs,
@@ -256,6 +261,7 @@ def _pilot_main(spec: dict) -> dict:
             callbacks=[timer],
         )
         trainer.fit(phase_model, **loaders)
+        outside_s = max(0.0, time.perf_counter() - fit_started - sum(timer.seconds))
         steps = timer.seconds[WARMUP_STEPS:] or timer.seconds
         device = timer.device or torch.device("cpu")
         source = (
@@ -266,6 +272,7 @@ def _pilot_main(spec: dict) -> dict:
             {
                 "epochs": epochs,
                 "step_s": sum(steps) / len(steps),
+                "outside_s": outside_s,
                 "eval_s": eval_s,
                 "sample_s": sample_s,
             }
