@@ -304,7 +304,9 @@ class Moments:
         if values.device.type != "cpu":
             return cls.by_torch(values, columns, nonzero, repeats)
         sums, binary, nonzeros = column_sums(values, columns, nonzero)
-        sums = sums * repeats
+        if repeats > 1:
+            sums = sums * repeats
+            nonzeros = nonzeros * repeats if nonzeros is not None else None
         if binary:  # each nonzero entry is a 1: the sums are the nonzero entries too
             total = float(sums.sum())
             low, high = (0.0 if total < x.numel() else 1.0), (1.0 if total > 0 else 0.0)
@@ -314,7 +316,6 @@ class Moments:
             low, high, nonzeros = column_extremes(values, columns)
             return low, high, nonzeros * repeats
 
-        nonzeros = nonzeros * repeats if nonzeros is not None else None
         return cls(sums, False, nonzero=nonzeros, rest=rest, values=values, repeats=repeats)
 
     @classmethod

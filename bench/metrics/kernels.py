@@ -13,9 +13,10 @@ For binary spikes, the common case, that is all: their nonzero values and extrem
 Other tensors take a second pass, :func:`column_extremes`, only when their extremes are asked for.
 
 Sums are float32 within a chunk of at most :data:`CHUNK_ROWS` rows (exact for binary and small-integer
-sums: at most 2**16 ones per column and chunk), float64 across chunks. Chunks are spread over torch's
-number of CPU threads (the kernels release the GIL). fastmath lets LLVM vectorise the sums (reassociation,
-no signed zeros) but keeps NaN and infinity semantics. On a GPU the callback uses torch's reductions,
+sums: at most 2**16 ones per column and chunk), float64 across chunks. A large tensor's rows are split
+over torch's number of CPU threads (the kernels release the GIL); any other is one compiled call.
+fastmath lets LLVM vectorise the sums (reassociation, no signed zeros) but keeps NaN and infinity
+semantics. On a GPU the callback uses torch's reductions,
 which are bandwidth-bound there.
 """
 
@@ -39,22 +40,33 @@ _FASTMATH = {"reassoc", "contract", "arcp", "nsz"}
 
 
 @njit(nogil=True, boundscheck=False, fastmath=_FASTMATH, cache=True)
-def _sums(a, sums, odd):  # pragma: no cover - compiled
-    for r in range(a.shape[0]):
-        for c in range(a.shape[1]):
-            v = a[r, c]
-            sums[c] += v
-            odd[c] += abs(v - v * v)
-
-
-@njit(nogil=True, boundscheck=False, fastmath=_FASTMATH, cache=True)
-def _sums_nonzero(a, sums, odd, nonzero):  # pragma: no cover - compiled
-    for r in range(a.shape[0]):
-        for c in range(a.shape[1]):
-            v = a[r, c]
-            sums[c] += v
-            odd[c] += abs(v - v * v)
-            nonzero[c] += 1.0 if v != 0 else 0.0
+def _column_sums(a, chunk_rows, count_nonzero):  # pragma: no cover - compiled
+    """(sums, total of |x - x^2|, nonzero values) per column of ``a``, float64; float32 within each chunk
+    of ``chunk_rows`` rows (the inner loops vectorise over the columns)."""
+    width = a.shape[1]
+    sums, nonzero, odd_total = np.zeros(width), np.zeros(width), 0.0
+    part, odd, events = np.empty(width, a.dtype), np.empty(width, a.dtype), np.empty(width, a.dtype)
+    for start in range(0, a.shape[0], chunk_rows):
+        part[:], odd[:], events[:] = 0, 0, 0
+        stop = min(start + chunk_rows, a.shape[0])
+        if count_nonzero:
+            for r in range(start, stop):
+                for c in range(width):
+                    v = a[r, c]
+                    part[c] += v
+                    odd[c] += abs(v - v * v)
+                    events[c] += 1.0 if v != 0 else 0.0
+        else:
+            for r in range(start, stop):
+                for c in range(width):
+                    v = a[r, c]
+                    part[c] += v
+                    odd[c] += abs(v - v * v)
+        for c in range(width):
+            sums[c] += part[c]
+            nonzero[c] += events[c]
+            odd_total += odd[c]
+    return sums, odd_total, nonzero
 
 
 @njit(nogil=True, boundscheck=False, fastmath=_FASTMATH, cache=True)
@@ -65,13 +77,6 @@ def _extremes(a, low, high, nonzero):  # pragma: no cover - compiled
             nonzero[c] += 1.0 if v != 0 else 0.0
             low[c] = v if v < low[c] else low[c]
             high[c] = v if v > high[c] else high[c]
-
-
-def _chunk_sums(a: np.ndarray, nonzero: bool) -> tuple[np.ndarray, ...]:
-    """(sums, |x - x^2| sums[, nonzero counts]) per column of ``a``, as float64 arrays."""
-    parts = [np.zeros(a.shape[1], dtype=a.dtype) for _ in range(3 if nonzero else 2)]
-    (_sums_nonzero if nonzero else _sums)(a, *parts)
-    return tuple(p.astype(np.float64) for p in parts)
 
 
 def _chunk_extremes(a: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -85,32 +90,35 @@ def _chunk_extremes(a: np.ndarray) -> tuple[np.ndarray, ...]:
 _pools: dict[int, ThreadPoolExecutor] = {}
 
 
-def _over_chunks(x: torch.Tensor, columns: int | None, reduce: Callable) -> list[tuple[np.ndarray, ...]]:
-    """``reduce`` of every chunk of rows of the CPU tensor ``x`` read as ``[-1, columns]`` (or in lanes),
-    on torch's number of CPU threads; the last elements of a tensor read in lanes are one short row."""
+def _over_rows(x: torch.Tensor, columns: int | None, reduce: Callable) -> list[tuple]:
+    """``reduce`` of the CPU tensor ``x`` read as ``[-1, columns]`` (or in lanes), its rows split over
+    torch's number of CPU threads when it is large (one call otherwise: the common case, kept lean, as the
+    callback runs it on every activation); the last elements of a tensor read in lanes are one short row."""
     flat = x.detach().reshape(-1)
     if flat.dtype not in (torch.float32, torch.float64):
         flat = flat.float()
-    width = columns or min(LANES, max(1, flat.numel()))
-    body = flat.numel() - flat.numel() % width
-    rows = flat[:body].contiguous().numpy().reshape(-1, width)
-    threads = max(1, torch.get_num_threads())
-    chunks = max(math.ceil(len(rows) / CHUNK_ROWS), threads if flat.numel() >= PARALLEL_ELEMENTS else 1)
-    step = max(1, math.ceil(len(rows) / chunks))
-    parts = [rows[i : i + step] for i in range(0, len(rows), step)] or [rows]
-    if len(parts) > 1 and threads > 1:
+    array = flat.contiguous().numpy()
+    width = columns or min(LANES, max(1, array.size))
+    body = array.size - array.size % width
+    rows = array[:body].reshape(-1, width)
+    threads = torch.get_num_threads()
+    if threads > 1 and array.size >= PARALLEL_ELEMENTS:
         if threads not in _pools:
             _pools[threads] = ThreadPoolExecutor(threads, thread_name_prefix="snnbench-metrics")
-        results = list(_pools[threads].map(reduce, parts))
+        step = math.ceil(len(rows) / threads)
+        results = list(_pools[threads].map(reduce, [rows[i : i + step] for i in range(0, len(rows), step)]))
     else:
-        results = [reduce(part) for part in parts]
-    if body < flat.numel():
-        results.append(reduce(flat[body:].contiguous().numpy().reshape(1, -1)))
+        results = [reduce(rows)]
+    if body < array.size:
+        results.append(reduce(array[body:].reshape(1, -1)))
     return results
 
 
-def _per_column(columns: int | None) -> Callable[[np.ndarray], np.ndarray]:
-    return (lambda v: v) if columns else (lambda v: v.sum(keepdims=True))
+def _combine(parts: list[np.ndarray], columns: int | None) -> torch.Tensor:
+    """Per-column arrays of the parts of one tensor, added (``columns`` None: their grand total)."""
+    if not columns:
+        return torch.tensor([sum(float(p.sum()) for p in parts)], dtype=torch.float64)
+    return torch.from_numpy(parts[0] if len(parts) == 1 else np.sum(parts, axis=0))
 
 
 def column_sums(
@@ -118,17 +126,16 @@ def column_sums(
 ) -> tuple[torch.Tensor, bool, torch.Tensor | None]:
     """Per-column sums (float64) of a CPU tensor viewed as ``[-1, columns]`` (``columns`` None: the total,
     as one column), whether every value is 0 or 1, and with ``nonzero`` the nonzero values per column."""
-    results = _over_chunks(x, columns, lambda a: _chunk_sums(a, nonzero))
-    keep = _per_column(columns)
-    sums = torch.from_numpy(sum(keep(r[0]) for r in results))
-    binary = sum(float(r[1].sum()) for r in results) == 0
-    return sums, binary, torch.from_numpy(sum(keep(r[2]) for r in results)) if nonzero else None
+    results = _over_rows(x, columns, lambda a: _column_sums(a, CHUNK_ROWS, nonzero))
+    binary = all(r[1] == 0 for r in results)
+    sums = _combine([r[0] for r in results], columns)
+    return sums, binary, _combine([r[2] for r in results], columns) if nonzero else None
 
 
 def column_extremes(x: torch.Tensor, columns: int | None) -> tuple[float, float, torch.Tensor]:
     """The minimum and maximum (NaN skipped) of a CPU tensor, and its nonzero values per column of
     ``[-1, columns]`` (float64; ``columns`` None: in total, as one column)."""
-    results = _over_chunks(x, columns, _chunk_extremes)
+    results = _over_rows(x, columns, _chunk_extremes)
     low = min(float(r[0].min()) for r in results)
     high = max(float(r[1].max()) for r in results)
-    return low, high, torch.from_numpy(sum(_per_column(columns)(r[2]) for r in results))
+    return low, high, _combine([r[2] for r in results], columns)
