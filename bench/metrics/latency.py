@@ -16,6 +16,23 @@ import torch
 from torch import nn
 
 
+def forward_seconds(model: nn.Module, inputs: list[torch.Tensor]) -> list[float]:
+    """Seconds of each forward pass of ``model`` over ``inputs`` (on its device), after one warm-up pass
+    of the first; CUDA is synchronised around each, so a pass's time is its own."""
+    device = inputs[0].device
+    model(inputs[0])
+    times = []
+    for x in inputs:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        model(x)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        times.append(time.perf_counter() - start)
+    return times
+
+
 @torch.inference_mode()
 def measure_latency(
     trainer: pl.Trainer, pl_module: nn.Module, throughput_batches: int, latency_samples: int
@@ -30,28 +47,17 @@ def measure_latency(
     pl_module.eval()
     results = {}
 
-    def seconds(inputs: list[torch.Tensor]) -> list[float]:
-        pl_module(inputs[0])  # warm-up
-        times = []
-        for x in inputs:
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            start = time.perf_counter()
-            pl_module(x)
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            times.append(time.perf_counter() - start)
-        return times
-
     with trainer.precision_plugin.forward_context():
         if throughput_batches > 0:
             batches = [x.to(device) for x, _ in itertools.islice(loader, throughput_batches)]
-            results["throughput_sps"] = sum(len(x) for x in batches) / sum(seconds(batches))
+            seconds = sum(forward_seconds(pl_module, batches))
+            results["throughput_sps"] = sum(len(x) for x in batches) / seconds
             results["throughput_batch_size"] = len(batches[0])
         if latency_samples > 0:
             dataset = loader.dataset
             n = min(latency_samples, len(dataset))
-            latencies = sorted(1e3 * t for t in seconds([dataset[i][0][None].to(device) for i in range(n)]))
+            samples = [dataset[i][0][None].to(device) for i in range(n)]
+            latencies = sorted(1e3 * t for t in forward_seconds(pl_module, samples))
             results["latency_ms_median"] = statistics.median(latencies)
             results["latency_ms_p95"] = latencies[math.ceil(0.95 * n) - 1]
             results["latency_samples"] = n

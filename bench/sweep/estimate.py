@@ -312,21 +312,14 @@ def _time_eval(model, trainer, loader, device) -> tuple[float, float]:
 
     import torch
 
+    from bench.metrics.latency import forward_seconds
+
     model.eval()
     batches = [x.to(device) for x, _ in itertools.islice(loader, EVAL_BATCHES + 1)]
     samples = [batches[0][i : i + 1] for i in range(min(EVAL_SAMPLES + 1, len(batches[0])))]
 
     def mean_seconds(inputs) -> float:
-        times = []
-        for x in inputs:
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            start = time.perf_counter()
-            model(x)
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            times.append(time.perf_counter() - start)
-        timed = times[1:] or times
+        timed = forward_seconds(model, inputs)  # after a warm-up pass of the first
         return sum(timed) / len(timed)
 
     with torch.no_grad(), trainer.precision_plugin.forward_context():
