@@ -27,6 +27,7 @@ Usage: ``.venv/bin/python benchmarks/metrics_overhead.py [--epochs 1] [--repeats
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 
@@ -176,6 +177,9 @@ def main() -> None:
         f"device {device}, {args.threads} thread(s), {args.repeats} interleaved repeats; each ratio is taken "
         "within one repeat (against the reference timed beside it), then its median and range over repeats"
     )
+    # Other processes share the caches and memory bandwidth that the callback's reads depend on.
+    load = os.getloadavg()[0]
+    print(f"  machine: {os.cpu_count()} CPU(s), 1-minute load average {load:.2f} (this run included)")
     print(f"  {'':42s} {'median s':>9s} {'ratio: median':>14s} {'range':>15s}")
     for name, values in times.items():
         reference = "trainer.test" if name.startswith("trainer.test +") else "bare forward loop"
