@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch import nn
@@ -109,9 +110,14 @@ class EnergyMetrics(pl.Callback):
                 self.activation[name] = module
         device = next(pl_module.parameters()).device
         self.counts = OpCounts(len(self.synaptic), len(self.activation)).to(device)
-        f64 = {"dtype": torch.float64, "device": device}
-        self._syn_batch = torch.zeros(len(self.synaptic), len(COUNT_FIELDS), **f64)
-        self._act_batch = torch.zeros(len(self.activation), len(ACT_FIELDS), **f64)
+        # A batch's counts: in numpy on the CPU (each hook adds floats to a row), on the device otherwise.
+        shapes = (len(self.synaptic), len(COUNT_FIELDS)), (len(self.activation), len(ACT_FIELDS))
+        if device.type == "cpu":
+            self._syn_batch, self._act_batch = (np.zeros(shape) for shape in shapes)
+        else:
+            self._syn_batch, self._act_batch = (
+                torch.zeros(shape, dtype=torch.float64, device=device) for shape in shapes
+            )
         self._pools = PoolWindows()
         self._time_steps = 0
 
@@ -152,17 +158,18 @@ class EnergyMetrics(pl.Callback):
         def hook(module, inputs, output):
             with torch._C.DisableTorchFunction():
                 row_values = activation_row(output, self._pools.moments(output))
-                self._act_batch[row] += torch.tensor(
-                    row_values, dtype=torch.float64, device=self._act_batch.device
-                )
+                if isinstance(self._act_batch, torch.Tensor):
+                    row_values = torch.tensor(row_values, dtype=torch.float64, device=self._act_batch.device)
+                self._act_batch[row] += row_values
 
         return hook
 
     def flush(self, samples: int) -> None:
         """Move the counts of the batch just run into the (DDP-summed) metric state."""
-        self.counts.update(self._syn_batch, self._act_batch, samples, self._time_steps)
-        self._syn_batch.zero_()
-        self._act_batch.zero_()
+        batch = torch.as_tensor(self._syn_batch), torch.as_tensor(self._act_batch)
+        self.counts.update(*batch, samples, self._time_steps)
+        self._syn_batch[...] = 0
+        self._act_batch[...] = 0
 
     def on_test_start(self, trainer, pl_module):
         self.attach(pl_module)

@@ -157,8 +157,9 @@ class SynapticCounter:
 
     def count(
         self, x: torch.Tensor, output: torch.Tensor, windows: set[int], pooled: int | None = None
-    ) -> torch.Tensor:
-        """The :data:`COUNT_FIELDS` row of one call with input ``x`` and ``output``; ``windows``: those of
+    ) -> list[float] | torch.Tensor:
+        """The :data:`COUNT_FIELDS` row of one call with input ``x`` and ``output`` (floats on the CPU, a
+        tensor on ``x``'s device otherwise, so that nothing waits for it); ``windows``: those of
         the average pools of spikes run so far in this forward pass; ``pooled``: the window when ``x`` is
         itself the output of such a pool (:meth:`PoolWindows.pooled_window`), whose values are known to be
         pooled spikes without checking them again."""
@@ -211,6 +212,11 @@ class SynapticCounter:
         values = [0.0] * len(COUNT_FIELDS)
         for key, value in scalars.items():
             values[self.field[key]] = value
+        if x.device.type == "cpu":  # numpy's dot products cost less than torch's small ops, call after call
+            fan = fanout.numpy()
+            for key, events in maps.items():
+                values[self.field[key]] = float(events.numpy() @ fan)
+            return values
         row = torch.tensor(values, dtype=torch.float64, device=x.device)
         index = self._index.get((tuple(maps), x.device))
         if index is None:
