@@ -16,8 +16,7 @@ Sums are float32 within a chunk of at most :data:`CHUNK_ROWS` rows (exact for bi
 sums: at most 2**16 ones per column and chunk), float64 across chunks. A large tensor's rows are split
 over torch's number of CPU threads (the kernels release the GIL); any other is one compiled call.
 fastmath lets LLVM vectorise the sums (reassociation, no signed zeros) but keeps NaN and infinity
-semantics. On a GPU the callback uses torch's reductions,
-which are bandwidth-bound there.
+semantics. On a GPU the callback uses torch's reductions, which are bandwidth-bound there.
 """
 
 from __future__ import annotations
@@ -70,21 +69,23 @@ def _column_sums(a, chunk_rows, count_nonzero):  # pragma: no cover - compiled
 
 
 @njit(nogil=True, boundscheck=False, fastmath=_FASTMATH, cache=True)
-def _extremes(a, low, high, nonzero):  # pragma: no cover - compiled
-    for r in range(a.shape[0]):
-        for c in range(a.shape[1]):
-            v = a[r, c]
-            nonzero[c] += 1.0 if v != 0 else 0.0
-            low[c] = v if v < low[c] else low[c]
-            high[c] = v if v > high[c] else high[c]
-
-
-def _chunk_extremes(a: np.ndarray) -> tuple[np.ndarray, ...]:
-    """(lows, highs, nonzero counts) per column of ``a``."""
-    low, high = np.full(a.shape[1], np.inf, dtype=a.dtype), np.full(a.shape[1], -np.inf, dtype=a.dtype)
-    nonzero = np.zeros(a.shape[1], dtype=a.dtype)
-    _extremes(a, low, high, nonzero)
-    return low, high, nonzero.astype(np.float64)
+def _extremes(a, chunk_rows):  # pragma: no cover - compiled
+    """(lows, highs, nonzero values) per column of ``a``; the counts float32 within each chunk of
+    ``chunk_rows`` rows (exact), float64 across chunks, as :func:`_column_sums` counts them."""
+    width = a.shape[1]
+    low, high = np.full(width, np.inf, a.dtype), np.full(width, -np.inf, a.dtype)
+    nonzero, events = np.zeros(width), np.empty(width, a.dtype)
+    for start in range(0, a.shape[0], chunk_rows):
+        events[:] = 0
+        for r in range(start, min(start + chunk_rows, a.shape[0])):
+            for c in range(width):
+                v = a[r, c]
+                events[c] += 1.0 if v != 0 else 0.0
+                low[c] = v if v < low[c] else low[c]
+                high[c] = v if v > high[c] else high[c]
+        for c in range(width):
+            nonzero[c] += events[c]
+    return low, high, nonzero
 
 
 _pools: dict[int, ThreadPoolExecutor] = {}
@@ -135,7 +136,7 @@ def column_sums(
 def column_extremes(x: torch.Tensor, columns: int | None) -> tuple[float, float, torch.Tensor]:
     """The minimum and maximum (NaN skipped) of a CPU tensor, and its nonzero values per column of
     ``[-1, columns]`` (float64; ``columns`` None: in total, as one column)."""
-    results = _over_rows(x, columns, _chunk_extremes)
+    results = _over_rows(x, columns, lambda a: _extremes(a, CHUNK_ROWS))
     low = min(float(r[0].min()) for r in results)
     high = max(float(r[1].max()) for r in results)
     return low, high, _combine([r[2] for r in results], columns)
