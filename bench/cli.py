@@ -322,8 +322,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     sweep = sweeps.load_sweep(args.file)
     if args.dry_run:
         print_data_check(sweep, getattr(args, "overrides", None) or [])
-        slurm_flags = ("partition", "cpus_per_task", "gpus_per_node", "mem_gb", "timeout_min")
-        options = {key: getattr(args, key) for key in slurm_flags}
+        options = slurm_options(args)
         planned = sweeps.plan(
             sweep, args.executor, args.cells_per_task, args.retry_failed, options, args.max_parallel
         )
@@ -332,13 +331,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         if args.estimate:
             print_estimate(sweep, args)
         return 0
-    slurm_flags = ("partition", "cpus_per_task", "gpus_per_node", "mem_gb", "timeout_min")
     outcome = sweeps.execute(
         sweep,
         args.executor,
         max_parallel=args.max_parallel,
         retry_failed=args.retry_failed,
-        slurm={key: getattr(args, key) for key in slurm_flags},
+        slurm=slurm_options(args),
         cells_per_task=args.cells_per_task,
         wait=args.wait,
         echo=console.print,
@@ -356,11 +354,36 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+#: The `bench sweep` options that override the sweep file's ``slurm`` block.
+SLURM_FLAGS = ("partition", "cpus_per_task", "gpus_per_node", "mem_gb", "timeout_min")
+
+
+def slurm_options(args: argparse.Namespace) -> dict:
+    return {key: getattr(args, key) for key in SLURM_FLAGS}
+
+
+def estimate_layout(sweep, args: argparse.Namespace, cells: int) -> tuple[int, int, int, int]:
+    """How the ``cells`` still to run will run, for ``--estimate``: (cells at a time, cells a task, CPU
+    threads a cell, pilots side by side). SLURM: the resolved request's array parallelism (all the cells
+    when it sets none), packing and ``cpus_per_task``, a pilot at a time (a task has its own share of a
+    node); locally: ``--max-parallel`` cells and pilots at a time, each with its share of the CPUs, as
+    bench.sweep.local runs them."""
+    from bench.sweep.slurm import cells_per_task, slurm_parameters
+
+    cpus = os.cpu_count() or 1
+    if args.executor == "slurm":
+        request = slurm_parameters(sweep, {**slurm_options(args), "array_parallelism": args.max_parallel})
+        parallel = request.get("slurm_array_parallelism") or cells or 1
+        threads = int(request["cpus_per_task"])
+        return parallel, cells_per_task(sweep, args.cells_per_task), max(1, min(threads, cpus)), 1
+    parallel = args.max_parallel or 1
+    return parallel, 1, max(1, cpus // parallel), parallel
+
+
 def print_estimate(sweep, args: argparse.Namespace) -> None:
     """``--dry-run --estimate``: a pilot of each distinct run shape on this machine (bench.sweep.estimate),
     a row per shape, then the device-hours and wall time of the cells still to run."""
     from bench.sweep import estimate as est
-    from bench.sweep.slurm import slurm_parameters
     from bench.sweep.state import cells_to_run
 
     todo, _ = cells_to_run(sweep, args.retry_failed)
@@ -369,17 +392,7 @@ def print_estimate(sweep, args: argparse.Namespace) -> None:
     def echo(line: str) -> None:
         err_console.print(line, style="dim", highlight=False)
 
-    cpus = os.cpu_count() or 1
-    if args.executor == "slurm":
-        parallel = args.max_parallel or sweep.slurm.get("slurm_array_parallelism") or len(todo) or 1
-        per_task = args.cells_per_task or sweep.cells_per_task
-        request = slurm_parameters(sweep, {"cpus_per_task": args.cpus_per_task})
-        threads = int(request["cpus_per_task"])
-        side_by_side = 1  # a task has its own share of a node
-    else:  # as bench.sweep.local runs its cells, each with its share of the CPUs
-        parallel, per_task = args.max_parallel or 1, 1
-        threads, side_by_side = cpus // parallel, parallel
-    threads = max(1, min(threads, cpus))
+    parallel, per_task, threads, side_by_side = estimate_layout(sweep, args, len(todo))
     shapes = est.estimate(sweep, todo, threads, side_by_side, echo=echo)
     rows, over = [], []
     for shape in shapes:

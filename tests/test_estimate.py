@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 
 import pytest
-from helpers import bench, load_sweep_in, quick_sweep
+from helpers import bench, load_sweep_in, quick_sweep, write_sweep
 
+from bench.cli import build_parser, estimate_layout
 from bench.sweep import estimate as est
 
 
@@ -69,3 +70,19 @@ def test_the_dry_run_estimate_prints_every_column_whole_in_a_log(tmp_path):
     assert row.split()[1:4] == ["mnist5k", "1", "1/1"] and row.split()[-1] == "real"
     threads = max(1, (os.cpu_count() or 1) // 2)  # the CPUs shared by the 2 cells at a time
     assert f"each cell on {threads} CPU thread(s)" in " ".join(out.stdout.split())
+
+
+def test_a_slurm_estimate_runs_at_the_requests_array_parallelism_packing_and_cpus(tmp_path):
+    # no pilot: how the cells will run, from the sweep file's slurm block and the command line over it
+    text = "methods: [ann]\ndatasets: [mnist5k]\nseeds: [0, 1, 2]\n"
+    text += "slurm: {array_parallelism: 2, cpus_per_task: 1, cells_per_task: 3}\n"
+    path = write_sweep(tmp_path, "arr", text)
+    sweep = load_sweep_in(tmp_path, path)
+    estimate = ["sweep", str(path), "--dry-run", "--estimate"]
+    args = build_parser().parse_args([*estimate, "--executor", "slurm"])
+    assert estimate_layout(sweep, args, 3) == (2, 3, 1, 1)
+    args = build_parser().parse_args([*estimate, "--executor", "slurm", "--max-parallel", "5"])
+    assert estimate_layout(sweep, args, 3) == (5, 3, 1, 1)
+    cpus = os.cpu_count() or 1
+    args = build_parser().parse_args([*estimate, "--max-parallel", "2"])  # local
+    assert estimate_layout(sweep, args, 3) == (2, 1, max(1, cpus // 2), 2)

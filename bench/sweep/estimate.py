@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -318,12 +319,9 @@ def _time_eval(model, trainer, loader, device) -> tuple[float, float]:
     batches = [x.to(device) for x, _ in itertools.islice(loader, EVAL_BATCHES + 1)]
     samples = [batches[0][i : i + 1] for i in range(min(EVAL_SAMPLES + 1, len(batches[0])))]
 
-    def mean_seconds(inputs) -> float:
-        timed = forward_seconds(model, inputs)  # after a warm-up pass of the first
-        return sum(timed) / len(timed)
-
-    with torch.no_grad(), trainer.precision_plugin.forward_context():
-        return mean_seconds(batches), mean_seconds(samples)
+    with torch.no_grad(), trainer.precision_plugin.forward_context():  # each after a warm-up pass
+        batch_s, sample_s = forward_seconds(model, batches), forward_seconds(model, samples)
+    return statistics.fmean(batch_s), statistics.fmean(sample_s)
 
 
 class _BatchTimer(pl.Callback):
