@@ -9,7 +9,8 @@ GPU, the process's peak RSS on a CPU) is its own. The pilot builds the run as :m
 disk, else on random batches of the same shape (from the DataModule's facts: ``[B, C, H, W]`` images,
 ``[B, frames, C, H, W]`` event frames; batch counts from its ``sizes``). It times
 :data:`TIMED_STEPS` optimiser steps after :data:`WARMUP_STEPS` warm-up steps (Lightning's loop, a
-callback timing each batch), then no-grad forward passes of a batch and of one sample; what its
+callback timing each batch from the previous one's end, so fetching it counts), then the fetch and no-grad
+forward of a batch and the forward of one sample; what its
 ``trainer.fit`` spent outside the timed batches (``outside_s``: Lightning's set-up, the warm-up steps'
 excess, and whatever the method does at the end of the pilot's short epoch, e.g. hybrid_stdb's conversion
 after its last ANN epoch) is counted once. A method with phases of different cost
@@ -308,7 +309,8 @@ def _pilot_main(spec: dict) -> dict:
 
 
 def _time_eval(model, trainer, loader, device) -> tuple[float, float]:
-    """Seconds per no-grad forward of a batch, and of one sample (each after one warm-up)."""
+    """Seconds per evaluated batch (fetched from ``loader`` and a no-grad forward), and per no-grad
+    forward of one sample (each forward timed after one warm-up)."""
     import itertools
 
     import torch
@@ -316,16 +318,20 @@ def _time_eval(model, trainer, loader, device) -> tuple[float, float]:
     from bench.metrics.latency import forward_seconds
 
     model.eval()
+    fetch_started = time.perf_counter()
     batches = [x.to(device) for x, _ in itertools.islice(loader, EVAL_BATCHES + 1)]
+    fetch_s = (time.perf_counter() - fetch_started) / len(batches)
     samples = [batches[0][i : i + 1] for i in range(min(EVAL_SAMPLES + 1, len(batches[0])))]
 
     with torch.no_grad(), trainer.precision_plugin.forward_context():  # each after a warm-up pass
         batch_s, sample_s = forward_seconds(model, batches), forward_seconds(model, samples)
-    return statistics.fmean(batch_s), statistics.fmean(sample_s)
+    return fetch_s + statistics.fmean(batch_s), statistics.fmean(sample_s)
 
 
 class _BatchTimer(pl.Callback):
-    """Seconds of each training batch: forward, backward and optimiser step."""
+    """Seconds of each training batch, from the previous batch's end (the first: from its own start):
+    fetching it from the loader, forward, backward and optimiser step. Fetching counts because a run
+    waits for it too (event frames built per sample, a loader without workers)."""
 
     def __init__(self):
         self.seconds: list[float] = []
@@ -340,12 +346,15 @@ class _BatchTimer(pl.Callback):
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         self.device = pl_module.device
-        self._sync(pl_module)
-        self._start = time.perf_counter()
+        if self._start is None:
+            self._sync(pl_module)
+            self._start = time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         self._sync(pl_module)
-        self.seconds.append(time.perf_counter() - self._start)
+        now = time.perf_counter()
+        self.seconds.append(now - self._start)
+        self._start = now
 
 
 def main(argv: list[str] | None = None) -> int:
