@@ -241,6 +241,20 @@ def test_tuned_cells_wait_for_their_tuning_runs_then_run_the_best_validated_conf
     assert [c.waiting for c in waiting] == ["every one of its tuning runs failed (bench status)"] * 2
 
 
+def test_tuning_overrides_shorten_the_tuning_runs_only(tmp_path):
+    text = TUNED.replace("overrides: {method.layers: 8C3-AP2}", "overrides: {trainer.max_epochs: 8}")
+    text = text.replace("  seeds: [0]\n", "  seeds: [0]\n  overrides: {trainer.max_epochs: 4}\n")
+    sweep = load_sweep(str(write_sweep(tmp_path, "short", text)), check=False)
+    epochs = {(c.stage, c.method): c.config(check=False).trainer.max_epochs for c in sweep.cells}
+    assert epochs == {
+        ("tuning", "ann"): 4,
+        ("tuning", "lif_sg"): 4,
+        (None, "ann"): 8,
+        (None, "lif_sg"): 8,
+        (None, "compressed_event"): 8,
+    }
+
+
 def test_a_tuned_sweep_validates_then_tests_the_chosen_configuration(workdir):
     """End to end, locally: the tuning runs are validated and never tested; then the ranked cell runs."""
     settings = "\n".join(f"  {k}: {v}" for k, v in QUICK_SETTINGS.items())

@@ -5,17 +5,19 @@ A sweep file's ``tuning`` block::
 
     tuning:
       seeds: [0]                       # the tuning runs' seeds (default [0])
-      overrides: {data.fold: 0}        # what the tuning runs set instead of the cell's own (optional)
+      overrides: {data.fold: 0}        # what the tuning runs set instead of the cell's own (optional;
+                                       # e.g. trainer.max_epochs: a shorter schedule, the same for all)
       space:                           # per method: config key -> values; their product is its budget,
         lif_sg: {method.lr: [1.0e-3, 3.0e-3], method.v_threshold: [0.5, 1.0]}   # the same for every method
         ann: {method.lr: [3.0e-4, 1.0e-3, 3.0e-3, 1.0e-2]}
 
 For each group of cells that differ only in seed (and in the keys ``tuning.overrides`` sets, e.g. the
-fold), one tuning run per configuration and tuning seed trains with the cell's schedule, is validated and
-is never tested (its record says ``stage: tuning`` and holds no test metric: the test set never touches
-the choice). The rule (:data:`RULE`) picks a configuration once all of the group's tuning runs ended; the
-group's cells then run with it appended to their overrides, and their records say what was tried, with
-which validation accuracy, and what was chosen (``tuning``). Cells outside their method's design range
+fold), one tuning run per configuration and tuning seed trains with the cell's schedule (or the one
+``tuning.overrides`` sets), is validated and is never tested (its record says ``stage: tuning`` and holds
+no test metric: the test set never touches the choice). The rule (:data:`RULE`) picks a configuration
+once all of the group's tuning runs ended; the group's cells then run with it appended to their
+overrides, and their records say what was tried, with which validation accuracy, and what was chosen
+(``tuning``). Cells outside their method's design range
 (``bench list``) are never ranked, so they get no tuning: they run the method's defaults.
 
 Tuning runs belong to the sweep ``<name>-tuning`` (their run ids differ from the ranked cells' even where
@@ -38,7 +40,7 @@ from bench.results.records import TUNING_STAGE as STAGE
 
 TUNING_KEYS = ("seeds", "overrides", "space")
 RULE = (
-    "the configuration with the highest validation accuracy after the full schedule, averaged over the "
+    "the configuration with the highest validation accuracy at the end of its tuning run, averaged over the "
     "tuning seeds; a configuration with a failed run loses; ties go to the first listed"
 )
 
