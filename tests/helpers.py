@@ -1,7 +1,7 @@
 """What several test modules share (test modules never import each other): the one set of quick run
 overrides, the ``bench`` command as a subprocess, a copy of the project to add files to, sweep files, the
-SLURM-only marker, the metrics callback on a bare network, one training step of a model, and the samples
-of an event DataModule."""
+SLURM-only marker, the metrics callback on a bare network, a quiet trainer and a tiny classifier, one training
+step of a model, and the samples of an event DataModule."""
 
 from __future__ import annotations
 
@@ -202,6 +202,34 @@ def quiet_trainer(**settings) -> pl.Trainer:
     quiet = {"accelerator": "cpu", "logger": False, "enable_checkpointing": False}
     quiet |= {"enable_progress_bar": False, "enable_model_summary": False}
     return pl.Trainer(**(quiet | settings))
+
+
+class TinyClassifier(pl.LightningModule):
+    """A Linear 4 -> 2 that logs to the progress bar what every method logs (methods/base.py): the
+    training loss each step and epoch, the accuracy and loss of each validation."""
+
+    def __init__(self):
+        super().__init__()
+        self.layer = torch.nn.Linear(4, 2)
+
+    def _step(self, batch, stage: str) -> torch.Tensor:
+        x, y = batch
+        loss = torch.nn.functional.cross_entropy(self.layer(x), y)
+        self.log(f"{stage}/loss", loss, prog_bar=True, on_step=stage == "train", on_epoch=True)
+        self.log(f"{stage}/acc", 0.5, prog_bar=True, on_step=False, on_epoch=True)
+        return loss
+
+    def forward(self, x):
+        return self.layer(x)
+
+    def training_step(self, batch, batch_idx):
+        return self._step(batch, "train")
+
+    def validation_step(self, batch, batch_idx):
+        return self._step(batch, "val")
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
 
 
 def tiny_batch(datamodule, batch_size: int = 3, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

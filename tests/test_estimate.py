@@ -6,9 +6,8 @@ import os
 import time
 
 import pytest
-import pytorch_lightning as pl
 import torch
-from helpers import bench, load_sweep_in, quick_sweep, write_sweep
+from helpers import TinyClassifier, bench, load_sweep_in, quick_sweep, quiet_trainer, write_sweep
 
 from bench.cli import build_parser, estimate_layout
 from bench.sweep import estimate as est
@@ -92,7 +91,7 @@ def test_a_slurm_estimate_runs_at_the_requests_array_parallelism_packing_and_cpu
 
 
 class _SlowDigits(torch.utils.data.Dataset):
-    """Four 1-pixel samples, each taking ``delay`` seconds to load (as event frames built per sample do)."""
+    """Four 4-feature samples, each taking ``delay`` seconds to load (as event frames built per sample do)."""
 
     delay = 0.05
 
@@ -101,32 +100,13 @@ class _SlowDigits(torch.utils.data.Dataset):
 
     def __getitem__(self, index):
         time.sleep(self.delay)
-        return torch.ones(1), torch.tensor(index % 2)
-
-
-class _Tiny(pl.LightningModule):
-    def __init__(self):
-        super().__init__()
-        self.layer = torch.nn.Linear(1, 2)
-
-    def forward(self, x):
-        return self.layer(x)
-
-    def training_step(self, batch, batch_idx):
-        x, y = batch
-        return torch.nn.functional.cross_entropy(self(x), y)
-
-    def configure_optimizers(self):
-        return torch.optim.SGD(self.parameters(), lr=0.1)
+        return torch.ones(4), torch.tensor(index % 2)
 
 
 def test_a_pilot_times_fetching_each_batch_as_a_run_waits_for_it():
     loader = torch.utils.data.DataLoader(_SlowDigits(), batch_size=1)
-    timer, model = est._BatchTimer(), _Tiny()
-    quiet = dict(
-        logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False
-    )
-    trainer = pl.Trainer(max_epochs=1, accelerator="cpu", callbacks=[timer], **quiet)
+    timer, model = est._BatchTimer(), TinyClassifier()
+    trainer = quiet_trainer(max_epochs=1, callbacks=[timer])
     trainer.fit(model, train_dataloaders=loader)
     # every step after the first includes its batch's 0.05 s fetch (the first is timed from its start)
     assert len(timer.seconds) == 4 and min(timer.seconds[1:]) >= _SlowDigits.delay

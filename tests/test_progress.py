@@ -14,7 +14,7 @@ import pytorch_lightning as pl
 import rich
 import torch
 import yaml
-from helpers import QUICK, write_sweep
+from helpers import QUICK, TinyClassifier, write_sweep
 from omegaconf import OmegaConf
 from pytorch_lightning import callbacks
 from pytorch_lightning.loggers import CSVLogger
@@ -195,31 +195,6 @@ def test_long_phases_and_counts_print_at_most_every_so_often(capsys, monkeypatch
 
 
 # --- a terminal's display at 80 columns, without noise (issue 33) -------------------------------------------
-class Logging(pl.LightningModule):
-    """Logs to the progress bar what every method logs (methods/base.py): the training loss each step and
-    epoch, the accuracy and loss of each validation."""
-
-    def __init__(self):
-        super().__init__()
-        self.layer = torch.nn.Linear(4, 2)
-
-    def _step(self, batch, stage: str) -> torch.Tensor:
-        x, y = batch
-        loss = torch.nn.functional.cross_entropy(self.layer(x), y)
-        self.log(f"{stage}/loss", loss, prog_bar=True, on_step=stage == "train", on_epoch=True)
-        self.log(f"{stage}/acc", 0.5, prog_bar=True, on_step=False, on_epoch=True)
-        return loss
-
-    def training_step(self, batch, batch_idx):
-        return self._step(batch, "train")
-
-    def validation_step(self, batch, batch_idx):
-        return self._step(batch, "val")
-
-    def configure_optimizers(self):
-        return torch.optim.SGD(self.parameters(), lr=0.1)
-
-
 def test_the_progress_bar_keeps_each_metrics_name_and_value_together_at_80_columns(tmp_path, monkeypatch):
     monkeypatch.setattr(rich, "_console", None)  # the bar reconfigures rich's global console: a fresh one
     out = io.StringIO()
@@ -233,7 +208,7 @@ def test_the_progress_bar_keeps_each_metrics_name_and_value_together_at_80_colum
         enable_model_summary=False,
         accelerator="cpu",
     )
-    trainer.fit(Logging(), DataLoader(data, batch_size=8), DataLoader(data, batch_size=8))
+    trainer.fit(TinyClassifier(), DataLoader(data, batch_size=8), DataLoader(data, batch_size=8))
     shown = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out.getvalue()).replace("\r", "\n").splitlines()
     names = ("train/loss_step", "train/loss_epoch", "train/acc", "val/loss", "val/acc")
     for name in names:

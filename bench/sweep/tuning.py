@@ -17,8 +17,8 @@ fold), one tuning run per configuration and tuning seed trains with the cell's s
 no test metric: the test set never touches the choice). The rule (:data:`RULE`) picks a configuration
 once all of the group's tuning runs ended; the group's cells then run with it appended to their
 overrides, and their records say what was tried, with which validation accuracy, and what was chosen
-(``tuning``). Cells outside their method's design range
-(``bench list``) are never ranked, so they get no tuning: they run the method's defaults.
+(``tuning``). Cells outside their method's design range (``bench list``) are never ranked, so they get no
+tuning: they run the method's defaults.
 
 Tuning runs belong to the sweep ``<name>-tuning`` (their run ids differ from the ranked cells' even where
 the configs agree); ``bench tables`` leaves them out.
